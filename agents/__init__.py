@@ -1,0 +1,1 @@
+"""Learned agents: GNN encoders, SB3 and RLlib glue, ONNX export (installed as ``schedgym.agents``)."""

@@ -1,0 +1,1 @@
+"""Environments, one folder per decision problem (installed as ``schedgym.envs``)."""

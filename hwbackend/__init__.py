@@ -1,0 +1,1 @@
+"""The live backend: real engines on torch, Ray actors, profiler (installed as ``schedgym.hwbackend``)."""

@@ -1,0 +1,29 @@
+"""schedgym: a research gym for learned schedulers.
+
+Importing the package registers every environment id with Gymnasium, every named dataset and every
+baseline; ``gym.make("schedgym:schedgym/JobShop-v0")`` does this in any fresh process.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from schedgym.graph import GraphSpec, to_pyg
+from schedgym.policy import Policy, baselines, make_policy
+
+__version__ = "0.1.0"
+
+ENV_IDS = {
+    "schedgym/JobShop-v0": "schedgym.envs.jobshop.env:JobShopEnv",
+}
+
+for _id, _entry in ENV_IDS.items():
+    if _id not in gym.registry:
+        gym.register(id=_id, entry_point=_entry, disable_env_checker=False)
+
+# Domain datasets and baselines register themselves on import.
+import schedgym.envs.jobshop.datasets  # noqa: E402,F401
+import schedgym.baselines  # noqa: E402,F401
+from schedgym.evaluation import Results, evaluate  # noqa: E402
+
+__all__ = ["ENV_IDS", "GraphSpec", "Policy", "Results", "baselines", "evaluate", "make_policy", "to_pyg"]

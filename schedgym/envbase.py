@@ -1,0 +1,36 @@
+"""What every schedgym environment adds to ``gymnasium.Env``: masks, the schedule, its validator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+
+class SchedulingEnv(gym.Env[dict[str, np.ndarray], Any]):
+    """Base class: subclasses set ``objective`` and ``validator`` and implement ``schedule``/``action_masks``.
+
+    ``validator(instance, schedule_array) -> dict`` is the domain's independent checker; ``validate()``
+    runs it on the env's current schedule so the harness never trusts the simulator's own numbers.
+    """
+
+    objective: ClassVar[str] = "makespan"
+    validator: ClassVar[Callable[..., dict[str, Any]]]
+
+    @property
+    def instance(self) -> Any:
+        raise NotImplementedError
+
+    def schedule(self) -> Any:
+        """The schedule built so far (a domain schedule object with ``to_json()``)."""
+        raise NotImplementedError
+
+    def action_masks(self) -> np.ndarray:
+        """Bool mask of valid actions (MaskablePPO's convention)."""
+        raise NotImplementedError
+
+    def validate(self) -> dict[str, Any]:
+        """Objectives recomputed by the domain's independent validator."""
+        raise NotImplementedError
