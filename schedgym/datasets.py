@@ -118,3 +118,31 @@ def catalogue() -> list[tuple[str, str, dict[str, int | None], str]]:
     for display, (_, factory, help) in _PATTERNS.items():
         rows.append((display, "", {}, help))
     return sorted(rows)
+
+
+_FILE_LOADERS: dict[str, Callable[[str], Any]] = {}
+
+
+def register_file_loader(env_id: str, loader: Callable[[str], Any]) -> None:
+    """How ``--instances PATH`` files are read for ``env_id``."""
+    _FILE_LOADERS[env_id] = loader
+
+
+def load_files(env_id: str, paths: list[str]) -> list[Any]:
+    """Instances from files, or from every file in a directory (sorted); errors name the file."""
+    from pathlib import Path
+
+    env_id = env_id.split(":", 1)[-1]
+    if env_id not in _FILE_LOADERS:
+        raise ValueError(f"{env_id} has no instance-file format; expected one of {sorted(_FILE_LOADERS)}")
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ValueError(f"--instances: no such file or directory: {p}")
+    if not files:
+        raise ValueError(f"--instances: no instance files found in {paths}")
+    return [_FILE_LOADERS[env_id](str(f)) for f in files]

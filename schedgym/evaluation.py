@@ -114,7 +114,7 @@ def evaluate(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(jobs), desc=f"eval {env_id}", unit="run")
+        bar = tqdm(total=len(jobs), desc=f"eval {env_id}", unit="run", disable=None)  # off when not a TTY
     results = Results()
     try:
         for inst, seed, name, pol in jobs:

@@ -8,7 +8,7 @@ import numpy as np
 
 from schedgym import datasets
 from schedgym.envs.jobshop.generator import random_instance
-from schedgym.envs.jobshop.io import benchmark_bounds, load_benchmark
+from schedgym.envs.jobshop.io import benchmark_bounds, load_benchmark, load_instance
 
 ENV_ID = "schedgym/JobShop-v0"
 TAILLARD_GROUPS = ("15x15", "20x15", "20x20", "30x15", "30x20", "50x15", "50x20", "100x20")
@@ -75,3 +75,4 @@ datasets.register_pattern(
     "jobshop/random-JxM", r"jobshop/random-(?P<j>\d+)x(?P<m>\d+)", _random_dataset,
     "Taillard-style random JxM instances: train = unbounded seeded stream, test = 100 fixed instances",
 )
+datasets.register_file_loader(ENV_ID, load_instance)

@@ -1,0 +1,187 @@
+"""The ``schedgym`` command: list what exists, evaluate policies, run the main job.
+
+Bad input (unknown env, dataset, policy, malformed instance file) exits with status 2 and one line on
+stderr naming the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+import schedgym
+from schedgym import datasets
+from schedgym.evaluation import Results, evaluate
+from schedgym.policy import Policy, baselines, make_policy
+
+JOBSHOP = "schedgym/JobShop-v0"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"schedgym {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="schedgym", description="A research gym for learned schedulers.")
+    p.add_argument("--version", action="version", version=f"schedgym {schedgym.__version__}")
+    sub = p.add_subparsers(dest="command")
+
+    ls = sub.add_parser("list", help="environment ids, datasets (with split sizes) and baselines per env")
+    ls.set_defaults(func=cmd_list)
+
+    ev = sub.add_parser("eval", help="evaluate policies on a dataset or on instance files")
+    ev.add_argument("--env", required=True, help="environment id, e.g. schedgym/JobShop-v0")
+    ev.add_argument("--policy", required=True, action="append",
+                    help="baseline name, repeatable or comma-separated; options as NAME:key=value,key=value "
+                         "(e.g. cpsat:time_limit=5)")
+    src = ev.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", help="dataset name, optionally NAME:SPLIT (default split: test)")
+    src.add_argument("--instances", nargs="+", metavar="PATH", help="instance files or directories")
+    ev.add_argument("--seeds", type=int, default=1, help="number of seeds per instance (0..N-1), default 1")
+    ev.add_argument("--out", help="results file (.json or .csv) with objectives and full schedules")
+    ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ev.set_defaults(func=cmd_eval)
+
+    run = sub.add_parser("run", help="the main job: every JobShop baseline on a Taillard size group, "
+                                     "a comparison table and a Gantt chart of the best schedule")
+    run.add_argument("--group", default="15x15", help="Taillard size group (default 15x15 = ta01-ta10)")
+    run.add_argument("--cpsat-time-limit", type=float, default=3.0, help="CP-SAT seconds per instance (default 3)")
+    run.add_argument("--out", default="schedgym-results", help="output directory (default ./schedgym-results)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.set_defaults(func=cmd_run)
+    return p
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    print("Environments:")
+    for env_id in sorted(schedgym.ENV_IDS):
+        cls = gym.registry[env_id].entry_point
+        print(f"  {env_id:<28} {cls}")
+    print("\nDatasets (split: size; inf = unbounded generator stream):")
+    for name, env_id, splits, desc in datasets.catalogue():
+        sizes = ", ".join(f"{s}: {'inf' if n is None else n}" for s, n in splits.items()) or "train: inf, test: 100"
+        print(f"  {name:<26} [{sizes}]  {desc}")
+    print("\nBaselines:")
+    for env_id in sorted(schedgym.ENV_IDS):
+        print(f"  {env_id:<28} {', '.join(baselines(env_id)) or '(none)'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    env_id = args.env.split(":", 1)[-1]
+    if env_id not in gym.registry:
+        raise ValueError(f"--env: unknown environment {args.env!r}; expected one of {sorted(schedgym.ENV_IDS)}")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    pols = _parse_policies(env_id, args.policy)
+    kwargs: dict[str, Any] = {"seeds": args.seeds, "out": args.out, "progress": not args.no_progress}
+    if args.dataset:
+        res = evaluate(env_id, pols, args.dataset, **kwargs)
+    else:
+        res = evaluate(env_id, pols, instances=datasets.load_files(env_id, args.instances), **kwargs)
+    print(res.table())
+    if args.out:
+        print(f"results: {args.out}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Every JobShop baseline on a Taillard group: table, results files, Gantt of the best schedule."""
+    from schedgym.envs.jobshop import viewer
+    from schedgym.envs.jobshop.datasets import TAILLARD_GROUPS
+    from schedgym.plotting import save_gantt
+
+    if args.group not in TAILLARD_GROUPS:
+        raise ValueError(f"--group: unknown Taillard group {args.group!r}; expected one of {list(TAILLARD_GROUPS)}")
+    if args.cpsat_time_limit <= 0:
+        raise ValueError(f"--cpsat-time-limit must be > 0 seconds, got {args.cpsat_time_limit}")
+    out = Path(args.out)
+    dataset = f"jobshop/taillard-{args.group}"
+    pols: dict[str, Policy] = {n: make_policy(JOBSHOP, n) for n in baselines(JOBSHOP) if n != "cpsat"}
+    pols["cpsat"] = make_policy(JOBSHOP, "cpsat", time_limit=args.cpsat_time_limit)
+    print(f"$ schedgym {shlex.join(sys.argv[1:] if sys.argv[1:2] == ['run'] else ['run'])}")
+    print(f"Evaluating {len(pols)} baselines on {dataset} (gap to the best-known upper bound; "
+          f"CP-SAT limited to {args.cpsat_time_limit:g} s per instance)")
+    t0 = time.perf_counter()
+    res = evaluate(JOBSHOP, pols, dataset, seeds=1, progress=not args.no_progress)
+    print()
+    print(res.table())
+    best = min(res.rows, key=lambda r: (r["gap_pct"], r["wall_s"]))
+    ds = datasets.get(dataset)
+    inst = ds.load(best["instance"])
+    import numpy as np
+
+    png = save_gantt(viewer.intervals(inst, np.asarray(best["schedule"]["start_times"])),
+                     out / f"gantt_{best['instance']}_{best['policy']}.png",
+                     title=f"{best['instance']} / {best['policy']}: makespan {best['makespan']} "
+                           f"(best known {best['best_known']}, gap {best['gap_pct']:.1f} %)",
+                     resource_label="machine")
+    _write(res, out)
+    print(f"\nbest schedule: {best['instance']} by {best['policy']}, makespan {best['makespan']} "
+          f"(gap {best['gap_pct']:.2f} %)")
+    print(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {png}  ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def _write(res: Results, out: Path) -> None:
+    res.to_json(out / "results.json")
+    res.to_csv(out / "results.csv")
+
+
+def _parse_policies(env_id: str, specs: list[str]) -> dict[str, Policy]:
+    """``["spt,mwkr", "cpsat:time_limit=5"]`` -> named policies (option values parsed as numbers)."""
+    out: dict[str, Policy] = {}
+    for spec in (s for item in specs for s in _split_top(item)):
+        name, _, opts = spec.partition(":")
+        kwargs: dict[str, Any] = {}
+        for kv in filter(None, opts.split(",")):
+            key, eq, val = kv.partition("=")
+            if not eq:
+                raise ValueError(f"--policy {spec!r}: option {kv!r} must look like key=value")
+            kwargs[key] = _number(val)
+        try:
+            pol = make_policy(env_id, name, **kwargs)
+        except TypeError as e:
+            raise ValueError(f"--policy {spec!r}: {e}") from None
+        out[spec if opts else name] = pol
+    return out
+
+
+def _split_top(item: str) -> list[str]:
+    """Split on commas that separate policies (not the ones between ``key=value`` options)."""
+    parts: list[str] = []
+    for tok in item.split(","):
+        if parts and "=" in tok and ":" in parts[-1]:
+            parts[-1] += "," + tok
+        elif tok:
+            parts.append(tok)
+    return parts
+
+
+def _number(val: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(val)
+        except ValueError:
+            pass
+    return val
+
+
+if __name__ == "__main__":
+    sys.exit(main())
