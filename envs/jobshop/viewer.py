@@ -21,8 +21,9 @@ def intervals(instance: JobShopInstance, start_times: np.ndarray) -> list[Interv
 def render_ansi(state: JobShopState) -> str:
     inst = state.instance
     lines = [f"{inst.name}: {state.n_scheduled}/{state.n_jobs * state.n_ops} operations, makespan {state.makespan}"]
+    ivs = sorted(intervals(inst, state.start), key=lambda iv: iv.start)
     for m in range(inst.n_machines):
-        ops = sorted((iv.start, iv.label) for iv in intervals(inst, state.start) if iv.resource == m)
+        ops = [(iv.start, iv.label) for iv in ivs if iv.resource == m]
         lines.append(f"M{m:<3}" + " ".join(f"{lbl}@{s}" for s, lbl in ops))
     return "\n".join(lines)
 
