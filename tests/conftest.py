@@ -11,6 +11,11 @@ import sys
 
 import pytest
 
+# ``helpers.py`` lives beside the tests; make it importable under any --import-mode.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 

@@ -43,17 +43,21 @@ def check_step_invariants(env: gym.Env, obs: dict[str, np.ndarray], info: dict[s
         np.testing.assert_array_equal(obs["action_mask"], mask)
 
 
-def rollout(env: gym.Env, seed: int | None, policy_seed: int, *, check: bool = True,
-            reset: bool = True, first: tuple[dict, dict] | None = None) -> Trajectory:
-    """Run one episode with a random masked policy seeded by ``policy_seed``."""
-    rng = np.random.default_rng(policy_seed)
+def rollout(env: gym.Env, seed: int | None, policy: int | np.random.Generator, *, check: bool = True,
+            first: tuple[dict, dict] | None = None, max_steps: int | None = None) -> Trajectory:
+    """Run an episode with a random masked policy (``policy``: a seed or a Generator).
+
+    With ``first=(obs, info)`` the env is not reset: the episode continues from that point. The episode
+    stops at termination/truncation, or after ``max_steps`` decisions when that is given explicitly.
+    """
+    rng = policy if isinstance(policy, np.random.Generator) else np.random.default_rng(policy)
     traj = Trajectory()
-    obs, info = env.reset(seed=seed) if reset else first  # type: ignore[misc]
+    obs, info = env.reset(seed=seed) if first is None else first
     traj.observations.append(obs)
     traj.infos.append(info)
     if check:
         check_step_invariants(env, obs, info)
-    for _ in range(MAX_STEPS):
+    for _ in range(MAX_STEPS if max_steps is None else max_steps):
         a = masked_random_action(info, rng)
         obs, r, term, trunc, info = env.step(a)
         traj.actions.append(a)
@@ -64,9 +68,12 @@ def rollout(env: gym.Env, seed: int | None, policy_seed: int, *, check: bool = T
         traj.infos.append(info)
         if check:
             check_step_invariants(env, obs, info)
+            assert info.get("invalid_action", False) is False, "a masked-in action was reported invalid"
         if term or trunc:
             return traj
-    raise AssertionError(f"episode did not end within {MAX_STEPS} masked steps")
+    if max_steps is None:
+        raise AssertionError(f"episode did not end within {MAX_STEPS} masked steps")
+    return traj
 
 
 def assert_obs_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray], where: str = "") -> None:
@@ -78,7 +85,7 @@ def assert_obs_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray], where: 
 
 def assert_trajectories_equal(t1: Trajectory, t2: Trajectory, objective: str) -> None:
     assert len(t1.observations) == len(t2.observations), "episode lengths differ"
-    for i, (a, b) in enumerate(zip(t1.observations, t2.observations)):
+    for i, (a, b) in enumerate(zip(t1.observations, t2.observations, strict=True)):
         assert_obs_equal(a, b, f"step {i}")
     assert t1.actions == t2.actions
     assert t1.rewards == t2.rewards  # bit-identical floats
