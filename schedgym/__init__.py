@@ -9,7 +9,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 from schedgym.graph import GraphSpec, to_pyg
-from schedgym.policy import Policy, baselines, make_policy
+from schedgym.policy import Policy, make_policy
 
 __version__ = "0.1.0"
 
@@ -22,8 +22,8 @@ for _id, _entry in ENV_IDS.items():
         gym.register(id=_id, entry_point=_entry, disable_env_checker=False)
 
 # Domain datasets and baselines register themselves on import.
-import schedgym.envs.jobshop.datasets  # noqa: E402,F401
 import schedgym.baselines  # noqa: E402,F401
+import schedgym.envs.jobshop.datasets  # noqa: E402,F401
 from schedgym.evaluation import Results, evaluate  # noqa: E402
 
-__all__ = ["ENV_IDS", "GraphSpec", "Policy", "Results", "baselines", "evaluate", "make_policy", "to_pyg"]
+__all__ = ["ENV_IDS", "GraphSpec", "Policy", "Results", "evaluate", "make_policy", "to_pyg"]

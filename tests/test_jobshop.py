@@ -111,12 +111,12 @@ class TestParser:
             parse_instance(text, "t")
 
     def test_too_few_job_lines(self):
-        msg = r"^t: header declares n_jobs=3 but the file has 2 job lines"
+        msg = r"^t:3: the file ends after 2 job lines; the header \(line 1\) declares n_jobs=3"
         with pytest.raises(InstanceFormatError, match=msg):
             parse_instance("3 3\n0 3 1 2 2 2\n1 2 0 1 2 4\n", "t")
 
     def test_too_many_job_lines_names_the_extra_line(self):
-        msg = r"n_jobs=2 but the file has 3 job lines \(extra line 4\)"
+        msg = r"^t:4: extra job line; the header \(line 1\) declares n_jobs=2"
         with pytest.raises(InstanceFormatError, match=msg):
             parse_instance("2 3\n0 3 1 2 2 2\n1 2 0 1 2 4\n2 4 1 3 0 1\n", "t")
 
@@ -399,7 +399,7 @@ class TestEnv:
             gym.make(ENV_ID, instance="nosuch")
         bad = tmp_path / "bad.txt"
         bad.write_text("2 2\n0 1 1 2\n")
-        with pytest.raises(InstanceFormatError, match=r"bad: header declares n_jobs=2"):
+        with pytest.raises(InstanceFormatError, match=r"bad:2: the file ends after 1 job lines"):
             gym.make(ENV_ID, instance=str(bad))
         with pytest.raises(TypeError, match="instance must be"):
             gym.make(ENV_ID, instance=42)

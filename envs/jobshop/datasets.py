@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import numpy as np
-
-from schedgym import datasets
 from schedgym.envs.jobshop.generator import random_instance
 from schedgym.envs.jobshop.io import benchmark_bounds, load_benchmark, load_instance
+from schedgym.envs.jobshop.types import JobShopInstance
+
+from schedgym import datasets
 
 ENV_ID = "schedgym/JobShop-v0"
 TAILLARD_GROUPS = ("15x15", "20x15", "20x20", "30x15", "30x20", "50x15", "50x20", "100x20")
@@ -50,22 +52,28 @@ def _max_size(names: tuple[str, ...]) -> tuple[int, int]:
     return max(int(b[n]["n_jobs"]) for n in names), max(int(b[n]["n_machines"]) for n in names)  # type: ignore[arg-type]
 
 
+def _load_random_test(n_jobs: int, n_machines: int, name: str) -> JobShopInstance:
+    """Test instance ``random-JxM-<idx>``: fixed seed (J, M, idx), disjoint from training streams."""
+    idx = int(name.rsplit("-", 1)[1])
+    return random_instance(np.random.default_rng([n_jobs, n_machines, idx]), n_jobs, n_machines, name=name)
+
+
+def _generate_random(n_jobs: int, n_machines: int, rng: np.random.Generator) -> JobShopInstance:
+    return random_instance(rng, n_jobs, n_machines, name=f"random-{n_jobs}x{n_machines}")
+
+
 def _random_dataset(match: re.Match[str]) -> datasets.Dataset:
     n_jobs, n_machines = int(match["j"]), int(match["m"])
     if n_jobs < 1 or n_machines < 1:
         raise ValueError(f"jobshop/random-JxM needs J, M >= 1, got {n_jobs}x{n_machines}")
     base = f"random-{n_jobs}x{n_machines}"
-
-    def load(name: str) -> object:
-        idx = int(name.rsplit("-", 1)[1])
-        rng = np.random.default_rng([n_jobs, n_machines, idx])  # fixed, disjoint from training seeds
-        return random_instance(rng, n_jobs, n_machines, name=name)
-
+    # partial of module-level functions (not closures) so envs built on this dataset pickle.
     return datasets.Dataset(
         f"jobshop/{base}", ENV_ID,
         f"Taillard-style random {n_jobs}x{n_machines}, durations U[1,99]",
         {"train": None, "test": tuple(f"{base}-{i:03d}" for i in range(RANDOM_TEST_SIZE))},
-        loader=load, generator=lambda rng: random_instance(rng, n_jobs, n_machines, name=base),
+        loader=partial(_load_random_test, n_jobs, n_machines),
+        generator=partial(_generate_random, n_jobs, n_machines),
         source="schedgym.envs.jobshop.generator (seeded)", meta={"max_size": (n_jobs, n_machines)},
     )
 

@@ -33,11 +33,13 @@ def parse_instance(text: str, name: str = "instance") -> JobShopInstance:
     if n_jobs < 1 or n_machines < 1:
         raise InstanceFormatError(f"{name}:{no}: n_jobs and n_machines must be >= 1, got {n_jobs} {n_machines}")
     body = lines[1:]
-    if len(body) != n_jobs:
-        raise InstanceFormatError(
-            f"{name}: header declares n_jobs={n_jobs} but the file has {len(body)} job lines"
-            + (f" (extra line {body[n_jobs][0]})" if len(body) > n_jobs else "")
-        )
+    if len(body) > n_jobs:
+        raise InstanceFormatError(f"{name}:{body[n_jobs][0]}: extra job line; the header (line {no}) "
+                                  f"declares n_jobs={n_jobs}")
+    if len(body) < n_jobs:
+        last = body[-1][0] if body else no
+        raise InstanceFormatError(f"{name}:{last}: the file ends after {len(body)} job lines; the header "
+                                  f"(line {no}) declares n_jobs={n_jobs}")
     machines = np.zeros((n_jobs, n_machines), np.int64)
     durations = np.zeros((n_jobs, n_machines), np.int64)
     for j, (no, toks) in enumerate(body):
