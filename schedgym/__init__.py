@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 
 ENV_IDS = {
     "schedgym/JobShop-v0": "schedgym.envs.jobshop.env:JobShopEnv",
+    "schedgym/MemoryMapping-v0": "schedgym.envs.memory.env:MemoryMappingEnv",
+    "schedgym/MemoryOffsets-v0": "schedgym.envs.memory.env:MemoryOffsetsEnv",
 }
 
 for _id, _entry in ENV_IDS.items():
@@ -24,6 +26,7 @@ for _id, _entry in ENV_IDS.items():
 # Domain datasets and baselines register themselves on import.
 import schedgym.baselines  # noqa: E402,F401
 import schedgym.envs.jobshop.datasets  # noqa: E402,F401
+import schedgym.envs.memory.datasets  # noqa: E402,F401
 from schedgym.evaluation import Results, evaluate  # noqa: E402
 
 __all__ = ["ENV_IDS", "GraphSpec", "Policy", "Results", "evaluate", "make_policy", "to_pyg"]

@@ -1,0 +1,241 @@
+"""MiniMalloc-style exact search for offset allocation: depth-first over canonical solutions.
+
+A re-implementation in Python/numpy of the search described in the paper (not a port of its C++):
+buffers are placed one at a time at their skyline offset, in non-decreasing offset order (canonical
+solutions, so no packing is lost), with
+
+- dynamic ordering: try the unplaced buffers by increasing skyline offset, ties by a static preorder;
+- dominance: never place a buffer at or above the lowest top any other unplaced buffer could reach;
+- section inference: prune when, in some section, max(floor, current offset, lowest skyline offset of the
+  unplaced buffers there) + their total size exceeds the capacity (with zero slack this sees every gap);
+- dynamic decomposition: when no unplaced buffer crosses a section boundary, the two sides are solved
+  independently;
+- round robin over three preorders with a node limit that doubles, like MiniMalloc's defaults.
+
+The search is bounded by ``time_limit`` seconds and ``node_limit`` nodes; if it finds no packing within the
+capacity in time, the policy falls back to the best greedy packing (best/first fit by size, first fit by
+start) so that every episode still ends with a complete placement. ``info`` says which happened.
+
+Source: M. D. Moffitt, "MiniMalloc: A Lightweight Memory Allocator for Hardware-Accelerated Machine
+Learning", ASPLOS '23 Vol. 4, pp. 238-252, DOI 10.1145/3623278.3624752 (google/minimalloc, Apache-2.0).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from schedgym.baselines._memory import OFFSETS, MemoryPlanner, greedy_offsets
+from schedgym.envs.memory.sim import Sections
+from schedgym.envs.memory.types import OffsetInstance
+
+_BIG = np.iinfo(np.int64).max // 4
+PREORDERS = ("TAL", "LAT", "ATL")  # T = max section total, A = area, L = lifetime length (all descending)
+
+
+class _Stop(Exception):
+    """Node or time budget exhausted."""
+
+
+class CanonicalSearch:
+    """Depth-first search over canonical packings of one instance at one capacity."""
+
+    def __init__(self, lower: np.ndarray, upper: np.ndarray, size: np.ndarray, capacity: int) -> None:
+        self.lower, self.upper, self.size = (np.asarray(a, np.int64) for a in (lower, upper, size))
+        self.capacity = int(capacity)
+        self.n = n = self.size.size
+        sec = Sections(self.lower, self.upper)
+        self.first, self.last, self.n_sec = sec.first, sec.last, sec.n
+        self.cover = np.zeros((sec.n, n), bool)  # cover[s, b]: buffer b lives in section s
+        for b in range(n):
+            self.cover[self.first[b]:self.last[b], b] = True
+        ov = (self.lower[:, None] < self.upper[None, :]) & (self.lower[None, :] < self.upper[:, None])
+        np.fill_diagonal(ov, False)
+        self.overlaps = [np.flatnonzero(row) for row in ov]
+        self.nodes = 0
+
+    def solve(self, time_limit: float = 60.0, node_limit: int | None = None,
+              preorders: tuple[str, ...] = PREORDERS) -> tuple[np.ndarray | None, dict[str, Any]]:
+        """Offsets of a packing within the capacity, or None; and stats (status, nodes, wall_s)."""
+        t0 = time.perf_counter()
+        self.deadline = t0 + time_limit
+        self.nodes = 0
+        total_nodes = 0
+        limit = 2 * self.n
+        status = "limit"
+        old = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(old, 20 * self.n + 1000))
+        try:
+            while True:
+                for h in preorders:
+                    budget = limit if node_limit is None else min(limit, node_limit - total_nodes)
+                    if budget <= 0:
+                        raise _Stop
+                    self._reset()
+                    self.node_budget = budget
+                    self.rank = self._preorder(h)
+                    try:
+                        cuts = np.flatnonzero(self.crossing == 0) + 1
+                        found = self._solve_parts(np.arange(self.n), [0, *cuts.tolist(), self.n_sec])
+                    except _Stop:
+                        total_nodes += self.nodes
+                        self.nodes = 0
+                        if time.perf_counter() > self.deadline:
+                            raise
+                        continue
+                    total_nodes += self.nodes
+                    status = "found" if found else "infeasible"
+                    if found:
+                        return self.solution.copy(), self._stats(status, total_nodes, t0, h)
+                    return None, self._stats(status, total_nodes, t0, h)
+                limit *= 2
+        except _Stop:
+            status = "time limit" if time.perf_counter() > self.deadline else "node limit"
+            return None, self._stats(status, total_nodes, t0, "")
+        finally:
+            sys.setrecursionlimit(old)
+
+    def _stats(self, status: str, nodes: int, t0: float, h: str) -> dict[str, Any]:
+        return {"search_status": status, "search_nodes": nodes, "search_wall_s": round(time.perf_counter() - t0, 3),
+                "search_preorder": h}
+
+    def _reset(self) -> None:
+        n, s = self.n, self.n_sec
+        self.offset = np.full(n, -1, np.int64)
+        self.solution = np.full(n, -1, np.int64)
+        self.min_off = np.zeros(n, np.int64)
+        self.floor = np.zeros(s, np.int64)
+        self.total = (self.cover * self.size[None, :]).sum(axis=1)
+        self.crossing = np.zeros(max(s - 1, 0), np.int64)  # unplaced buffers spanning boundary s|s+1
+        for b in range(n):
+            self.crossing[self.first[b]:self.last[b] - 1] += 1
+        self.nodes = 0
+
+    def _preorder(self, h: str) -> np.ndarray:
+        """rank[b]: position of b in the static preorder ``h`` (lower = tried first on ties)."""
+        keys = {"T": np.array([self.total[self.first[b]:self.last[b]].max() for b in range(self.n)]),
+                "A": self.size * (self.upper - self.lower), "L": self.upper - self.lower, "Z": self.size}
+        cols = [np.arange(self.n)] + [-keys[c] for c in reversed(h)]
+        order = np.lexsort(cols)
+        rank = np.empty(self.n, np.int64)
+        rank[order] = np.arange(self.n)
+        return rank
+
+    def _subsolve(self, bufs: np.ndarray, s_lo: int, s_hi: int) -> bool:
+        """Solve the unplaced buffers ``bufs`` living in sections [s_lo, s_hi) from offset 0."""
+        return self._dfs(bufs, s_lo, s_hi, -1, -1)
+
+    def _dfs(self, bufs: np.ndarray, s_lo: int, s_hi: int, last_off: int, last_rank: int) -> bool:
+        self.nodes += 1
+        if self.nodes > self.node_budget or (self.nodes & 255 == 0 and time.perf_counter() > self.deadline):
+            raise _Stop
+        un = bufs[self.offset[bufs] < 0]
+        if un.size == 0:
+            return True
+        mo = self.min_off[un]
+        order = un[np.lexsort((self.rank[un], mo))]
+        min_height = int((mo + self.size[un]).min())
+        size, cap = self.size, self.capacity
+        # Cheap necessary condition of the section check: outside u's own sections nothing changes but the
+        # monotonic floor, so u's offset must not exceed capacity - total there.
+        room = cap - self.total[s_lo:s_hi]
+        room[self.total[s_lo:s_hi] == 0] = _BIG
+        pre = np.minimum.accumulate(np.concatenate([[_BIG], room]))  # pre[i] = min room over [s_lo, s_lo+i)
+        suf = np.minimum.accumulate(np.concatenate([room, [_BIG]])[::-1])[::-1]  # suf[i] = min over [s_lo+i, s_hi)
+        ok = self.min_off[order] <= np.minimum(pre[self.first[order] - s_lo], suf[self.last[order] - s_lo])
+        for u in order[ok].tolist():
+            o = int(self.min_off[u])
+            if o < last_off or (o == last_off and self.rank[u] < last_rank):
+                continue  # not canonical: offsets must not decrease
+            if o >= min_height:
+                break  # dominated (and so is every later buffer: they are sorted by offset)
+            top = o + int(size[u])
+            if top > cap:
+                continue
+            # Place u.
+            self.offset[u] = o
+            nb = self.overlaps[u]
+            nb = nb[(self.offset[nb] < 0) & (self.min_off[nb] < top)]
+            old_mo = self.min_off[nb].copy()
+            self.min_off[nb] = top
+            f, l = int(self.first[u]), int(self.last[u])
+            old_floor = self.floor[f:l].copy()
+            self.floor[f:l] = top
+            self.total[f:l] -= size[u]
+            self.crossing[f:l - 1] -= 1
+            found = False
+            if self._check(un, u, s_lo, s_hi, o):
+                cuts = np.flatnonzero(self.crossing[f:l - 1] == 0)
+                if cuts.size and s_hi - s_lo > 1:
+                    found = self._decompose(un, u, s_lo, s_hi, f + 1 + cuts, o, int(self.rank[u]))
+                else:
+                    found = self._dfs(un, s_lo, s_hi, o, int(self.rank[u]))
+            self.crossing[f:l - 1] += 1
+            self.total[f:l] += size[u]
+            self.floor[f:l] = old_floor
+            self.min_off[nb] = old_mo
+            self.offset[u] = -1
+            if found:
+                self.solution[u] = o
+                return True
+        return False
+
+    def _check(self, un: np.ndarray, placed: int, s_lo: int, s_hi: int, o: int) -> bool:
+        """Section inference over the sections of this partition."""
+        rest = un[un != placed]
+        if rest.size == 0:
+            return True
+        cov = self.cover[s_lo:s_hi][:, rest]
+        low = np.where(cov, self.min_off[rest][None, :], _BIG).min(axis=1)  # lowest start of what remains
+        tot = self.total[s_lo:s_hi]
+        eff = np.maximum(np.maximum(self.floor[s_lo:s_hi], o), low)
+        return bool(((eff + tot <= self.capacity) | (tot == 0)).all())
+
+    def _decompose(self, un: np.ndarray, u: int, s_lo: int, s_hi: int, cuts: np.ndarray, o: int, r: int) -> bool:
+        """Split the remaining buffers at the boundaries no unplaced buffer crosses; solve each part alone."""
+        points = [s_lo] + [int(c) for c in cuts if s_lo < c < s_hi] + [s_hi]
+        if len(points) == 2:
+            return self._dfs(un, s_lo, s_hi, o, r)
+        return self._solve_parts(un[un != u], points)
+
+    def _solve_parts(self, rest: np.ndarray, points: list[int]) -> bool:
+        """Solve the buffers of each [points[i], points[i+1]) section range independently."""
+        for a, b in zip(points[:-1], points[1:]):
+            part = rest[(self.first[rest] < b) & (self.last[rest] > a)]
+            if part.size and not self._subsolve(part, a, b):
+                return False
+        return True
+
+
+def search_offsets(instance: OffsetInstance, capacity: int | None = None, time_limit: float = 60.0,
+                   node_limit: int | None = None) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """Run the canonical search on ``instance`` at ``capacity`` (default: the instance's)."""
+    cap = instance.capacity if capacity is None else int(capacity)
+    return CanonicalSearch(instance.lower, instance.upper, instance.size, cap).solve(time_limit, node_limit)
+
+
+class MinimallocDfs(MemoryPlanner):
+    """MiniMalloc-style canonical DFS within ``time_limit`` s, replayed in offset order; greedy fallback."""
+
+    name = "minimalloc_dfs"
+    env_ids = (OFFSETS,)
+
+    def __init__(self, time_limit: float = 60.0, node_limit: int | None = None) -> None:
+        super().__init__()
+        if time_limit <= 0:
+            raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
+        if node_limit is not None and node_limit < 1:
+            raise ValueError(f"node_limit must be >= 1, got {node_limit}")
+        self.time_limit = float(time_limit)
+        self.node_limit = node_limit
+
+    def plan_offsets(self, instance: OffsetInstance) -> np.ndarray:
+        offsets, stats = search_offsets(instance, time_limit=self.time_limit, node_limit=self.node_limit)
+        self.info.update(stats)
+        if offsets is None:
+            offsets, rule = greedy_offsets(instance)
+            self.info["fallback"] = rule
+        return offsets
