@@ -33,7 +33,7 @@ from schedgym.envs.memory.sim import Sections
 from schedgym.envs.memory.types import OffsetInstance
 
 _BIG = np.iinfo(np.int64).max // 4
-PREORDERS = ("TAL", "LAT", "ATL")  # T = max section total, A = area, L = lifetime length (all descending)
+PREORDERS = ("LAT", "TAL", "TLA")  # T = max section total, A = area, L = lifetime length (all descending)
 
 
 class _Stop(Exception):
@@ -49,9 +49,14 @@ class CanonicalSearch:
         self.n = n = self.size.size
         sec = Sections(self.lower, self.upper)
         self.first, self.last, self.n_sec = sec.first, sec.last, sec.n
-        self.cover = np.zeros((sec.n, n), bool)  # cover[s, b]: buffer b lives in section s
-        for b in range(n):
-            self.cover[self.first[b]:self.last[b], b] = True
+        # (section, buffer) cover pairs sorted by section: pair_buf[sec_start[s]:sec_start[s+1]] live in s.
+        counts = self.last - self.first
+        pair_sec = np.concatenate([np.arange(f, l) for f, l in zip(self.first.tolist(), self.last.tolist())])
+        order = np.argsort(pair_sec, kind="stable")
+        self.pair_buf = np.repeat(np.arange(n), counts)[order]
+        self.sec_start = np.searchsorted(pair_sec[order], np.arange(sec.n + 1))
+        self.cover_total = np.zeros(sec.n, np.int64)
+        np.add.at(self.cover_total, pair_sec, np.repeat(self.size, counts))
         ov = (self.lower[:, None] < self.upper[None, :]) & (self.lower[None, :] < self.upper[:, None])
         np.fill_diagonal(ov, False)
         self.overlaps = [np.flatnonzero(row) for row in ov]
@@ -108,7 +113,7 @@ class CanonicalSearch:
         self.solution = np.full(n, -1, np.int64)
         self.min_off = np.zeros(n, np.int64)
         self.floor = np.zeros(s, np.int64)
-        self.total = (self.cover * self.size[None, :]).sum(axis=1)
+        self.total = self.cover_total.copy()
         self.crossing = np.zeros(max(s - 1, 0), np.int64)  # unplaced buffers spanning boundary s|s+1
         for b in range(n):
             self.crossing[self.first[b]:self.last[b] - 1] += 1
@@ -167,7 +172,7 @@ class CanonicalSearch:
             self.total[f:l] -= size[u]
             self.crossing[f:l - 1] -= 1
             found = False
-            if self._check(un, u, s_lo, s_hi, o):
+            if self._check(s_lo, s_hi, o):
                 cuts = np.flatnonzero(self.crossing[f:l - 1] == 0)
                 if cuts.size and s_hi - s_lo > 1:
                     found = self._decompose(un, u, s_lo, s_hi, f + 1 + cuts, o, int(self.rank[u]))
@@ -183,16 +188,16 @@ class CanonicalSearch:
                 return True
         return False
 
-    def _check(self, un: np.ndarray, placed: int, s_lo: int, s_hi: int, o: int) -> bool:
-        """Section inference over the sections of this partition."""
-        rest = un[un != placed]
-        if rest.size == 0:
-            return True
-        cov = self.cover[s_lo:s_hi][:, rest]
-        low = np.where(cov, self.min_off[rest][None, :], _BIG).min(axis=1)  # lowest start of what remains
+    def _check(self, s_lo: int, s_hi: int, o: int) -> bool:
+        """Section inference over the sections of this partition: max(floor, o, lowest skyline offset of the
+        unplaced buffers there) + their total size must not exceed the capacity."""
+        p0 = int(self.sec_start[s_lo])
+        pb = self.pair_buf[p0:int(self.sec_start[s_hi])]
+        vals = np.append(np.where(self.offset[pb] < 0, self.min_off[pb], _BIG), _BIG)
+        low = np.minimum.reduceat(vals, self.sec_start[s_lo:s_hi] - p0)
         tot = self.total[s_lo:s_hi]
-        eff = np.maximum(np.maximum(self.floor[s_lo:s_hi], o), low)
-        return bool(((eff + tot <= self.capacity) | (tot == 0)).all())
+        eff = np.maximum(np.maximum(self.floor[s_lo:s_hi], o), low) + tot
+        return bool(((eff <= self.capacity) | (tot == 0)).all())
 
     def _decompose(self, un: np.ndarray, u: int, s_lo: int, s_hi: int, cuts: np.ndarray, o: int, r: int) -> bool:
         """Split the remaining buffers at the boundaries no unplaced buffer crosses; solve each part alone."""
