@@ -16,7 +16,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
 from schedgym.envs.memory.sim import CostModel, MappingState, OffsetState, pack
 from schedgym.envs.memory.types import MemoryProgram, OffsetInstance
 
@@ -34,15 +33,20 @@ def start_order(lower: np.ndarray, size: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(size.size), -size, lower))
 
 
-GREEDY_RULES = {"tflite_bestfit": (size_order, "best"), "tflm_firstfit": (size_order, "first"),
-                "firstfit_start": (start_order, "first")}
+GREEDY_RULES = {
+    "tflite_bestfit": (size_order, "best"),
+    "tflm_firstfit": (size_order, "first"),
+    "firstfit_start": (start_order, "first"),
+}
 
 
 def greedy_offsets(instance: OffsetInstance) -> tuple[np.ndarray, str]:
     """The lowest-peak packing among the greedy rules, and the rule's name."""
     best: tuple[int, np.ndarray, str] | None = None
     for rule_name, (order_fn, rule) in GREEDY_RULES.items():
-        off = pack(instance.lower, instance.upper, instance.size, order_fn(instance.lower, instance.size), rule)
+        off = pack(
+            instance.lower, instance.upper, instance.size, order_fn(instance.lower, instance.size), rule
+        )
         peak = int((off + instance.size).max())
         if best is None or peak < best[0]:
             best = (peak, off, rule_name)
@@ -64,6 +68,13 @@ class MemoryPlanner:
         self._planned_offset: np.ndarray | None = None
         self._env: Any = None
 
+    @property
+    def planned_mapping(self) -> tuple[np.ndarray, np.ndarray]:
+        """MemoryMapping: the planner's own (fast mask, offsets), before the env's replay."""
+        if self._fast is None or self._planned_offset is None:
+            raise RuntimeError(f"{self.name}: no mapping planned; reset(env) on MemoryMapping first")
+        return self._fast.copy(), self._planned_offset.copy()
+
     def reset(self, env: gym.Env, seed: int | None = None) -> None:
         base = env.unwrapped
         state = base.state  # type: ignore[attr-defined]
@@ -74,7 +85,9 @@ class MemoryPlanner:
             inst = state.instance
             offsets = np.asarray(self.plan_offsets(inst), np.int64)
             if offsets.shape != (inst.n_buffers,) or (offsets < 0).any():
-                raise RuntimeError(f"{self.name}: planner returned no complete offset assignment for {inst.name}")
+                raise RuntimeError(
+                    f"{self.name}: planner returned no complete offset assignment for {inst.name}"
+                )
             self.info["planned_peak"] = int((offsets + inst.size).max())
             self._queue = np.lexsort((np.arange(offsets.size), offsets)).tolist()
         elif isinstance(state, MappingState):
@@ -136,12 +149,23 @@ class GreedyAllocator(MemoryPlanner):
         return cost.order("priority")
 
     def plan_offsets(self, instance: OffsetInstance) -> np.ndarray:
-        return pack(instance.lower, instance.upper, instance.size, self._order(instance.lower, instance.size),
-                    self.rule)
+        return pack(
+            instance.lower,
+            instance.upper,
+            instance.size,
+            self._order(instance.lower, instance.size),
+            self.rule,
+        )
 
     def plan_mapping(self, program: MemoryProgram, cost: CostModel) -> tuple[np.ndarray, np.ndarray]:
         order = self._order(program.buffer_lower, program.buffer_size, cost)
         order = order[cost.benefit[order] > 0]
-        off = pack(program.buffer_lower, program.buffer_upper, program.buffer_size, order, self.rule,
-                   program.spec.fast_capacity)
+        off = pack(
+            program.buffer_lower,
+            program.buffer_upper,
+            program.buffer_size,
+            order,
+            self.rule,
+            program.spec.fast_capacity,
+        )
         return off >= 0, off

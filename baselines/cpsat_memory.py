@@ -1,8 +1,9 @@
 """CP-SAT models for both memory games, solved at ``reset`` within a time limit and replayed.
 
 MemoryOffsets: an offset variable per buffer, the address intervals of buffers that are live together in a
-``NoOverlap2D`` (time intervals fixed), a redundant cumulative over time, minimise the peak address; the
-greedy packings' best is the hint and the upper bound, the peak live size the lower bound.
+``NoOverlap2D`` (time intervals fixed) and a redundant cumulative over time. Phase 1 (half the time) looks for
+any packing within the capacity; if it finds none, phase 2 minimises the peak address from the best greedy
+packing (hint and upper bound; the peak live size is the lower bound).
 
 MemoryMapping (small programs): a fast/slow literal and an offset per buffer, optional boxes in a
 ``NoOverlap2D`` within the fast capacity, each op's time >= its compute time and >= its memory time under
@@ -22,7 +23,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from schedgym.baselines._memory import MAPPING, OFFSETS, MemoryPlanner, greedy_offsets
 from schedgym.baselines.xla_msa import XlaMsa
 from schedgym.envs.memory.sim import CostModel
@@ -41,42 +41,64 @@ def _solver(time_limit: float, num_workers: int, seed: int) -> Any:
     return s
 
 
-def solve_offsets(inst: OffsetInstance, time_limit: float = 10.0, num_workers: int = 2,
-                  seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
-    """Lowest-peak packing found within the time limit (never worse than the best greedy packing)."""
-    from ortools.sat.python import cp_model
-
+def solve_offsets(
+    inst: OffsetInstance, time_limit: float = 10.0, num_workers: int = 2, seed: int = 0
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Two phases: first look for a packing within the capacity (MiniMalloc's question; half the time),
+    then, if none was found, minimise the peak from the best greedy packing. Never worse than that packing."""
+    half = time_limit / 2
+    if inst.peak_live() <= inst.capacity:
+        off, info = _offset_model(inst, inst.capacity, None, half, num_workers, seed)
+        if off is not None:
+            return off, {**info, "solver_phase": "fit"}
     hint, _ = greedy_offsets(inst)
     ub = int((hint + inst.size).max())
-    lb = inst.peak_live()
+    off, info = _offset_model(inst, ub, hint, time_limit - half, num_workers, seed)
+    return (hint if off is None else off), {**info, "solver_phase": "min peak"}
+
+
+def _offset_model(
+    inst: OffsetInstance, height: int, hint: np.ndarray | None, time_limit: float, num_workers: int, seed: int
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """Offsets within ``height``; with a hint, also minimise the peak (from the hint's). Sizes and offsets are
+    counted in units of g = gcd(sizes) (1024 for MiniMalloc's instances): no packing is lost, since dropping
+    every buffer onto the one below it (``sim`` docstring) gives offsets that are sums of sizes."""
+    from ortools.sat.python import cp_model
+
+    g = int(np.gcd.reduce(inst.size))
+    size = inst.size // g
     m = cp_model.CpModel()
-    peak = m.new_int_var(lb, ub, "peak")
+    peak = m.new_int_var(inst.peak_live() // g, height // g, "peak")
     offs, xs, ys = [], [], []
     for b in range(inst.n_buffers):
-        lo, up, sz = int(inst.lower[b]), int(inst.upper[b]), int(inst.size[b])
-        o = m.new_int_var(0, ub - sz, f"o{b}")
-        m.add_hint(o, int(hint[b]))
+        lo, up, sz = int(inst.lower[b]), int(inst.upper[b]), int(size[b])
+        o = m.new_int_var(0, height // g - sz, f"o{b}")
+        if hint is not None and hint[b] % g == 0:
+            m.add_hint(o, int(hint[b]) // g)
         m.add(o + sz <= peak)
         offs.append(o)
         xs.append(m.new_fixed_size_interval_var(lo, up - lo, f"t{b}"))
         ys.append(m.new_fixed_size_interval_var(o, sz, f"a{b}"))
     m.add_no_overlap_2d(xs, ys)
-    m.add_cumulative(xs, inst.size.tolist(), peak)
-    m.add_hint(peak, ub)
-    m.minimize(peak)
+    m.add_cumulative(xs, size.tolist(), peak)  # redundant: what is live at once fits under the peak
+    if hint is not None:
+        m.add_hint(peak, height // g)
+        m.minimize(peak)
     solver = _solver(time_limit, num_workers, seed)
     status = solver.solve(m)
-    info = {"solver_status": solver.status_name(status), "wall_s": round(solver.wall_time, 3),
-            "solver_bound": int(solver.best_objective_bound)}
+    info: dict[str, Any] = {"solver_status": solver.status_name(status), "wall_s": round(solver.wall_time, 3)}
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        info["solver_objective"] = ub
-        return hint, info  # the hint is a valid packing: keep it
-    info["solver_objective"] = int(solver.objective_value)
-    return np.array([solver.value(o) for o in offs], np.int64), info
+        return None, info
+    off = np.array([solver.value(o) for o in offs], np.int64) * g
+    info["solver_objective"] = int((off + inst.size).max())
+    if hint is not None:
+        info["solver_bound"] = int(solver.best_objective_bound) * g
+    return off, info
 
 
-def solve_mapping(program: MemoryProgram, cost: CostModel, time_limit: float = 10.0, num_workers: int = 2,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def solve_mapping(
+    program: MemoryProgram, cost: CostModel, time_limit: float = 10.0, num_workers: int = 2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Fast set and offsets minimising the (picosecond-rounded) execution time within the time limit."""
     from ortools.sat.python import cp_model
 
@@ -102,8 +124,8 @@ def solve_mapping(program: MemoryProgram, cost: CostModel, time_limit: float = 1
     if xs:
         m.add_no_overlap_2d(xs, ys)
     by_op: list[list[tuple[int, int]]] = [[] for _ in range(program.n_ops)]  # (buffer, bytes) per op
-    for b, (ops, byts) in enumerate(zip(cost.acc_op, cost.acc_bytes)):
-        for o, nbytes in zip(ops.tolist(), byts.tolist()):
+    for b, (ops, byts) in enumerate(zip(cost.acc_op, cost.acc_bytes, strict=True)):
+        for o, nbytes in zip(ops.tolist(), byts.tolist(), strict=True):
             by_op[o].append((b, nbytes))
     total = []
     for j in range(program.n_ops):

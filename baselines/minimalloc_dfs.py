@@ -12,7 +12,8 @@ solutions, so no packing is lost), with
   independently;
 - round robin over three preorders with a node limit that doubles, like MiniMalloc's defaults.
 
-The search is bounded by ``time_limit`` seconds and ``node_limit`` nodes; if it finds no packing within the
+The search is bounded by ``time_limit`` seconds of CPU time (it is single-threaded; CPU time makes the budget
+independent of the machine's load) and ``node_limit`` nodes; if it finds no packing within the
 capacity in time, the policy falls back to the best greedy packing (best/first fit by size, first fit by
 start) so that every episode still ends with a complete placement. ``info`` says which happened.
 
@@ -27,7 +28,6 @@ import time
 from typing import Any
 
 import numpy as np
-
 from schedgym.baselines._memory import OFFSETS, MemoryPlanner, greedy_offsets
 from schedgym.envs.memory.sim import Sections
 from schedgym.envs.memory.types import OffsetInstance
@@ -51,10 +51,13 @@ class CanonicalSearch:
         self.first, self.last, self.n_sec = sec.first, sec.last, sec.n
         # (section, buffer) cover pairs sorted by section: pair_buf[sec_start[s]:sec_start[s+1]] live in s.
         counts = self.last - self.first
-        pair_sec = np.concatenate([np.arange(f, l) for f, l in zip(self.first.tolist(), self.last.tolist())])
+        pair_sec = np.concatenate(
+            [np.arange(f, e) for f, e in zip(self.first.tolist(), self.last.tolist(), strict=True)]
+        )
         order = np.argsort(pair_sec, kind="stable")
         self.pair_buf = np.repeat(np.arange(n), counts)[order]
         self.sec_start = np.searchsorted(pair_sec[order], np.arange(sec.n + 1))
+        self._vals = np.empty(pair_sec.size + 1, np.int64)
         self.cover_total = np.zeros(sec.n, np.int64)
         np.add.at(self.cover_total, pair_sec, np.repeat(self.size, counts))
         ov = (self.lower[:, None] < self.upper[None, :]) & (self.lower[None, :] < self.upper[:, None])
@@ -62,11 +65,13 @@ class CanonicalSearch:
         self.overlaps = [np.flatnonzero(row) for row in ov]
         self.nodes = 0
 
-    def solve(self, time_limit: float = 60.0, node_limit: int | None = None,
-              preorders: tuple[str, ...] = PREORDERS) -> tuple[np.ndarray | None, dict[str, Any]]:
+    def solve(
+        self, time_limit: float = 60.0, node_limit: int | None = None, preorders: tuple[str, ...] = PREORDERS
+    ) -> tuple[np.ndarray | None, dict[str, Any]]:
         """Offsets of a packing within the capacity, or None; and stats (status, nodes, wall_s)."""
         t0 = time.perf_counter()
-        self.deadline = t0 + time_limit
+        self.cpu0 = time.process_time()
+        self.deadline = self.cpu0 + time_limit
         self.nodes = 0
         total_nodes = 0
         limit = 2 * self.n
@@ -88,7 +93,7 @@ class CanonicalSearch:
                     except _Stop:
                         total_nodes += self.nodes
                         self.nodes = 0
-                        if time.perf_counter() > self.deadline:
+                        if time.process_time() > self.deadline:
                             raise
                         continue
                     total_nodes += self.nodes
@@ -98,14 +103,19 @@ class CanonicalSearch:
                     return None, self._stats(status, total_nodes, t0, h)
                 limit *= 2
         except _Stop:
-            status = "time limit" if time.perf_counter() > self.deadline else "node limit"
+            status = "time limit" if time.process_time() > self.deadline else "node limit"
             return None, self._stats(status, total_nodes, t0, "")
         finally:
             sys.setrecursionlimit(old)
 
     def _stats(self, status: str, nodes: int, t0: float, h: str) -> dict[str, Any]:
-        return {"search_status": status, "search_nodes": nodes, "search_wall_s": round(time.perf_counter() - t0, 3),
-                "search_preorder": h}
+        return {
+            "search_status": status,
+            "search_nodes": nodes,
+            "search_wall_s": round(time.perf_counter() - t0, 3),
+            "search_cpu_s": round(time.process_time() - self.cpu0, 3),
+            "search_preorder": h,
+        }
 
     def _reset(self) -> None:
         n, s = self.n, self.n_sec
@@ -116,13 +126,17 @@ class CanonicalSearch:
         self.total = self.cover_total.copy()
         self.crossing = np.zeros(max(s - 1, 0), np.int64)  # unplaced buffers spanning boundary s|s+1
         for b in range(n):
-            self.crossing[self.first[b]:self.last[b] - 1] += 1
+            self.crossing[self.first[b] : self.last[b] - 1] += 1
         self.nodes = 0
 
     def _preorder(self, h: str) -> np.ndarray:
         """rank[b]: position of b in the static preorder ``h`` (lower = tried first on ties)."""
-        keys = {"T": np.array([self.total[self.first[b]:self.last[b]].max() for b in range(self.n)]),
-                "A": self.size * (self.upper - self.lower), "L": self.upper - self.lower, "Z": self.size}
+        keys = {
+            "T": np.array([self.total[self.first[b] : self.last[b]].max() for b in range(self.n)]),
+            "A": self.size * (self.upper - self.lower),
+            "L": self.upper - self.lower,
+            "Z": self.size,
+        }
         cols = [np.arange(self.n)] + [-keys[c] for c in reversed(h)]
         order = np.lexsort(cols)
         rank = np.empty(self.n, np.int64)
@@ -135,7 +149,7 @@ class CanonicalSearch:
 
     def _dfs(self, bufs: np.ndarray, s_lo: int, s_hi: int, last_off: int, last_rank: int) -> bool:
         self.nodes += 1
-        if self.nodes > self.node_budget or (self.nodes & 255 == 0 and time.perf_counter() > self.deadline):
+        if self.nodes > self.node_budget or (self.nodes & 63 == 0 and time.process_time() > self.deadline):
             raise _Stop
         un = bufs[self.offset[bufs] < 0]
         if un.size == 0:
@@ -144,19 +158,15 @@ class CanonicalSearch:
         order = un[np.lexsort((self.rank[un], mo))]
         min_height = int((mo + self.size[un]).min())
         size, cap = self.size, self.capacity
-        # Cheap necessary condition of the section check: outside u's own sections nothing changes but the
-        # monotonic floor, so u's offset must not exceed capacity - total there.
-        room = cap - self.total[s_lo:s_hi]
-        room[self.total[s_lo:s_hi] == 0] = _BIG
-        pre = np.minimum.accumulate(np.concatenate([[_BIG], room]))  # pre[i] = min room over [s_lo, s_lo+i)
-        suf = np.minimum.accumulate(np.concatenate([room, [_BIG]])[::-1])[::-1]  # suf[i] = min over [s_lo+i, s_hi)
-        ok = self.min_off[order] <= np.minimum(pre[self.first[order] - s_lo], suf[self.last[order] - s_lo])
-        for u in order[ok].tolist():
+        # Necessary condition of the section check for any candidate at offset o: every section with
+        # unplaced buffers ends at least at max(floor, o) + their total, so o <= capacity - max total.
+        o_max = cap - int(self.total[s_lo:s_hi].max())
+        for u in order.tolist():
             o = int(self.min_off[u])
             if o < last_off or (o == last_off and self.rank[u] < last_rank):
                 continue  # not canonical: offsets must not decrease
-            if o >= min_height:
-                break  # dominated (and so is every later buffer: they are sorted by offset)
+            if o >= min_height or o > o_max:
+                break  # dominated or over capacity (and so is every later buffer: they are sorted by offset)
             top = o + int(size[u])
             if top > cap:
                 continue
@@ -166,21 +176,21 @@ class CanonicalSearch:
             nb = nb[(self.offset[nb] < 0) & (self.min_off[nb] < top)]
             old_mo = self.min_off[nb].copy()
             self.min_off[nb] = top
-            f, l = int(self.first[u]), int(self.last[u])
-            old_floor = self.floor[f:l].copy()
-            self.floor[f:l] = top
-            self.total[f:l] -= size[u]
-            self.crossing[f:l - 1] -= 1
+            f, e = int(self.first[u]), int(self.last[u])
+            old_floor = self.floor[f:e].copy()
+            self.floor[f:e] = top
+            self.total[f:e] -= size[u]
+            self.crossing[f : e - 1] -= 1
             found = False
             if self._check(s_lo, s_hi, o):
-                cuts = np.flatnonzero(self.crossing[f:l - 1] == 0)
+                cuts = np.flatnonzero(self.crossing[f : e - 1] == 0)
                 if cuts.size and s_hi - s_lo > 1:
                     found = self._decompose(un, u, s_lo, s_hi, f + 1 + cuts, o, int(self.rank[u]))
                 else:
                     found = self._dfs(un, s_lo, s_hi, o, int(self.rank[u]))
-            self.crossing[f:l - 1] += 1
-            self.total[f:l] += size[u]
-            self.floor[f:l] = old_floor
+            self.crossing[f : e - 1] += 1
+            self.total[f:e] += size[u]
+            self.floor[f:e] = old_floor
             self.min_off[nb] = old_mo
             self.offset[u] = -1
             if found:
@@ -192,14 +202,18 @@ class CanonicalSearch:
         """Section inference over the sections of this partition: max(floor, o, lowest skyline offset of the
         unplaced buffers there) + their total size must not exceed the capacity."""
         p0 = int(self.sec_start[s_lo])
-        pb = self.pair_buf[p0:int(self.sec_start[s_hi])]
-        vals = np.append(np.where(self.offset[pb] < 0, self.min_off[pb], _BIG), _BIG)
+        pb = self.pair_buf[p0 : int(self.sec_start[s_hi])]
+        vals = self._vals[: pb.size + 1]
+        np.copyto(vals[:-1], np.where(self.offset[pb] < 0, self.min_off[pb], _BIG))
+        vals[-1] = _BIG  # sentinel: reduceat indices may point one past the last pair (empty sections)
         low = np.minimum.reduceat(vals, self.sec_start[s_lo:s_hi] - p0)
         tot = self.total[s_lo:s_hi]
         eff = np.maximum(np.maximum(self.floor[s_lo:s_hi], o), low) + tot
         return bool(((eff <= self.capacity) | (tot == 0)).all())
 
-    def _decompose(self, un: np.ndarray, u: int, s_lo: int, s_hi: int, cuts: np.ndarray, o: int, r: int) -> bool:
+    def _decompose(
+        self, un: np.ndarray, u: int, s_lo: int, s_hi: int, cuts: np.ndarray, o: int, r: int
+    ) -> bool:
         """Split the remaining buffers at the boundaries no unplaced buffer crosses; solve each part alone."""
         points = [s_lo] + [int(c) for c in cuts if s_lo < c < s_hi] + [s_hi]
         if len(points) == 2:
@@ -208,39 +222,58 @@ class CanonicalSearch:
 
     def _solve_parts(self, rest: np.ndarray, points: list[int]) -> bool:
         """Solve the buffers of each [points[i], points[i+1]) section range independently."""
-        for a, b in zip(points[:-1], points[1:]):
+        for a, b in zip(points[:-1], points[1:], strict=True):
             part = rest[(self.first[rest] < b) & (self.last[rest] > a)]
             if part.size and not self._subsolve(part, a, b):
                 return False
         return True
 
 
-def search_offsets(instance: OffsetInstance, capacity: int | None = None, time_limit: float = 60.0,
-                   node_limit: int | None = None) -> tuple[np.ndarray | None, dict[str, Any]]:
+def search_offsets(
+    instance: OffsetInstance,
+    capacity: int | None = None,
+    time_limit: float = 60.0,
+    node_limit: int | None = None,
+) -> tuple[np.ndarray | None, dict[str, Any]]:
     """Run the canonical search on ``instance`` at ``capacity`` (default: the instance's)."""
     cap = instance.capacity if capacity is None else int(capacity)
     return CanonicalSearch(instance.lower, instance.upper, instance.size, cap).solve(time_limit, node_limit)
 
 
 class MinimallocDfs(MemoryPlanner):
-    """MiniMalloc-style canonical DFS within ``time_limit`` s, replayed in offset order; greedy fallback."""
+    """MiniMalloc-style canonical DFS within ``time_limit`` CPU s, replayed in offset order. If it finds none
+    within the capacity: CP-SAT for ``cpsat_fallback`` s when that is > 0 (a portfolio), then the best greedy
+    packing, so that the episode always ends with a complete placement."""
 
     name = "minimalloc_dfs"
     env_ids = (OFFSETS,)
 
-    def __init__(self, time_limit: float = 60.0, node_limit: int | None = None) -> None:
+    def __init__(
+        self, time_limit: float = 60.0, node_limit: int | None = None, cpsat_fallback: float = 0.0
+    ) -> None:
         super().__init__()
         if time_limit <= 0:
             raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
         if node_limit is not None and node_limit < 1:
             raise ValueError(f"node_limit must be >= 1, got {node_limit}")
+        if cpsat_fallback < 0:
+            raise ValueError(f"cpsat_fallback must be >= 0 seconds, got {cpsat_fallback}")
         self.time_limit = float(time_limit)
         self.node_limit = node_limit
+        self.cpsat_fallback = float(cpsat_fallback)
 
     def plan_offsets(self, instance: OffsetInstance) -> np.ndarray:
         offsets, stats = search_offsets(instance, time_limit=self.time_limit, node_limit=self.node_limit)
         self.info.update(stats)
-        if offsets is None:
-            offsets, rule = greedy_offsets(instance)
-            self.info["fallback"] = rule
+        if offsets is not None:
+            return offsets
+        if self.cpsat_fallback > 0:
+            from schedgym.baselines.cpsat_memory import solve_offsets
+
+            offsets, info = solve_offsets(instance, self.cpsat_fallback)
+            self.info.update({f"cpsat_{k}": v for k, v in info.items()})
+            self.info["fallback"] = "cpsat"
+            return offsets
+        offsets, rule = greedy_offsets(instance)
+        self.info["fallback"] = rule
         return offsets

@@ -6,7 +6,8 @@ gap (XLA's heap simulator) when one exists within the capacity. MemoryMapping-v0
 fitting rule are exactly these, so in the default env this policy reproduces the heuristic decision by
 decision. Prefetch/eviction timing and repacking of the real pass are not modelled (nor is the env).
 
-Source: openxla/xla, xla/service/memory_space_assignment/ (MemorySpaceAssignment, MemoryBoundednessBufferIntervalCompare);
+Source: openxla/xla, xla/service/memory_space_assignment/ (MemorySpaceAssignment,
+MemoryBoundednessBufferIntervalCompare);
 the game against it: A. Wang et al., "Optimizing Memory Mapping Using Deep Reinforcement Learning"
 (mallocMuZero), arXiv 2305.07440, 2023.
 """

@@ -1,5 +1,6 @@
 """Memory baselines through the shared harness: greedy allocators replay exactly, the canonical DFS and CP-SAT
-are exact on small instances (checked against brute force), XLA's greedy is reproduced decision by decision."""
+are exact on small instances (checked against brute force), XLA's greedy is reproduced decision by
+decision."""
 
 from __future__ import annotations
 
@@ -16,18 +17,30 @@ from schedgym.envs.memory.io import load_minimalloc, load_shipped_program
 from schedgym.envs.memory.sim import CostModel
 from schedgym.envs.memory.types import MemoryProgram, MemorySpec, OffsetInstance, TierMapping
 from schedgym.envs.memory.validator import execution_time, validate_mapping, validate_offsets
-from schedgym.evaluation import evaluate, run_episode
-from schedgym.policy import baselines, make_policy
 
 import schedgym  # noqa: F401
+from schedgym.evaluation import evaluate, run_episode
+from schedgym.policy import baselines, make_policy
 
 MAPPING = "schedgym/MemoryMapping-v0"
 OFFSETS = "schedgym/MemoryOffsets-v0"
 
 
 def test_baselines_are_registered_for_both_envs():
-    assert set(baselines(OFFSETS)) == {"tflite_bestfit", "tflm_firstfit", "firstfit_start", "minimalloc_dfs", "cpsat"}
-    assert set(baselines(MAPPING)) == {"xla_msa", "tflite_bestfit", "tflm_firstfit", "firstfit_start", "cpsat"}
+    assert set(baselines(OFFSETS)) == {
+        "tflite_bestfit",
+        "tflm_firstfit",
+        "firstfit_start",
+        "minimalloc_dfs",
+        "cpsat",
+    }
+    assert set(baselines(MAPPING)) == {
+        "xla_msa",
+        "tflite_bestfit",
+        "tflm_firstfit",
+        "firstfit_start",
+        "cpsat",
+    }
 
 
 @pytest.mark.parametrize("name", ["A", "K"])
@@ -45,8 +58,19 @@ def test_greedy_packings_replay_exactly_through_the_env(name):
 def test_harness_on_minimalloc_reports_the_published_greedy_heights():
     res = evaluate(OFFSETS, ["tflite_bestfit"], "memory/minimalloc", seeds=1)
     got = {r["instance"]: round(r["capacity_ratio"], 3) for r in res.rows}
-    assert got == {"A": 1.311, "B": 1.347, "C": 1.352, "D": 1.255, "E": 1.401, "F": 1.375, "G": 1.332,
-                   "H": 1.355, "I": 1.410, "J": 1.271, "K": 1.327}
+    assert got == {
+        "A": 1.311,
+        "B": 1.347,
+        "C": 1.352,
+        "D": 1.255,
+        "E": 1.401,
+        "F": 1.375,
+        "G": 1.332,
+        "H": 1.355,
+        "I": 1.410,
+        "J": 1.271,
+        "K": 1.327,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- exact search
@@ -96,7 +120,10 @@ def test_minimalloc_dfs_policy_fits_the_example_and_falls_back_when_out_of_budge
     starved = make_policy(OFFSETS, "minimalloc_dfs", time_limit=5, node_limit=3)
     row = run_episode(OFFSETS, starved, load_minimalloc("A"), 0)
     assert starved.info["search_status"] == "node limit" and starved.info["fallback"] in (
-        "tflite_bestfit", "tflm_firstfit", "firstfit_start")
+        "tflite_bestfit",
+        "tflm_firstfit",
+        "firstfit_start",
+    )
     assert row["peak"] == int((greedy_offsets(load_minimalloc("A"))[0] + load_minimalloc("A").size).max())
 
 
@@ -127,8 +154,9 @@ def brute_force_mapping(prog: MemoryProgram) -> float:
             t = execution_time(prog, fast)
             if t >= best:
                 continue
-            search = CanonicalSearch(prog.buffer_lower[s], prog.buffer_upper[s], prog.buffer_size[s],
-                                     prog.spec.fast_capacity)
+            search = CanonicalSearch(
+                prog.buffer_lower[s], prog.buffer_upper[s], prog.buffer_size[s], prog.spec.fast_capacity
+            )
             if search.solve(10.0)[0] is not None:
                 best = t
     return best
@@ -167,8 +195,18 @@ def test_mapping_baselines_through_the_harness_on_real_programs():
 def test_planners_report_buffers_the_env_could_not_fit():
     """Plan (size order, best fit): c@0, b@60, a@0 fit in 100 B. The env in "start" order places a@0, then
     b@30 (above a), and c, live only with b, finds gaps of 30 B below and above it: dropped."""
-    prog = MemoryProgram("frag", MemorySpec(100, 10.0, 1.0), [0.0, 0.0, 0.0], [30, 40, 60], [0, 1, 2], [2, 3, 3],
-                         [0, 1, 1, 2, 2], [0, 0, 1, 1, 2], [True, False, True, False, True], ("a", "b", "c"))
+    prog = MemoryProgram(
+        "frag",
+        MemorySpec(100, 10.0, 1.0),
+        [0.0, 0.0, 0.0],
+        [30, 40, 60],
+        [0, 1, 2],
+        [2, 3, 3],
+        [0, 1, 1, 2, 2],
+        [0, 0, 1, 1, 2],
+        [True, False, True, False, True],
+        ("a", "b", "c"),
+    )
     pol = make_policy(MAPPING, "tflite_bestfit")
     row = run_episode(MAPPING, pol, prog, 0, env_kwargs={"order": "start"})
     assert pol.plan_mapping(prog, CostModel(prog))[1].tolist() == [0, 60, 0]

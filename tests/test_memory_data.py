@@ -28,9 +28,19 @@ from schedgym.envs.memory.validator import validate_offsets
 from schedgym import datasets
 
 # README of schedgym/data/memory/minimalloc: buffers and peak live / capacity per instance.
-MINIMALLOC = {"A": (154, 1.000), "B": (170, 1.000), "C": (203, 0.991), "D": (213, 0.940), "E": (215, 1.000),
-              "F": (296, 1.000), "G": (308, 1.000), "H": (316, 1.000), "I": (374, 1.000), "J": (409, 0.943),
-              "K": (454, 1.000)}
+MINIMALLOC = {
+    "A": (154, 1.000),
+    "B": (170, 1.000),
+    "C": (203, 0.991),
+    "D": (213, 0.940),
+    "E": (215, 1.000),
+    "F": (296, 1.000),
+    "G": (308, 1.000),
+    "H": (316, 1.000),
+    "I": (374, 1.000),
+    "J": (409, 0.943),
+    "K": (454, 1.000),
+}
 
 
 # ---------------------------------------------------------------------------------------------- MiniMalloc
@@ -61,7 +71,9 @@ def test_minimalloc_data_ships_with_its_readme():
     root = resources.files("schedgym.data").joinpath("memory/minimalloc")
     text = root.joinpath("README.md").read_text()
     assert "Apache-2.0" in text and "9f5cf810fec4494df473c23cffd0567989e81b69" in text
-    assert sorted(p.name for p in root.joinpath("challenging").iterdir()) == [f"{n}.1048576.csv" for n in MINIMALLOC]
+    assert sorted(p.name for p in root.joinpath("challenging").iterdir()) == [
+        f"{n}.1048576.csv" for n in MINIMALLOC
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- CSV
@@ -79,22 +91,34 @@ def test_csv_round_trip_and_capacity_from_file_name(tmp_path):
     assert load_offsets_csv(p, capacity=7).capacity == 7
 
 
-@pytest.mark.parametrize("text, match", [
-    ("", r"empty file"),
-    ("id,lower,size\nb1,0,4\n", r"x:1: header must be 'id,lower,upper,size'"),
-    ("id,lower,upper,size\n", r"no buffer rows"),
-    ("id,lower,upper,size\nb1,0,3,-4\n", r"x:2: buffer 'b1': field 'size' must be a positive integer, got -4"),
-    ("id,lower,upper,size\nb1,0,3,0\n", r"x:2: buffer 'b1': field 'size' must be a positive integer, got 0"),
-    ("id,lower,upper,size\nb1,0,3,4\nb2,5,5,4\n", r"x:3: buffer 'b2': live range \[lower=5, upper=5\) is empty"),
-    ("id,lower,upper,size\nb1,7,3,4\n", r"x:2: buffer 'b1': live range \[lower=7, upper=3\) is reversed"),
-    ("id,lower,upper,size\nb1,-1,3,4\n", r"x:2: buffer 'b1': field 'lower' must be >= 0"),
-    ("id,lower,upper,size\nb1,0,3,four\n", r"x:2: field 'size' must be an integer, got 'four'"),
-    ("id,lower,upper,size\nb1,0,3\n", r"x:2: expected 4 fields"),
-    ("id,lower,upper,size\nb1,0,3,4,9\n", r"x:2: expected 4 fields"),
-    ("id,lower,upper,size\nb1,0,3,4\nb1,3,9,4\n", r"x:3: buffer id 'b1' already used on line 2"),
-    ("id,lower,upper,size\n,0,3,4\n", r"x:2: field 'id' is empty"),
-    ("id,lower,upper,size,offset\nb1,0,3,4,-2\n", r"x:2: buffer 'b1': field 'offset' must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("", r"empty file"),
+        ("id,lower,size\nb1,0,4\n", r"x:1: header must be 'id,lower,upper,size'"),
+        ("id,lower,upper,size\n", r"no buffer rows"),
+        (
+            "id,lower,upper,size\nb1,0,3,-4\n",
+            r"x:2: buffer 'b1': field 'size' must be a positive integer, got -4",
+        ),
+        (
+            "id,lower,upper,size\nb1,0,3,0\n",
+            r"x:2: buffer 'b1': field 'size' must be a positive integer, got 0",
+        ),
+        (
+            "id,lower,upper,size\nb1,0,3,4\nb2,5,5,4\n",
+            r"x:3: buffer 'b2': live range \[lower=5, upper=5\) is empty",
+        ),
+        ("id,lower,upper,size\nb1,7,3,4\n", r"x:2: buffer 'b1': live range \[lower=7, upper=3\) is reversed"),
+        ("id,lower,upper,size\nb1,-1,3,4\n", r"x:2: buffer 'b1': field 'lower' must be >= 0"),
+        ("id,lower,upper,size\nb1,0,3,four\n", r"x:2: field 'size' must be an integer, got 'four'"),
+        ("id,lower,upper,size\nb1,0,3\n", r"x:2: expected 4 fields"),
+        ("id,lower,upper,size\nb1,0,3,4,9\n", r"x:2: expected 4 fields"),
+        ("id,lower,upper,size\nb1,0,3,4\nb1,3,9,4\n", r"x:3: buffer id 'b1' already used on line 2"),
+        ("id,lower,upper,size\n,0,3,4\n", r"x:2: field 'id' is empty"),
+        ("id,lower,upper,size,offset\nb1,0,3,4,-2\n", r"x:2: buffer 'b1': field 'offset' must be >= 0"),
+    ],
+)
 def test_malformed_csv_names_line_and_field(text, match):
     with pytest.raises(InstanceFormatError, match=match):
         parse_offsets_csv(text, "x")
@@ -116,20 +140,35 @@ def test_offset_instance_constructor_checks_fields():
 
 # ---------------------------------------------------------------------------------------------- programs
 def tiny_program_dict() -> dict:
-    return {"format": "schedgym-memory-program/1", "name": "tiny",
-            "spec": {"fast_capacity": 100, "fast_bandwidth": 10.0, "slow_bandwidth": 1.0},
-            "buffers": [{"name": "w", "size": 40, "lower": 0, "upper": 2},
-                        {"name": "x", "size": 20, "lower": 0, "upper": 1},
-                        {"name": "y", "size": 30, "lower": 0, "upper": 2}],
-            "ops": [{"name": "op0", "compute": 5.0, "reads": ["w", "x"], "writes": ["y"]},
-                    {"name": "op1", "compute": 100.0, "reads": ["w", "y"], "writes": []}]}
+    return {
+        "format": "schedgym-memory-program/1",
+        "name": "tiny",
+        "spec": {"fast_capacity": 100, "fast_bandwidth": 10.0, "slow_bandwidth": 1.0},
+        "buffers": [
+            {"name": "w", "size": 40, "lower": 0, "upper": 2},
+            {"name": "x", "size": 20, "lower": 0, "upper": 1},
+            {"name": "y", "size": 30, "lower": 0, "upper": 2},
+        ],
+        "ops": [
+            {"name": "op0", "compute": 5.0, "reads": ["w", "x"], "writes": ["y"]},
+            {"name": "op1", "compute": 100.0, "reads": ["w", "y"], "writes": []},
+        ],
+    }
 
 
 def test_program_json_round_trip():
     prog = program_from_dict(tiny_program_dict())
     assert (prog.n_ops, prog.n_buffers, prog.n_accesses) == (2, 3, 5)
     back = parse_program(json.dumps(program_to_dict(prog)), "back")
-    for f in ("op_compute", "buffer_size", "buffer_lower", "buffer_upper", "access_op", "access_buffer", "access_write"):
+    for f in (
+        "op_compute",
+        "buffer_size",
+        "buffer_lower",
+        "buffer_upper",
+        "access_op",
+        "access_buffer",
+        "access_write",
+    ):
         assert np.array_equal(getattr(prog, f), getattr(back, f)), f
     assert back.buffer_names == prog.buffer_names and back.spec == prog.spec
 
@@ -144,21 +183,24 @@ def _broken(path: str, value) -> dict:
     return d
 
 
-@pytest.mark.parametrize("path, value, match", [
-    ("ops.1.reads.1", "nope", r"ops\[1\]\.reads\[1\]: unknown buffer 'nope'"),
-    ("buffers.0.size", -40, r"buffers\[0\]\.size: buffer 'w': expected a positive integer, got -40"),
-    ("buffers.1.upper", 0, r"buffers\[1\]: buffer 'x': live range \[lower=0, upper=0\) is empty"),
-    ("buffers.2.lower", 2, r"buffers\[2\]: buffer 'y': live range \[lower=2, upper=2\) is empty"),
-    ("buffers.0.lower", 3, r"buffers\[0\]: buffer 'w': live range \[lower=3, upper=2\) is reversed"),
-    ("buffers.0.upper", 9, r"buffers\[0\]\.upper: buffer 'w': 9 is past the last op"),
-    ("buffers.1.upper", 1, None),  # fine: x is read only by op 0
-    ("ops.0.compute", -1.0, r"ops\[0\]\.compute: expected a finite time >= 0"),
-    ("ops.0.compute", "5", r"ops\[0\]\.compute: expected int or float, got '5'"),
-    ("buffers.0.size", 4.5, r"buffers\[0\]\.size: expected int, got 4.5"),
-    ("spec.fast_capacity", 0, r"spec: MemorySpec.fast_capacity must be a positive integer"),
-    ("spec.slow_bandwidth", -1.0, r"spec: MemorySpec.slow_bandwidth must be a finite number > 0"),
-    ("format", "v2", r"field 'format' must be"),
-])
+@pytest.mark.parametrize(
+    "path, value, match",
+    [
+        ("ops.1.reads.1", "nope", r"ops\[1\]\.reads\[1\]: unknown buffer 'nope'"),
+        ("buffers.0.size", -40, r"buffers\[0\]\.size: buffer 'w': expected a positive integer, got -40"),
+        ("buffers.1.upper", 0, r"buffers\[1\]: buffer 'x': live range \[lower=0, upper=0\) is empty"),
+        ("buffers.2.lower", 2, r"buffers\[2\]: buffer 'y': live range \[lower=2, upper=2\) is empty"),
+        ("buffers.0.lower", 3, r"buffers\[0\]: buffer 'w': live range \[lower=3, upper=2\) is reversed"),
+        ("buffers.0.upper", 9, r"buffers\[0\]\.upper: buffer 'w': 9 is past the last op"),
+        ("buffers.1.upper", 1, None),  # fine: x is read only by op 0
+        ("ops.0.compute", -1.0, r"ops\[0\]\.compute: expected a finite time >= 0"),
+        ("ops.0.compute", "5", r"ops\[0\]\.compute: expected int or float, got '5'"),
+        ("buffers.0.size", 4.5, r"buffers\[0\]\.size: expected int, got 4.5"),
+        ("spec.fast_capacity", 0, r"spec: MemorySpec.fast_capacity must be a positive integer"),
+        ("spec.slow_bandwidth", -1.0, r"spec: MemorySpec.slow_bandwidth must be a finite number > 0"),
+        ("format", "v2", r"field 'format' must be"),
+    ],
+)
 def test_malformed_program_names_the_json_path(path, value, match):
     d = _broken(path, value)
     if match is None:
@@ -172,7 +214,10 @@ def test_program_access_outside_live_range_is_rejected():
     d = tiny_program_dict()
     d["buffers"][1]["upper"] = 1
     d["ops"][1]["reads"].append("x")  # op 1 reads x, which died after op 0
-    with pytest.raises(InstanceFormatError, match=r"ops\[1\]\.reads\[2\]: op 1 uses buffer 'x' outside its live range \[0, 1\)"):
+    with pytest.raises(
+        InstanceFormatError,
+        match=r"ops\[1\]\.reads\[2\]: op 1 uses buffer 'x' outside its live range \[0, 1\)",
+    ):
         program_from_dict(d)
 
 
@@ -215,14 +260,17 @@ def test_shipped_program_list_matches_the_files():
     assert set(PROGRAMS_TRAIN).isdisjoint(PROGRAMS_TEST)
 
 
-# ---------------------------------------------------------------------------------------------- datasets, generators
+# ------------------------------------------------------------------------------------ datasets, generators
 def test_named_datasets_and_splits():
     mm = datasets.get("memory/minimalloc")
     assert mm.env_id == "schedgym/MemoryOffsets-v0" and mm.names("test") == tuple("ABCDEFGHIJK")
     assert mm.load("A").best_known == 1 << 20
     progs = datasets.get("memory/programs")
     assert progs.names("train") == PROGRAMS_TRAIN and progs.names("test") == PROGRAMS_TEST
-    assert datasets.get("memory/program-buffers").load("unet-tiny").n_buffers == load_shipped_program("unet-tiny").n_buffers
+    assert (
+        datasets.get("memory/program-buffers").load("unet-tiny").n_buffers
+        == load_shipped_program("unet-tiny").n_buffers
+    )
     for name in ("memory/random-programs-30", "memory/random-offsets-25"):
         ds = datasets.get(name)
         assert ds.split_size("train") is None and ds.split_size("test") == 100
@@ -230,7 +278,9 @@ def test_named_datasets_and_splits():
         datasets.get("memory/random-programs-1")
 
 
-@pytest.mark.parametrize("name, key", [("memory/random-programs-30", "program"), ("memory/random-offsets-25", "offsets")])
+@pytest.mark.parametrize(
+    "name, key", [("memory/random-programs-30", "program"), ("memory/random-offsets-25", "offsets")]
+)
 def test_random_datasets_are_seeded_and_within_their_declared_padding(name, key):
     ds = datasets.get(name)
     a, b = ds.load(ds.names("test")[3]), datasets.get(name).load(ds.names("test")[3])
@@ -241,11 +291,15 @@ def test_random_datasets_are_seeded_and_within_their_declared_padding(name, key)
     assert np.array_equal(size(a), size(b)) and np.array_equal(size(c), size(d))
     assert not np.array_equal(size(c), size(e)) or size(c).size != size(e).size
     from schedgym.envs.memory.env import offsets_sizes
+
     pad = ds.meta["max_size"]
     for seed in range(20):
         inst = ds.sample(np.random.default_rng(seed))
-        got = ({"ops": inst.n_ops, "buffers": inst.n_buffers, "accesses": inst.n_accesses} if key == "program"
-               else offsets_sizes(inst))
+        got = (
+            {"ops": inst.n_ops, "buffers": inst.n_buffers, "accesses": inst.n_accesses}
+            if key == "program"
+            else offsets_sizes(inst)
+        )
         assert all(got[k] <= pad[k] for k in pad), (got, pad)
 
 

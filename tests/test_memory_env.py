@@ -19,9 +19,20 @@ OFFSETS = "schedgym/MemoryOffsets-v0"
 
 
 def tiny(capacity: int = 100) -> MemoryProgram:
-    """op0 (5 ns) reads w (40 B), x (20 B), writes y (30 B); op1 (100 ns) reads w, y. Slow 1 B/ns, fast 10 B/ns."""
-    return MemoryProgram("tiny", MemorySpec(capacity, 10.0, 1.0), [5.0, 100.0], [40, 20, 30], [0, 0, 0], [2, 1, 2],
-                         [0, 0, 0, 1, 1], [0, 1, 2, 0, 2], [False, False, True, False, False], ("w", "x", "y"))
+    """op0 (5 ns) reads w (40 B), x (20 B), writes y (30 B); op1 (100 ns) reads w, y.
+    Slow memory 1 B/ns, fast 10 B/ns."""
+    return MemoryProgram(
+        "tiny",
+        MemorySpec(capacity, 10.0, 1.0),
+        [5.0, 100.0],
+        [40, 20, 30],
+        [0, 0, 0],
+        [2, 1, 2],
+        [0, 0, 0, 1, 1],
+        [0, 1, 2, 0, 2],
+        [False, False, True, False, False],
+        ("w", "x", "y"),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- MemoryMapping
@@ -57,7 +68,9 @@ def test_fast_action_is_masked_when_the_buffer_does_not_fit():
     strict = gym.make(MAPPING, instance=tiny(capacity=50), order="start", strict=True)
     strict.reset(seed=0)
     strict.step(0)
-    with pytest.raises(ValueError, match=r"action 0 is masked out \(buffer 2 does not fit .*\); valid actions: \[1\]"):
+    with pytest.raises(
+        ValueError, match=r"action 0 is masked out \(buffer 2 does not fit .*\); valid actions: \[1\]"
+    ):
         strict.step(0)
 
 
@@ -76,8 +89,11 @@ def test_offset_choice_exposes_candidates_and_places_at_the_chosen_one():
 
 
 def test_mapping_orders_and_fit_rules_are_validated():
-    for kw, match in (({"order": "random"}, "order must be one of"), ({"fit": "worst"}, "fit must be one of"),
-                      ({"offset_choice": 0}, "offset_choice must be >= 1")):
+    for kw, match in (
+        ({"order": "random"}, "order must be one of"),
+        ({"fit": "worst"}, "fit must be one of"),
+        ({"offset_choice": 0}, "offset_choice must be >= 1"),
+    ):
         with pytest.raises(ValueError, match=match):
             gym.make(MAPPING, instance=tiny(), **kw)
     with pytest.raises(TypeError, match=r"unknown config keys \['bogus'\]"):
@@ -100,7 +116,10 @@ def test_real_program_by_name_and_greedy_fast_bounds():
             break
     assert info["all_fast_time"] <= info["exec_time"] < info["all_slow_time"]
     res = env.unwrapped.validate()
-    assert res["exec_time"] == info["exec_time"] and res["fast_peak"] <= env.unwrapped.instance.spec.fast_capacity
+    assert (
+        res["exec_time"] == info["exec_time"]
+        and res["fast_peak"] <= env.unwrapped.instance.spec.fast_capacity
+    )
 
 
 def test_reset_with_an_instance_that_exceeds_the_padding_raises():
@@ -121,7 +140,13 @@ def test_mapping_observation_graph():
     assert nf[:2, 0].tolist() == [1, 1] and nf[2:, 1].tolist() == [1, 1, 1]
     n_acc = 5
     ei = obs["edge_index"][:, :n_acc]
-    assert sorted(zip(ei[0].tolist(), ei[1].tolist())) == [(2, 0), (2, 1), (3, 0), (4, 0), (4, 1)]
+    assert sorted(zip(ei[0].tolist(), ei[1].tolist(), strict=True)) == [
+        (2, 0),
+        (2, 1),
+        (3, 0),
+        (4, 0),
+        (4, 1),
+    ]
     assert obs["edge_index"][:, n_acc].tolist() == [0, 1] and obs["edge_mask"].sum() == n_acc + 1
 
 
@@ -135,6 +160,7 @@ def test_render_modes():
     txt.reset(seed=0)
     assert "tiny: 0/3 buffers decided" in txt.render()
     from schedgym.envs.memory.env import MemoryMappingEnv
+
     with pytest.raises(ValueError, match="render_mode must be one of"):
         MemoryMappingEnv(render_mode="human")
 
@@ -148,7 +174,8 @@ def test_offsets_episode_places_at_the_skyline_and_returns_minus_peak():
     for b in (0, 1, 3, 2):
         obs, r, term, _, info = env.step(b)
         total += r
-    # 0 at 0 (top 4); 1 overlaps 0: at 4 (top 6); 3 overlaps 1: at 6 (top 7); 2 overlaps 0 and 1: at 6 -> top 9
+    # 0 at 0 (top 4); 1 overlaps 0: at 4 (top 6); 3 overlaps 1: at 6 (top 7);
+    # 2 overlaps 0 and 1: at 6 -> top 9
     assert env.unwrapped.schedule().offsets.tolist() == [0, 4, 6, 6]
     assert term and info["peak"] == 9 and info["fits"] == 0 and info["capacity_ratio"] == 9 / 8
     assert total == pytest.approx(-9 / 8)
@@ -207,11 +234,13 @@ def test_offsets_render():
 
 
 def test_building_and_running_an_env_does_not_import_torch():
-    code = ("import sys, gymnasium as gym, schedgym\n"
-            "for eid in ('schedgym/MemoryMapping-v0', 'schedgym/MemoryOffsets-v0'):\n"
-            "    e = gym.make(eid); e.reset(seed=0); e.step(int(e.unwrapped.action_masks().argmax()))\n"
-            "e = gym.make('schedgym/MemoryMapping-v0', instance='gpt2-tiny'); e.reset(seed=0)\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    code = (
+        "import sys, gymnasium as gym, schedgym\n"
+        "for eid in ('schedgym/MemoryMapping-v0', 'schedgym/MemoryOffsets-v0'):\n"
+        "    e = gym.make(eid); e.reset(seed=0); e.step(int(e.unwrapped.action_masks().argmax()))\n"
+        "e = gym.make('schedgym/MemoryMapping-v0', instance='gpt2-tiny'); e.reset(seed=0)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 

@@ -18,8 +18,18 @@ from schedgym.envs.memory.validator import MappingError, execution_time, validat
 def tiny() -> MemoryProgram:
     """op0 (compute 5 ns) reads w (40 B), x (20 B), writes y (30 B); op1 (compute 100 ns) reads w, y.
     Slow memory 1 B/ns, fast 10 B/ns, fast capacity 100 B."""
-    return MemoryProgram("tiny", MemorySpec(100, 10.0, 1.0), [5.0, 100.0], [40, 20, 30], [0, 0, 0], [2, 1, 2],
-                         [0, 0, 0, 1, 1], [0, 1, 2, 0, 2], [False, False, True, False, False], ("w", "x", "y"))
+    return MemoryProgram(
+        "tiny",
+        MemorySpec(100, 10.0, 1.0),
+        [5.0, 100.0],
+        [40, 20, 30],
+        [0, 0, 0],
+        [2, 1, 2],
+        [0, 0, 0, 1, 1],
+        [0, 1, 2, 0, 2],
+        [False, False, True, False, False],
+        ("w", "x", "y"),
+    )
 
 
 def test_execution_time_by_hand():
@@ -52,7 +62,9 @@ def test_validate_mapping_recomputes_and_checks_rectangles():
 def test_validate_offsets_half_open_ranges_and_overlaps():
     inst = OffsetInstance("x", [0, 3, 0], [3, 9, 9], [4, 4, 4], 12)
     assert validate_offsets(inst, np.array([8, 8, 4]))["peak"] == 12  # [0,3) and [3,9) may share an address
-    with pytest.raises(MappingError, match=r"buffers 2 \('2'\) and 1 \('1'\) overlap|buffers 1 \('1'\) and 2 \('2'\) overlap"):
+    with pytest.raises(
+        MappingError, match=r"buffers 2 \('2'\) and 1 \('1'\) overlap|buffers 1 \('1'\) and 2 \('2'\) overlap"
+    ):
         validate_offsets(inst, np.array([8, 4, 2]))
     with pytest.raises(MappingError, match=r"negative offset -1"):
         validate_offsets(inst, np.array([8, -1, 4]))
@@ -62,13 +74,17 @@ def test_validate_offsets_half_open_ranges_and_overlaps():
 def test_validator_is_independent_of_env_and_simulator():
     tree = ast.parse(inspect.getsource(validator))
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
-        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert not any(m and (m.endswith(".sim") or m.endswith(".env") or m.endswith(".envbase")) for m in imported), imported
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    assert not any(
+        m and (m.endswith(".sim") or m.endswith(".env") or m.endswith(".envbase")) for m in imported
+    ), imported
 
 
 # ---------------------------------------------------------------------------------------------- fitting
 def test_best_fit_takes_the_smallest_gap_first_fit_the_lowest():
-    # Placed: [0,10) and [30,35) and [40,100) over the same time; gaps [10,30) (20) and [35,40) (5), top from 100.
+    # Placed: [0,10) and [30,35) and [40,100) over the same time;
+    # gaps [10,30) (20) and [35,40) (5), then from 100 to the capacity.
     lower, upper = np.zeros(4, np.int64), np.ones(4, np.int64)
     space = AddressSpace(lower, upper, np.array([10, 5, 60, 4]), 200)
     for b, off in ((0, 0), (1, 30), (2, 40)):
@@ -86,11 +102,21 @@ def test_best_fit_takes_the_smallest_gap_first_fit_the_lowest():
 
 def test_greedy_rules_reproduce_the_published_minimalloc_heights():
     """README of the MiniMalloc data: bestfit/size, firstfit/size, firstfit/start heights (x capacity)."""
-    table = {"A": (1.311, 1.290, 1.707), "B": (1.347, 1.347, 1.604), "C": (1.352, 1.352, 1.671),
-             "D": (1.255, 1.231, 1.331), "E": (1.401, 1.369, 1.836), "F": (1.375, 1.375, 1.200),
-             "G": (1.332, 1.332, 1.170), "H": (1.355, 1.355, 1.258), "I": (1.410, 1.410, 1.822),
-             "J": (1.271, 1.243, 1.737), "K": (1.327, 1.290, 2.273)}
+    table = {
+        "A": (1.311, 1.290, 1.707),
+        "B": (1.347, 1.347, 1.604),
+        "C": (1.352, 1.352, 1.671),
+        "D": (1.255, 1.231, 1.331),
+        "E": (1.401, 1.369, 1.836),
+        "F": (1.375, 1.375, 1.200),
+        "G": (1.332, 1.332, 1.170),
+        "H": (1.355, 1.355, 1.258),
+        "I": (1.410, 1.410, 1.822),
+        "J": (1.271, 1.243, 1.737),
+        "K": (1.327, 1.290, 2.273),
+    }
     from schedgym.baselines._memory import size_order, start_order
+
     for name, want in table.items():
         i = load_minimalloc(name)
         got = []

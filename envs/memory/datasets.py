@@ -7,8 +7,6 @@ import re
 from functools import partial
 
 import numpy as np
-
-from schedgym import datasets
 from schedgym.envs.memory.generator import random_offsets, random_program
 from schedgym.envs.memory.io import (
     MINIMALLOC_NAMES,
@@ -18,6 +16,8 @@ from schedgym.envs.memory.io import (
     load_shipped_program,
 )
 from schedgym.envs.memory.types import MemoryProgram, OffsetInstance
+
+from schedgym import datasets
 
 MAPPING = "schedgym/MemoryMapping-v0"
 OFFSETS = "schedgym/MemoryOffsets-v0"
@@ -31,11 +31,27 @@ PROGRAMS = PROGRAMS_TRAIN + PROGRAMS_TEST
 
 def program_buffers(program: MemoryProgram) -> OffsetInstance:
     """A program's buffers as an offset instance (op-index live ranges), capacity = its peak live bytes."""
-    inst = OffsetInstance(program.name, program.buffer_lower, program.buffer_upper, program.buffer_size, 1,
-                          ids=program.buffer_names)
-    return OffsetInstance(program.name, inst.lower, inst.upper, inst.size, inst.peak_live(), ids=inst.ids,
-                          best_known=None, meta={"source": f"buffers of program {program.name}",
-                                                 "capacity_source": "peak live size (lower bound)"})
+    inst = OffsetInstance(
+        program.name,
+        program.buffer_lower,
+        program.buffer_upper,
+        program.buffer_size,
+        1,
+        ids=program.buffer_names,
+    )
+    return OffsetInstance(
+        program.name,
+        inst.lower,
+        inst.upper,
+        inst.size,
+        inst.peak_live(),
+        ids=inst.ids,
+        best_known=None,
+        meta={
+            "source": f"buffers of program {program.name}",
+            "capacity_source": "peak live size (lower bound)",
+        },
+    )
 
 
 def load_program_buffers(name: str) -> OffsetInstance:
@@ -63,24 +79,37 @@ def _generate_random_offsets(n: int, rng: np.random.Generator) -> OffsetInstance
 
 
 def _register_named() -> None:
-    datasets.register(datasets.Dataset(
-        "memory/minimalloc", OFFSETS,
-        "MiniMalloc's 11 challenging instances A-K (154-454 buffers, capacity 2^20, 8 with zero slack); "
-        "best_known = MiniMalloc's solution", {"test": MINIMALLOC_NAMES, "example": ("example",)},
-        loader=load_minimalloc, source="google/minimalloc benchmarks (Apache-2.0), ASPLOS'23",
-    ))
-    datasets.register(datasets.Dataset(
-        "memory/programs", MAPPING,
-        "real programs from PyTorch models (GPT-2 decoder stack, ResNet, MLP-Mixer, U-Net; torch.export)",
-        {"train": PROGRAMS_TRAIN, "test": PROGRAMS_TEST, "all": PROGRAMS},
-        loader=load_shipped_program, source="schedgym.envs.memory.extract (torch.export + FlopCounterMode)",
-    ))
-    datasets.register(datasets.Dataset(
-        "memory/program-buffers", OFFSETS,
-        "the real programs' buffers as offset instances, capacity = peak live bytes (zero slack)",
-        {"train": PROGRAMS_TRAIN, "test": PROGRAMS_TEST, "all": PROGRAMS},
-        loader=load_program_buffers, source="memory/programs",
-    ))
+    datasets.register(
+        datasets.Dataset(
+            "memory/minimalloc",
+            OFFSETS,
+            "MiniMalloc's 11 challenging instances A-K (154-454 buffers, capacity 2^20, 8 with zero slack); "
+            "best_known = MiniMalloc's solution",
+            {"test": MINIMALLOC_NAMES, "example": ("example",)},
+            loader=load_minimalloc,
+            source="google/minimalloc benchmarks (Apache-2.0), ASPLOS'23",
+        )
+    )
+    datasets.register(
+        datasets.Dataset(
+            "memory/programs",
+            MAPPING,
+            "real programs from PyTorch models (GPT-2 decoder stack, ResNet, MLP-Mixer, U-Net; torch.export)",
+            {"train": PROGRAMS_TRAIN, "test": PROGRAMS_TEST, "all": PROGRAMS},
+            loader=load_shipped_program,
+            source="schedgym.envs.memory.extract (torch.export + FlopCounterMode)",
+        )
+    )
+    datasets.register(
+        datasets.Dataset(
+            "memory/program-buffers",
+            OFFSETS,
+            "the real programs' buffers as offset instances, capacity = peak live bytes (the lower bound)",
+            {"train": PROGRAMS_TRAIN, "test": PROGRAMS_TEST, "all": PROGRAMS},
+            loader=load_program_buffers,
+            source="memory/programs",
+        )
+    )
 
 
 def _random_programs(match: re.Match[str]) -> datasets.Dataset:
@@ -89,9 +118,12 @@ def _random_programs(match: re.Match[str]) -> datasets.Dataset:
         raise ValueError(f"memory/random-programs-N needs N >= 2 ops, got {n}")
     base = f"random-programs-{n}"
     return datasets.Dataset(
-        f"memory/{base}", MAPPING, f"random layer-stack programs with {n} ops (seeded)",
+        f"memory/{base}",
+        MAPPING,
+        f"random layer-stack programs with {n} ops (seeded)",
         {"train": None, "test": tuple(f"{base}-{i:03d}" for i in range(RANDOM_TEST_SIZE))},
-        loader=partial(_load_random_program, n), generator=partial(_generate_random_program, n),
+        loader=partial(_load_random_program, n),
+        generator=partial(_generate_random_program, n),
         source="schedgym.envs.memory.generator.random_program",
         meta={"max_size": {"ops": n, "buffers": 2 * n + 1, "accesses": 4 * n}},
     )
@@ -103,9 +135,12 @@ def _random_offsets(match: re.Match[str]) -> datasets.Dataset:
         raise ValueError(f"memory/random-offsets-N needs N >= 1 buffers, got {n}")
     base = f"random-offsets-{n}"
     return datasets.Dataset(
-        f"memory/{base}", OFFSETS, f"zero-slack offset instances with {n} buffers and a planted optimum",
+        f"memory/{base}",
+        OFFSETS,
+        f"zero-slack offset instances with {n} buffers and a planted optimum",
         {"train": None, "test": tuple(f"{base}-{i:03d}" for i in range(RANDOM_TEST_SIZE))},
-        loader=partial(_load_random_offsets, n), generator=partial(_generate_random_offsets, n),
+        loader=partial(_load_random_offsets, n),
+        generator=partial(_generate_random_offsets, n),
         source="schedgym.envs.memory.generator.random_offsets",
         meta={"max_size": {"buffers": n, "sections": n, "cover": n * n}},
     )
@@ -113,11 +148,15 @@ def _random_offsets(match: re.Match[str]) -> datasets.Dataset:
 
 _register_named()
 datasets.register_pattern(
-    "memory/random-programs-N", r"memory/random-programs-(?P<n>\d+)", _random_programs,
+    "memory/random-programs-N",
+    r"memory/random-programs-(?P<n>\d+)",
+    _random_programs,
     "random layer-stack programs with N ops: train = unbounded seeded stream, test = 100 fixed",
 )
 datasets.register_pattern(
-    "memory/random-offsets-N", r"memory/random-offsets-(?P<n>\d+)", _random_offsets,
+    "memory/random-offsets-N",
+    r"memory/random-offsets-(?P<n>\d+)",
+    _random_offsets,
     "zero-slack offset instances with N buffers (planted optimum): train = seeded stream, test = 100 fixed",
 )
 datasets.register_file_loader(OFFSETS, load_offsets_csv)

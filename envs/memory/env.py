@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from schedgym.envs.memory import viewer
 from schedgym.envs.memory.envbase import MemoryEnvBase, merge_config
 from schedgym.envs.memory.io import load_minimalloc, load_offsets_csv, load_program, load_shipped_program
@@ -14,14 +13,45 @@ from schedgym.envs.memory.reward import peak_reward, saving_reward
 from schedgym.envs.memory.sim import FIT_RULES, ORDERS, CostModel, MappingState, OffsetState
 from schedgym.envs.memory.types import MemoryProgram, OffsetAssignment, OffsetInstance, TierMapping
 from schedgym.envs.memory.validator import validate_mapping, validate_offsets
+
 from schedgym.graph import GraphSpec
 
 # MemoryMapping node feature columns: op nodes use 2-6, buffer nodes 7-15.
-(M_IS_OP, M_IS_BUF, M_COMPUTE, M_TIME, M_MEMBOUND, M_OCCUPANCY, M_OP_POS, M_SIZE, M_LOWER, M_UPPER, M_BENEFIT,
- M_UNDECIDED, M_FAST, M_OFFSET, M_CURRENT, M_RANK) = range(16)
+(
+    M_IS_OP,
+    M_IS_BUF,
+    M_COMPUTE,
+    M_TIME,
+    M_MEMBOUND,
+    M_OCCUPANCY,
+    M_OP_POS,
+    M_SIZE,
+    M_LOWER,
+    M_UPPER,
+    M_BENEFIT,
+    M_UNDECIDED,
+    M_FAST,
+    M_OFFSET,
+    M_CURRENT,
+    M_RANK,
+) = range(16)
 # MemoryOffsets node feature columns: section nodes use 2-6, buffer nodes 7-13.
-(O_IS_SEC, O_IS_BUF, O_FLOOR, O_REMAINING, O_BOUND, O_WIDTH, O_START, O_SIZE, O_LOWER, O_UPPER, O_PLACED,
- O_OFFSET, O_TOP, O_OVER) = range(14)
+(
+    O_IS_SEC,
+    O_IS_BUF,
+    O_FLOOR,
+    O_REMAINING,
+    O_BOUND,
+    O_WIDTH,
+    O_START,
+    O_SIZE,
+    O_LOWER,
+    O_UPPER,
+    O_PLACED,
+    O_OFFSET,
+    O_TOP,
+    O_OVER,
+) = range(14)
 
 
 class MemoryMappingEnv(MemoryEnvBase):
@@ -54,7 +84,8 @@ class MemoryMappingEnv(MemoryEnvBase):
       current buffer's node for every action.
 
     ## Action
-    ``Discrete(K + 1)``, ``K = offset_choice`` (default 1): action k < K puts the current buffer in fast memory
+    ``Discrete(K + 1)``, ``K = offset_choice`` (default 1): action k < K puts the current buffer in fast
+    memory
     at the k-th candidate offset (K = 1: the ``fit`` rule's offset; K > 1: the k-th lowest gap bottom that
     holds it), action K (``slow_action``) puts it in slow memory (always valid). Fast actions are masked when
     the buffer does not fit. A masked action is a no-op: reward ``-invalid_action_penalty``,
@@ -73,7 +104,8 @@ class MemoryMappingEnv(MemoryEnvBase):
     - ``instance``: a ``MemoryProgram``, a shipped program name (``"gpt2-tiny"``) or a program JSON path.
     - ``dataset`` (``"memory/random-programs-40"``), ``split`` (``"train"``): the per-episode instance source
       when no instance is given (seeded by ``reset(seed=...)``).
-    - ``order`` (``"priority"``, ``"size"``, ``"start"``), ``fit`` (``"best"``, ``"first"``), ``offset_choice`` (1).
+    - ``order`` (``"priority"``, ``"size"``, ``"start"``), ``fit`` (``"best"``, ``"first"``),
+      ``offset_choice`` (1).
     - ``max_ops``, ``max_buffers``, ``max_accesses``: padding (default: the instance's or dataset's largest).
     - ``strict`` (False), ``invalid_action_penalty`` (1.0), ``render_mode`` (``"ansi"``, ``"rgb_array"``).
     - ``reset(options={"instance": program})`` runs one episode on ``program``.
@@ -86,15 +118,41 @@ class MemoryMappingEnv(MemoryEnvBase):
     validator = staticmethod(validate_mapping)
     instance_type = MemoryProgram
 
-    def __init__(self, config: dict[str, Any] | None = None, *, instance: MemoryProgram | str | None = None,
-                 dataset: str = "memory/random-programs-40", split: str = "train", order: str = "priority",
-                 fit: str = "best", offset_choice: int = 1, max_ops: int | None = None,
-                 max_buffers: int | None = None, max_accesses: int | None = None, strict: bool = False,
-                 invalid_action_penalty: float = 1.0, render_mode: str | None = None) -> None:
-        kw = merge_config(type(self).__name__, config, dict(
-            instance=instance, dataset=dataset, split=split, order=order, fit=fit, offset_choice=offset_choice,
-            max_ops=max_ops, max_buffers=max_buffers, max_accesses=max_accesses, strict=strict,
-            invalid_action_penalty=invalid_action_penalty, render_mode=render_mode))
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        *,
+        instance: MemoryProgram | str | None = None,
+        dataset: str = "memory/random-programs-40",
+        split: str = "train",
+        order: str = "priority",
+        fit: str = "best",
+        offset_choice: int = 1,
+        max_ops: int | None = None,
+        max_buffers: int | None = None,
+        max_accesses: int | None = None,
+        strict: bool = False,
+        invalid_action_penalty: float = 1.0,
+        render_mode: str | None = None,
+    ) -> None:
+        kw = merge_config(
+            type(self).__name__,
+            config,
+            dict(
+                instance=instance,
+                dataset=dataset,
+                split=split,
+                order=order,
+                fit=fit,
+                offset_choice=offset_choice,
+                max_ops=max_ops,
+                max_buffers=max_buffers,
+                max_accesses=max_accesses,
+                strict=strict,
+                invalid_action_penalty=invalid_action_penalty,
+                render_mode=render_mode,
+            ),
+        )
         if kw["order"] not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {kw['order']!r}")
         if kw["fit"] not in FIT_RULES:
@@ -103,15 +161,24 @@ class MemoryMappingEnv(MemoryEnvBase):
             raise ValueError(f"offset_choice must be >= 1, got {kw['offset_choice']}")
         self.order, self.fit, self.k = kw["order"], kw["fit"], int(kw["offset_choice"])
         self.slow_action = self.k
-        self._setup(kw["instance"], kw["dataset"], kw["split"], kw["strict"], kw["invalid_action_penalty"],
-                    kw["render_mode"])
+        self._setup(
+            kw["instance"],
+            kw["dataset"],
+            kw["split"],
+            kw["strict"],
+            kw["invalid_action_penalty"],
+            kw["render_mode"],
+        )
         pad = self._padding()
-        self.padding = {k: int(kw[f"max_{k}"]) if kw[f"max_{k}"] is not None else pad[k]
-                        for k in ("ops", "buffers", "accesses")}
+        self.padding = {
+            k: int(kw[f"max_{k}"]) if kw[f"max_{k}"] is not None else pad[k]
+            for k in ("ops", "buffers", "accesses")
+        }
         p = self.padding
         n_ops, n_buf = p["ops"], p["buffers"]
-        self._make_spaces(GraphSpec(n_ops + n_buf, p["accesses"] + max(n_ops - 1, 1), 16, 3, self.k + 1,
-                                    action_node=True))
+        self._make_spaces(
+            GraphSpec(n_ops + n_buf, p["accesses"] + max(n_ops - 1, 1), 16, 3, self.k + 1, action_node=True)
+        )
         self._cands: list[int] = []
 
     def _resolve(self, instance: Any) -> MemoryProgram:
@@ -119,8 +186,10 @@ class MemoryMappingEnv(MemoryEnvBase):
             return instance
         if isinstance(instance, str):
             return load_program(instance) if instance.endswith(".json") else load_shipped_program(instance)
-        raise TypeError(f"instance must be a MemoryProgram, a shipped program name or a .json path, "
-                        f"got {type(instance).__name__}")
+        raise TypeError(
+            f"instance must be a MemoryProgram, a shipped program name or a .json path, "
+            f"got {type(instance).__name__}"
+        )
 
     def _sizes(self, inst: MemoryProgram) -> dict[str, int]:
         return {"ops": inst.n_ops, "buffers": inst.n_buffers, "accesses": inst.n_accesses}
@@ -169,10 +238,10 @@ class MemoryMappingEnv(MemoryEnvBase):
         b["edge_index"][1, :a] = prog.access_op
         b["edge_features"][:a, 0] = ~prog.access_write
         b["edge_features"][:a, 1] = prog.access_write
-        b["edge_index"][0, a:a + n_ops - 1] = np.arange(n_ops - 1)
-        b["edge_index"][1, a:a + n_ops - 1] = np.arange(1, n_ops)
-        b["edge_features"][a:a + n_ops - 1, 2] = 1.0
-        b["edge_mask"][:a + n_ops - 1] = 1
+        b["edge_index"][0, a : a + n_ops - 1] = np.arange(n_ops - 1)
+        b["edge_index"][1, a : a + n_ops - 1] = np.arange(1, n_ops)
+        b["edge_features"][a : a + n_ops - 1, 2] = 1.0
+        b["edge_mask"][: a + n_ops - 1] = 1
 
     def _apply(self, a: int) -> tuple[float, dict[str, Any]]:
         st = self.state
@@ -181,13 +250,17 @@ class MemoryMappingEnv(MemoryEnvBase):
         offset = self._cands[a] if a < self.k else -1
         saved = st.decide(offset)
         if offset >= 0:
-            self._occupancy[prog.buffer_lower[b]:prog.buffer_upper[b]] += prog.buffer_size[b]
+            self._occupancy[prog.buffer_lower[b] : prog.buffer_upper[b]] += prog.buffer_size[b]
         self._saved += saved
         extra: dict[str, Any] = {}
         if st.done:
             t = st.exec_time()
-            extra = {"exec_time": t, "all_slow_time": st.cost.all_slow, "all_fast_time": st.cost.all_fast,
-                     "speedup": st.cost.all_slow / t if t > 0 else 1.0}
+            extra = {
+                "exec_time": t,
+                "all_slow_time": st.cost.all_slow,
+                "all_fast_time": st.cost.all_fast,
+                "speedup": st.cost.all_slow / t if t > 0 else 1.0,
+            }
         return saving_reward(saved, st.cost.all_slow), extra
 
     def _encode(self) -> None:
@@ -213,8 +286,8 @@ class MemoryMappingEnv(MemoryEnvBase):
                 off = st.fast.fit(cur, self.fit)
                 self._cands = [off] if off >= 0 else []
             else:
-                self._cands = st.fast.candidates(cur)[:self.k]
-            mask[:len(self._cands)] = 1
+                self._cands = st.fast.candidates(cur)[: self.k]
+            mask[: len(self._cands)] = 1
             mask[self.k] = 1
             b["action_node"][:] = no + cur
         else:
@@ -233,19 +306,26 @@ class MemoryMappingEnv(MemoryEnvBase):
 
     def _render_ansi(self) -> str:
         st = self.state
-        return viewer.mapping_ansi(st.program, st.tier, st.fast.offset, st.current, float(st.op_time.sum()),
-                                   st.cost.all_slow)
+        return viewer.mapping_ansi(
+            st.program, st.tier, st.fast.offset, st.current, float(st.op_time.sum()), st.cost.all_slow
+        )
 
     def _render_rgb(self) -> np.ndarray:
         st = self.state
         saving = 100 * (1 - float(st.op_time.sum()) / st.cost.all_slow)
-        fig = viewer.mapping_figure(st.program, st.tier, st.fast.offset, st.op_time, st.cost.all_slow_times,
-                                    f"{st.program.name}: {int((st.tier == 1).sum())} buffers fast, saving {saving:.1f} %")
+        fig = viewer.mapping_figure(
+            st.program,
+            st.tier,
+            st.fast.offset,
+            st.op_time,
+            st.cost.all_slow_times,
+            f"{st.program.name}: {int((st.tier == 1).sum())} buffers fast, saving {saving:.1f} %",
+        )
         return viewer.rgb(fig)
 
 
 class MemoryOffsetsEnv(MemoryEnvBase):
-    """Give every buffer an address so that buffers live at the same time never overlap (MiniMalloc's problem).
+    """Give every buffer an address so that buffers live at the same time never overlap (MiniMalloc).
 
     ## Description
     Offline dynamic storage allocation: buffers have fixed half-open live ranges ``[lower, upper)`` and
@@ -272,7 +352,8 @@ class MemoryOffsetsEnv(MemoryEnvBase):
     ## Action
     ``Discrete(max_buffers)``: the buffer to place next. Placed and padding buffers are masked; with
     ``capacity_mask=True``, so are buffers whose top would pass the capacity while some other buffer still
-    fits. A masked action is a no-op with reward ``-invalid_action_penalty`` (``strict=True``: ``ValueError``).
+    fits. A masked action is a no-op with reward ``-invalid_action_penalty`` (``strict=True``:
+    ``ValueError``).
 
     ## Reward
     Minus the increase of the peak address, divided by the capacity; the return is ``-peak / capacity``.
@@ -282,7 +363,8 @@ class MemoryOffsetsEnv(MemoryEnvBase):
     Truncated after ``n_buffers`` masked actions in one episode.
 
     ## Arguments
-    - ``instance``: an ``OffsetInstance``, a MiniMalloc instance name (``"A"``..``"K"``, ``"example"``) or a CSV
+    - ``instance``: an ``OffsetInstance``, a MiniMalloc instance name (``"A"``..``"K"``, ``"example"``) or a
+      CSV
       path (``id,lower,upper,size``; ``NAME.CAPACITY.csv`` gives the capacity).
     - ``dataset`` (``"memory/random-offsets-40"``), ``split`` (``"train"``): the per-episode instance source.
     - ``capacity_mask`` (False), ``max_buffers``, ``max_sections``, ``max_cover`` (padding).
@@ -296,31 +378,72 @@ class MemoryOffsetsEnv(MemoryEnvBase):
     validator = staticmethod(validate_offsets)
     instance_type = OffsetInstance
 
-    def __init__(self, config: dict[str, Any] | None = None, *, instance: OffsetInstance | str | None = None,
-                 dataset: str = "memory/random-offsets-40", split: str = "train", capacity_mask: bool = False,
-                 max_buffers: int | None = None, max_sections: int | None = None, max_cover: int | None = None,
-                 strict: bool = False, invalid_action_penalty: float = 1.0, render_mode: str | None = None) -> None:
-        kw = merge_config(type(self).__name__, config, dict(
-            instance=instance, dataset=dataset, split=split, capacity_mask=capacity_mask, max_buffers=max_buffers,
-            max_sections=max_sections, max_cover=max_cover, strict=strict,
-            invalid_action_penalty=invalid_action_penalty, render_mode=render_mode))
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        *,
+        instance: OffsetInstance | str | None = None,
+        dataset: str = "memory/random-offsets-40",
+        split: str = "train",
+        capacity_mask: bool = False,
+        max_buffers: int | None = None,
+        max_sections: int | None = None,
+        max_cover: int | None = None,
+        strict: bool = False,
+        invalid_action_penalty: float = 1.0,
+        render_mode: str | None = None,
+    ) -> None:
+        kw = merge_config(
+            type(self).__name__,
+            config,
+            dict(
+                instance=instance,
+                dataset=dataset,
+                split=split,
+                capacity_mask=capacity_mask,
+                max_buffers=max_buffers,
+                max_sections=max_sections,
+                max_cover=max_cover,
+                strict=strict,
+                invalid_action_penalty=invalid_action_penalty,
+                render_mode=render_mode,
+            ),
+        )
         self.capacity_mask = bool(kw["capacity_mask"])
-        self._setup(kw["instance"], kw["dataset"], kw["split"], kw["strict"], kw["invalid_action_penalty"],
-                    kw["render_mode"])
+        self._setup(
+            kw["instance"],
+            kw["dataset"],
+            kw["split"],
+            kw["strict"],
+            kw["invalid_action_penalty"],
+            kw["render_mode"],
+        )
         pad = self._padding()
-        self.padding = {k: int(kw[f"max_{k}"]) if kw[f"max_{k}"] is not None else pad[k]
-                        for k in ("buffers", "sections", "cover")}
+        self.padding = {
+            k: int(kw[f"max_{k}"]) if kw[f"max_{k}"] is not None else pad[k]
+            for k in ("buffers", "sections", "cover")
+        }
         p = self.padding
-        self._make_spaces(GraphSpec(p["sections"] + p["buffers"], p["cover"] + max(p["sections"] - 1, 1), 14, 2,
-                                    p["buffers"], action_node=True))
+        self._make_spaces(
+            GraphSpec(
+                p["sections"] + p["buffers"],
+                p["cover"] + max(p["sections"] - 1, 1),
+                14,
+                2,
+                p["buffers"],
+                action_node=True,
+            )
+        )
 
     def _resolve(self, instance: Any) -> OffsetInstance:
         if isinstance(instance, OffsetInstance):
             return instance
         if isinstance(instance, str):
             return load_offsets_csv(instance) if instance.endswith(".csv") else load_minimalloc(instance)
-        raise TypeError(f"instance must be an OffsetInstance, a MiniMalloc name or a .csv path, "
-                        f"got {type(instance).__name__}")
+        raise TypeError(
+            f"instance must be an OffsetInstance, a MiniMalloc name or a .csv path, "
+            f"got {type(instance).__name__}"
+        )
 
     def _sizes(self, inst: OffsetInstance) -> dict[str, int]:
         return offsets_sizes(inst)
@@ -353,14 +476,16 @@ class MemoryOffsetsEnv(MemoryEnvBase):
         b["node_mask"][bn] = 1
         counts = sec.last - sec.first
         src = np.repeat(bn, counts)
-        dst = np.concatenate([np.arange(f, l) for f, l in zip(sec.first.tolist(), sec.last.tolist())])
+        dst = np.concatenate(
+            [np.arange(f, e) for f, e in zip(sec.first.tolist(), sec.last.tolist(), strict=True)]
+        )
         c = src.size
         b["edge_index"][0, :c], b["edge_index"][1, :c] = src, dst
         b["edge_features"][:c, 0] = 1.0
-        b["edge_index"][0, c:c + ns - 1] = np.arange(ns - 1)
-        b["edge_index"][1, c:c + ns - 1] = np.arange(1, ns)
-        b["edge_features"][c:c + ns - 1, 1] = 1.0
-        b["edge_mask"][:c + ns - 1] = 1
+        b["edge_index"][0, c : c + ns - 1] = np.arange(ns - 1)
+        b["edge_index"][1, c : c + ns - 1] = np.arange(1, ns)
+        b["edge_features"][c : c + ns - 1, 1] = 1.0
+        b["edge_mask"][: c + ns - 1] = 1
         b["action_node"][:] = self.padding["sections"] + np.arange(self.padding["buffers"])
         b["action_node"][nb:] = self.padding["sections"]  # padding actions point at a real node
 
@@ -368,7 +493,9 @@ class MemoryOffsetsEnv(MemoryEnvBase):
         st = self.state
         _, prev = st.place(a)
         cap = st.instance.capacity
-        extra = {"peak": st.peak, "fits": int(st.peak <= cap), "capacity_ratio": st.peak / cap} if st.done else {}
+        extra = (
+            {"peak": st.peak, "fits": int(st.peak <= cap), "capacity_ratio": st.peak / cap} if st.done else {}
+        )
         return peak_reward(prev, st.peak, cap), extra
 
     def _encode(self) -> None:
@@ -412,8 +539,11 @@ class MemoryOffsetsEnv(MemoryEnvBase):
 
     def _render_rgb(self) -> np.ndarray:
         st = self.state
-        fig = viewer.offsets_figure(st.instance, st.offset, f"{st.instance.name}: peak "
-                                    f"{st.peak / st.instance.capacity:.3f} x capacity")
+        fig = viewer.offsets_figure(
+            st.instance,
+            st.offset,
+            f"{st.instance.name}: peak {st.peak / st.instance.capacity:.3f} x capacity",
+        )
         return viewer.rgb(fig)
 
 

@@ -24,15 +24,18 @@ def merge_config(cls_name: str, config: dict[str, Any] | None, kwargs: dict[str,
 
 
 class MemoryEnvBase(SchedulingEnv):
-    """Shared plumbing; subclasses set ``graph_spec``/spaces and implement ``_start``, ``_apply``, ``_encode``."""
+    """Shared plumbing; subclasses set the spaces and implement ``_start``, ``_apply``, ``_encode``."""
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
     instance_type: type = object
 
-    def _setup(self, instance: Any, dataset: str, split: str, strict: bool, penalty: float,
-               render_mode: str | None) -> None:
+    def _setup(
+        self, instance: Any, dataset: str, split: str, strict: bool, penalty: float, render_mode: str | None
+    ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
+            )
         self.render_mode = render_mode
         self.strict = bool(strict)
         self.invalid_action_penalty = float(penalty)
@@ -47,14 +50,16 @@ class MemoryEnvBase(SchedulingEnv):
         raise NotImplementedError
 
     def _padding(self) -> dict[str, int]:
-        """Largest sizes of the fixed instance or of the dataset split (from its metadata or its instances)."""
+        """Largest sizes of the fixed instance or of the dataset split (its metadata, or its instances)."""
         if self._fixed is not None:
             return self._sizes(self._fixed)
         ds = self._dataset
         if "max_size" in ds.meta:
             return dict(ds.meta["max_size"])
         if ds.split_size(self._split) is None:
-            raise ValueError(f"dataset {ds.name} is an unbounded stream without meta['max_size']; pass the padding")
+            raise ValueError(
+                f"dataset {ds.name} is an unbounded stream without meta['max_size']; pass the padding"
+            )
         sizes = [self._sizes(i) for i in ds.instances(self._split)]
         return {k: max(s[k] for s in sizes) for k in sizes[0]}
 
@@ -74,14 +79,20 @@ class MemoryEnvBase(SchedulingEnv):
         super().reset(seed=seed)
         inst = (options or {}).get("instance")
         if inst is None:
-            inst = self._fixed if self._fixed is not None else self._dataset.sample(self.np_random, self._split)
+            inst = (
+                self._fixed if self._fixed is not None else self._dataset.sample(self.np_random, self._split)
+            )
         elif not isinstance(inst, self.instance_type):
-            raise TypeError(f"options['instance'] must be a {self.instance_type.__name__}, got {type(inst).__name__}")
+            raise TypeError(
+                f"options['instance'] must be a {self.instance_type.__name__}, got {type(inst).__name__}"
+            )
         need, have = self._sizes(inst), self.padding
         over = [k for k in need if need[k] > have[k]]
         if over:
-            raise ValueError(f"instance {inst.name} does not fit the padding: " +
-                             ", ".join(f"{k} {need[k]} > {have[k]}" for k in over))
+            raise ValueError(
+                f"instance {inst.name} does not fit the padding: "
+                + ", ".join(f"{k} {need[k]} > {have[k]}" for k in over)
+            )
         self._n_invalid = 0
         self._start(inst)
         self._encode()
@@ -94,7 +105,9 @@ class MemoryEnvBase(SchedulingEnv):
         try:
             a = int(action)
         except (TypeError, ValueError):
-            raise ValueError(f"action {action!r} is not an integer in the action space Discrete({n})") from None
+            raise ValueError(
+                f"action {action!r} is not an integer in the action space Discrete({n})"
+            ) from None
         if not 0 <= a < n:
             raise ValueError(f"action {action!r} is outside the action space Discrete({n})")
         if self.state.done or not self._buf["action_mask"][a]:

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from schedgym.envs.memory.io import write_program
 from schedgym.envs.memory.types import MemoryProgram, MemorySpec
 
@@ -63,9 +62,17 @@ def _aliases_input(node: Any) -> bool:
     return True
 
 
-def extract_program(model: Any, example: tuple[Any, ...], name: str, *, device_flops: float = DEVICE_FLOPS_PER_NS,
-                    slow_bandwidth: float = SLOW_BANDWIDTH, fast_bandwidth: float = FAST_BANDWIDTH,
-                    fast_fraction: float = FAST_FRACTION, meta: dict[str, Any] | None = None) -> MemoryProgram:
+def extract_program(
+    model: Any,
+    example: tuple[Any, ...],
+    name: str,
+    *,
+    device_flops: float = DEVICE_FLOPS_PER_NS,
+    slow_bandwidth: float = SLOW_BANDWIDTH,
+    fast_bandwidth: float = FAST_BANDWIDTH,
+    fast_fraction: float = FAST_FRACTION,
+    meta: dict[str, Any] | None = None,
+) -> MemoryProgram:
     """Trace ``model(*example)`` with torch.export and build its program (see the module docstring)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -85,8 +92,17 @@ def extract_program(model: Any, example: tuple[Any, ...], name: str, *, device_f
     ops: list[dict[str, Any]] = []
 
     def new_buffer(label: str, t: Any, kind: str, lower: int) -> int:
-        buffers.append({"name": label, "size": int(t.numel() * t.element_size()), "lower": lower, "last": lower,
-                        "shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", ""), "kind": kind})
+        buffers.append(
+            {
+                "name": label,
+                "size": int(t.numel() * t.element_size()),
+                "lower": lower,
+                "last": lower,
+                "shape": list(t.shape),
+                "dtype": str(t.dtype).replace("torch.", ""),
+                "kind": kind,
+            }
+        )
         return len(buffers) - 1
 
     user_inputs = iter(example)
@@ -115,9 +131,16 @@ def extract_program(model: Any, example: tuple[Any, ...], name: str, *, device_f
         with FlopCounterMode(display=False) as fc, torch.no_grad():
             out = node.target(*args, **kwargs)
         values[node.name] = out
-        reads = sorted({buf_of[a.name] for a in node.all_input_nodes if isinstance(buf_of.get(a.name), int)}
-                       | {b for a in node.all_input_nodes if isinstance(buf_of.get(a.name), list)
-                          for b in buf_of[a.name] if b is not None})
+        reads = sorted(
+            {buf_of[a.name] for a in node.all_input_nodes if isinstance(buf_of.get(a.name), int)}
+            | {
+                b
+                for a in node.all_input_nodes
+                if isinstance(buf_of.get(a.name), list)
+                for b in buf_of[a.name]
+                if b is not None
+            }
+        )
         if _aliases_input(node):
             src = buf_of[node.args[0].name]
             outs = _tensors(out)
@@ -128,16 +151,27 @@ def extract_program(model: Any, example: tuple[Any, ...], name: str, *, device_f
         if not any(t is not None for t in outs):
             buf_of[node.name] = None  # no tensor written (asserts, symbolic sizes): not a memory op
             continue
-        ids = [new_buffer(f"{node.name}" + (f".{i}" if len(outs) > 1 else ""), t, "activation", j) if t is not None
-               else None for i, t in enumerate(outs)]
+        ids = [
+            new_buffer(f"{node.name}" + (f".{i}" if len(outs) > 1 else ""), t, "activation", j)
+            if t is not None
+            else None
+            for i, t in enumerate(outs)
+        ]
         buf_of[node.name] = ids if isinstance(out, (list, tuple)) else ids[0]
         for b in reads:
             buffers[b]["last"] = max(buffers[b]["last"], j)
         counted = int(fc.get_total_flops())
         elems = sum(int(t.numel()) for t in outs if t is not None)
         flops = counted if counted > 0 else elems
-        ops.append({"name": node.name, "target": str(node.target), "flops": flops, "reads": reads,
-                    "writes": [b for b in ids if b is not None]})
+        ops.append(
+            {
+                "name": node.name,
+                "target": str(node.target),
+                "flops": flops,
+                "reads": reads,
+                "writes": [b for b in ids if b is not None],
+            }
+        )
     n_ops = len(ops)
     out_node = next(n for n in gm.graph.nodes if n.op == "output")
     for a in out_node.all_input_nodes:
@@ -166,19 +200,34 @@ def extract_program(model: Any, example: tuple[Any, ...], name: str, *, device_f
     np.add.at(live, upper, -size)
     peak = int(np.cumsum(live).max())
     spec = MemorySpec(max(1024, int(fast_fraction * peak) // 1024 * 1024), fast_bandwidth, slow_bandwidth)
-    info = {"torch": torch.__version__, "device_flops_per_ns": device_flops, "peak_live_bytes": peak,
-            "fast_fraction": fast_fraction, **(meta or {}),
-            "buffer_extra": [{k: buffers[b][k] for k in ("shape", "dtype", "kind")} for b in used],
-            "op_extra": [{"target": o["target"], "flops": o["flops"]} for o in ops]}
-    return MemoryProgram(name, spec, np.array([o["flops"] / device_flops for o in ops]), size, lower, upper,
-                         np.array(aop, np.int64), np.array(abuf, np.int64), np.array(aw, bool),
-                         tuple(buffers[b]["name"] for b in used), tuple(o["name"] for o in ops), meta=info)
+    info = {
+        "torch": torch.__version__,
+        "device_flops_per_ns": device_flops,
+        "peak_live_bytes": peak,
+        "fast_fraction": fast_fraction,
+        **(meta or {}),
+        "buffer_extra": [{k: buffers[b][k] for k in ("shape", "dtype", "kind")} for b in used],
+        "op_extra": [{"target": o["target"], "flops": o["flops"]} for o in ops],
+    }
+    return MemoryProgram(
+        name,
+        spec,
+        np.array([o["flops"] / device_flops for o in ops]),
+        size,
+        lower,
+        upper,
+        np.array(aop, np.int64),
+        np.array(abuf, np.int64),
+        np.array(aw, bool),
+        tuple(buffers[b]["name"] for b in used),
+        tuple(o["name"] for o in ops),
+        meta=info,
+    )
 
 
 def extract_named(name: str) -> MemoryProgram:
     """Build the named model with seed 0 and extract its program."""
     import torch
-
     from schedgym.envs.memory.models import MODELS
 
     if name not in MODELS:
@@ -186,17 +235,25 @@ def extract_named(name: str) -> MemoryProgram:
     spec = MODELS[name]
     torch.manual_seed(0)
     model = spec.build()
-    return extract_program(model, spec.example(), name,
-                           meta={"model": spec.description, "source": "schedgym.envs.memory.models (random weights, "
-                                 "seed 0), traced with torch.export; schedgym.envs.memory.extract"})
+    return extract_program(
+        model,
+        spec.example(),
+        name,
+        meta={
+            "model": spec.description,
+            "source": "schedgym.envs.memory.models (random weights, "
+            "seed 0), traced with torch.export; schedgym.envs.memory.extract",
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     import torch
-
     from schedgym.envs.memory.models import MODELS
 
-    p = argparse.ArgumentParser(description="Extract MemoryMapping programs from the project's PyTorch models.")
+    p = argparse.ArgumentParser(
+        description="Extract MemoryMapping programs from the project's PyTorch models."
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
     args = p.parse_args(argv)
@@ -204,8 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models.split(","):
         prog = extract_named(name)
         path = write_program(prog, args.out / f"{name}.json")
-        print(f"{name}: {prog.n_ops} ops, {prog.n_buffers} buffers, fast capacity {prog.spec.fast_capacity} B "
-              f"-> {path}")
+        print(
+            f"{name}: {prog.n_ops} ops, {prog.n_buffers} buffers, fast capacity {prog.spec.fast_capacity} B "
+            f"-> {path}"
+        )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Seeded synthetic instances: random programs (MemoryMapping) and zero-slack offset instances (MemoryOffsets).
+"""Seeded synthetic instances: random programs (MemoryMapping), zero-slack offset instances (MemoryOffsets).
 
 Both take an ``np.random.Generator``; nothing here touches a global RNG.
 """
@@ -6,7 +6,6 @@ Both take an ``np.random.Generator``; nothing here touches a global RNG.
 from __future__ import annotations
 
 import numpy as np
-
 from schedgym.envs.memory.types import MemoryProgram, MemorySpec, OffsetInstance
 
 KIB = 1024
@@ -16,8 +15,16 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float, n: int | None =
     return np.exp(rng.uniform(np.log(lo), np.log(hi), n))
 
 
-def random_program(rng: np.random.Generator, n_ops: int, *, weight_prob: float = 0.5, fast_fraction: float = 0.25,
-                   slow_bandwidth: float = 1000.0, fast_bandwidth: float = 8000.0, name: str | None = None) -> MemoryProgram:
+def random_program(
+    rng: np.random.Generator,
+    n_ops: int,
+    *,
+    weight_prob: float = 0.5,
+    fast_fraction: float = 0.25,
+    slow_bandwidth: float = 1000.0,
+    fast_bandwidth: float = 8000.0,
+    name: str | None = None,
+) -> MemoryProgram:
     """A chain-like program of ``n_ops`` ops, the shape of a layer stack.
 
     Op j reads the previous op's output, with probability 0.3 also an older live activation (a skip
@@ -84,13 +91,31 @@ def random_program(rng: np.random.Generator, n_ops: int, *, weight_prob: float =
     np.add.at(live, up, -size)
     capacity = max(KIB, int(fast_fraction * np.cumsum(live).max()) // KIB * KIB)
     spec = MemorySpec(capacity, fast_bandwidth, slow_bandwidth)
-    return MemoryProgram(name or f"random-programs-{n_ops}", spec, compute, size, lo, up, aop, abuf,
-                         np.array(acc_w, bool), tuple(names), tuple(f"op{j}" for j in range(n_ops)),
-                         meta={"source": "schedgym.envs.memory.generator.random_program"})
+    return MemoryProgram(
+        name or f"random-programs-{n_ops}",
+        spec,
+        compute,
+        size,
+        lo,
+        up,
+        aop,
+        abuf,
+        np.array(acc_w, bool),
+        tuple(names),
+        tuple(f"op{j}" for j in range(n_ops)),
+        meta={"source": "schedgym.envs.memory.generator.random_program"},
+    )
 
 
-def random_offsets(rng: np.random.Generator, n_buffers: int, *, horizon: int = 1024, capacity: int = 65536,
-                   granule: int = 64, name: str | None = None) -> OffsetInstance:
+def random_offsets(
+    rng: np.random.Generator,
+    n_buffers: int,
+    *,
+    horizon: int = 1024,
+    capacity: int = 65536,
+    granule: int = 64,
+    name: str | None = None,
+) -> OffsetInstance:
     """A zero-slack offset instance with a planted optimal packing (MiniMalloc's challenge style).
 
     Start from the full rectangle [0, horizon) x [0, capacity) and cut a random piece (chosen with
@@ -103,23 +128,34 @@ def random_offsets(rng: np.random.Generator, n_buffers: int, *, horizon: int = 1
         raise ValueError(f"random_offsets needs n_buffers >= 1, got {n_buffers}")
     units = capacity // granule
     if capacity % granule or units * horizon < n_buffers:
-        raise ValueError(f"capacity must be a multiple of granule and horizon x capacity / granule >= n_buffers; "
-                         f"got horizon={horizon} capacity={capacity} granule={granule} n_buffers={n_buffers}")
+        raise ValueError(
+            f"capacity must be a multiple of granule and horizon x capacity / granule >= n_buffers; "
+            f"got horizon={horizon} capacity={capacity} granule={granule} n_buffers={n_buffers}"
+        )
     rects = [(0, horizon, 0, units)]  # (t0, t1, a0, a1) in time steps and granules
     while len(rects) < n_buffers:
-        area = np.array([(t1 - t0) * (a1 - a0) - 1 for t0, t1, a0, a1 in rects], float)  # 1x1 pieces can't split
+        area = np.array(
+            [(t1 - t0) * (a1 - a0) - 1 for t0, t1, a0, a1 in rects], float
+        )  # 1x1 pieces can't split
         i = int(rng.choice(len(rects), p=area / area.sum()))
         t0, t1, a0, a1 = rects[i]
         in_time = t1 - t0 > 1 and (a1 - a0 == 1 or rng.random() < 0.5)
         if in_time:
             c = int(rng.integers(t0 + 1, t1))
-            rects[i:i + 1] = [(t0, c, a0, a1), (c, t1, a0, a1)]
+            rects[i : i + 1] = [(t0, c, a0, a1), (c, t1, a0, a1)]
         else:
             c = int(rng.integers(a0 + 1, a1))
-            rects[i:i + 1] = [(t0, t1, a0, c), (t0, t1, c, a1)]
+            rects[i : i + 1] = [(t0, t1, a0, c), (t0, t1, c, a1)]
     r = np.array(rects, np.int64)
     perm = rng.permutation(len(rects))  # hide the construction order
     r = r[perm]
-    return OffsetInstance(name or f"random-offsets-{n_buffers}", r[:, 0], r[:, 1], (r[:, 3] - r[:, 2]) * granule,
-                          capacity, best_known=capacity, reference_offsets=r[:, 2] * granule,
-                          meta={"source": "schedgym.envs.memory.generator.random_offsets (planted, zero slack)"})
+    return OffsetInstance(
+        name or f"random-offsets-{n_buffers}",
+        r[:, 0],
+        r[:, 1],
+        (r[:, 3] - r[:, 2]) * granule,
+        capacity,
+        best_known=capacity,
+        reference_offsets=r[:, 2] * granule,
+        meta={"source": "schedgym.envs.memory.generator.random_offsets (planted, zero slack)"},
+    )

@@ -1,14 +1,15 @@
 """Memory instance files and the shipped data.
 
-Offset instances: CSV with the header ``id,lower,upper,size`` (MiniMalloc's format; an extra ``offset`` column,
-as in MiniMalloc's solutions, is read as a reference solution). The capacity comes from the file name
+Offset instances: CSV with the header ``id,lower,upper,size`` (MiniMalloc's format; an extra ``offset``
+column, as in MiniMalloc's solutions, is read as a reference solution). The capacity comes from the file name
 ``NAME.CAPACITY.csv`` (MiniMalloc's convention), from the ``capacity`` argument, or defaults to the peak live
 size (the lower bound: a packing that fits has zero slack).
 
 Programs: JSON, ``{"format": "schedgym-memory-program/1", "name", "spec": {fast_capacity, fast_bandwidth,
 slow_bandwidth}, "buffers": [{"name", "size", "lower", "upper", ...}], "ops": [{"name", "compute", "reads":
-[buffer names], "writes": [buffer names], ...}], "meta": {...}}``. Sizes in bytes, compute in ns, bandwidths in
-bytes/ns. Extra keys of a buffer or op (shape, dtype, kind, target, flops) are kept in ``program.meta``.
+[buffer names], "writes": [buffer names], ...}], "meta": {...}}``. Sizes in bytes, compute in ns,
+bandwidths in bytes/ns. Extra keys of a buffer or op (shape, dtype, kind, target, flops) are kept in
+``program.meta``.
 
 Every error names the file, the row (CSV line or JSON path) and the field.
 """
@@ -26,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from schedgym.envs.memory.types import MemoryProgram, MemorySpec, OffsetInstance
 
 PROGRAM_FORMAT = "schedgym-memory-program/1"
@@ -50,15 +50,19 @@ def parse_offsets_csv(text: str, name: str = "instance", capacity: int | None = 
     line, header = numbered[0]
     header = [h.strip() for h in header]
     if tuple(header[:4]) != CSV_FIELDS or header[4:] not in ([], ["offset"]):
-        raise InstanceFormatError(f"{name}:{line}: header must be 'id,lower,upper,size' (optionally ',offset'), "
-                                  f"got {','.join(header)!r}")
+        raise InstanceFormatError(
+            f"{name}:{line}: header must be 'id,lower,upper,size' (optionally ',offset'), "
+            f"got {','.join(header)!r}"
+        )
     with_offset = len(header) == 5
     ids: list[str] = []
     seen: dict[str, int] = {}
     vals: list[list[int]] = []
     for line, row in numbered[1:]:
         if len(row) != len(header):
-            raise InstanceFormatError(f"{name}:{line}: expected {len(header)} fields ({','.join(header)}), got {len(row)}")
+            raise InstanceFormatError(
+                f"{name}:{line}: expected {len(header)} fields ({','.join(header)}), got {len(row)}"
+            )
         bid = row[0].strip()
         if not bid:
             raise InstanceFormatError(f"{name}:{line}: field 'id' is empty")
@@ -68,15 +72,21 @@ def parse_offsets_csv(text: str, name: str = "instance", capacity: int | None = 
         nums = [_int(row[k], name, line, header[k]) for k in range(1, len(header))]
         lo, up, sz = nums[:3]
         if sz < 1:
-            raise InstanceFormatError(f"{name}:{line}: buffer {bid!r}: field 'size' must be a positive integer, got {sz}")
+            raise InstanceFormatError(
+                f"{name}:{line}: buffer {bid!r}: field 'size' must be a positive integer, got {sz}"
+            )
         if lo < 0:
             raise InstanceFormatError(f"{name}:{line}: buffer {bid!r}: field 'lower' must be >= 0, got {lo}")
         if up <= lo:
             what = "empty" if up == lo else "reversed"
-            raise InstanceFormatError(f"{name}:{line}: buffer {bid!r}: live range [lower={lo}, upper={up}) is {what}; "
-                                      f"expected lower < upper")
+            raise InstanceFormatError(
+                f"{name}:{line}: buffer {bid!r}: live range [lower={lo}, upper={up}) is {what}; "
+                f"expected lower < upper"
+            )
         if with_offset and nums[3] < 0:
-            raise InstanceFormatError(f"{name}:{line}: buffer {bid!r}: field 'offset' must be >= 0, got {nums[3]}")
+            raise InstanceFormatError(
+                f"{name}:{line}: buffer {bid!r}: field 'offset' must be >= 0, got {nums[3]}"
+            )
         ids.append(bid)
         vals.append(nums)
     if not vals:
@@ -87,8 +97,17 @@ def parse_offsets_csv(text: str, name: str = "instance", capacity: int | None = 
     cap = inst.peak_live() if capacity is None else capacity
     best = int((a[:, 3] + a[:, 2]).max()) if with_offset else None
     meta = {"capacity_source": "argument" if capacity is not None else "peak live size (lower bound)"}
-    return OffsetInstance(name, inst.lower, inst.upper, inst.size, cap, ids=inst.ids, best_known=best,
-                          reference_offsets=ref, meta=meta)
+    return OffsetInstance(
+        name,
+        inst.lower,
+        inst.upper,
+        inst.size,
+        cap,
+        ids=inst.ids,
+        best_known=best,
+        reference_offsets=ref,
+        meta=meta,
+    )
 
 
 def load_offsets_csv(path: str | Path, capacity: int | None = None) -> OffsetInstance:
@@ -128,14 +147,20 @@ def program_from_dict(d: Any, name: str = "program") -> MemoryProgram:
     if not isinstance(d, dict):
         raise InstanceFormatError(f"{name}: expected a JSON object at the top level, got {type(d).__name__}")
     if d.get("format") != PROGRAM_FORMAT:
-        raise InstanceFormatError(f"{name}: field 'format' must be {PROGRAM_FORMAT!r}, got {d.get('format')!r}")
+        raise InstanceFormatError(
+            f"{name}: field 'format' must be {PROGRAM_FORMAT!r}, got {d.get('format')!r}"
+        )
     pname = d.get("name", name)
     if not isinstance(pname, str) or not pname:
         raise InstanceFormatError(f"{name}: field 'name' must be a non-empty string, got {pname!r}")
     spec_d = _get(d, "spec", dict, name)
     try:
-        spec = MemorySpec(*(_get(spec_d, k, (int, float), f"{name}: spec") for k in
-                            ("fast_capacity", "fast_bandwidth", "slow_bandwidth")))
+        spec = MemorySpec(
+            *(
+                _get(spec_d, k, (int, float), f"{name}: spec")
+                for k in ("fast_capacity", "fast_bandwidth", "slow_bandwidth")
+            )
+        )
     except ValueError as e:
         raise InstanceFormatError(f"{name}: spec: {e}") from None
     buffers = _get(d, "buffers", list, name)
@@ -158,10 +183,14 @@ def program_from_dict(d: Any, name: str = "program") -> MemoryProgram:
         if lo < 0:
             raise InstanceFormatError(f"{where}.lower: buffer {bn!r}: expected >= 0, got {lo}")
         if up <= lo:
-            raise InstanceFormatError(f"{where}: buffer {bn!r}: live range [lower={lo}, upper={up}) is "
-                                      f"{'empty' if up == lo else 'reversed'}; expected lower < upper")
+            raise InstanceFormatError(
+                f"{where}: buffer {bn!r}: live range [lower={lo}, upper={up}) is "
+                f"{'empty' if up == lo else 'reversed'}; expected lower < upper"
+            )
         if up > len(ops):
-            raise InstanceFormatError(f"{where}.upper: buffer {bn!r}: {up} is past the last op (n_ops = {len(ops)})")
+            raise InstanceFormatError(
+                f"{where}.upper: buffer {bn!r}: {up} is past the last op (n_ops = {len(ops)})"
+            )
         size.append(sz)
         lower.append(lo)
         upper.append(up)
@@ -189,8 +218,10 @@ def program_from_dict(d: Any, name: str = "program") -> MemoryProgram:
                 seen.add(bn)
                 bi = index[bn]
                 if not lower[bi] <= j < upper[bi]:
-                    raise InstanceFormatError(f"{where}.{kind}[{k}]: op {j} uses buffer {bn!r} outside its live range "
-                                              f"[{lower[bi]}, {upper[bi]})")
+                    raise InstanceFormatError(
+                        f"{where}.{kind}[{k}]: op {j} uses buffer {bn!r} outside its live range "
+                        f"[{lower[bi]}, {upper[bi]})"
+                    )
                 aop.append(j)
                 abuf.append(bi)
                 aw.append(write)
@@ -199,10 +230,21 @@ def program_from_dict(d: Any, name: str = "program") -> MemoryProgram:
     meta["buffer_extra"] = bextra
     meta["op_extra"] = oextra
     best = d.get("best_known")
-    return MemoryProgram(pname, spec, np.array(compute), np.array(size, np.int64), np.array(lower, np.int64),
-                         np.array(upper, np.int64), np.array(aop, np.int64), np.array(abuf, np.int64),
-                         np.array(aw, bool), tuple(bnames), tuple(onames),
-                         best_known=None if best is None else float(best), meta=meta)
+    return MemoryProgram(
+        pname,
+        spec,
+        np.array(compute),
+        np.array(size, np.int64),
+        np.array(lower, np.int64),
+        np.array(upper, np.int64),
+        np.array(aop, np.int64),
+        np.array(abuf, np.int64),
+        np.array(aw, bool),
+        tuple(bnames),
+        tuple(onames),
+        best_known=None if best is None else float(best),
+        meta=meta,
+    )
 
 
 def program_to_dict(program: MemoryProgram) -> dict[str, Any]:
@@ -211,15 +253,31 @@ def program_to_dict(program: MemoryProgram) -> dict[str, Any]:
     oextra = program.meta.get("op_extra") or [{} for _ in range(program.n_ops)]
     reads: list[list[str]] = [[] for _ in range(program.n_ops)]
     writes: list[list[str]] = [[] for _ in range(program.n_ops)]
-    for j, b, w in zip(program.access_op.tolist(), program.access_buffer.tolist(), program.access_write.tolist()):
+    for j, b, w in zip(
+        program.access_op.tolist(), program.access_buffer.tolist(), program.access_write.tolist(), strict=True
+    ):
         (writes if w else reads)[j].append(program.buffer_names[b])
     meta = {k: v for k, v in program.meta.items() if k not in ("buffer_extra", "op_extra")}
     return {
-        "format": PROGRAM_FORMAT, "name": program.name, "spec": program.spec.to_json(), "meta": meta,
-        "buffers": [{"name": n, "size": int(s), "lower": int(lo), "upper": int(up), **x} for n, s, lo, up, x in
-                    zip(program.buffer_names, program.buffer_size, program.buffer_lower, program.buffer_upper, bextra)],
-        "ops": [{"name": n, "compute": float(c), "reads": r, "writes": w, **x} for n, c, r, w, x in
-                zip(program.op_names, program.op_compute, reads, writes, oextra)],
+        "format": PROGRAM_FORMAT,
+        "name": program.name,
+        "spec": program.spec.to_json(),
+        "meta": meta,
+        "buffers": [
+            {"name": n, "size": int(s), "lower": int(lo), "upper": int(up), **x}
+            for n, s, lo, up, x in zip(
+                program.buffer_names,
+                program.buffer_size,
+                program.buffer_lower,
+                program.buffer_upper,
+                bextra,
+                strict=True,
+            )
+        ],
+        "ops": [
+            {"name": n, "compute": float(c), "reads": r, "writes": w, **x}
+            for n, c, r, w, x in zip(program.op_names, program.op_compute, reads, writes, oextra, strict=True)
+        ],
     }
 
 
@@ -227,7 +285,9 @@ def parse_program(text: str, name: str = "program") -> MemoryProgram:
     try:
         d = json.loads(text)
     except json.JSONDecodeError as e:
-        raise InstanceFormatError(f"{name}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+        raise InstanceFormatError(
+            f"{name}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
     return program_from_dict(d, name)
 
 
@@ -262,20 +322,45 @@ def load_minimalloc(name: str) -> OffsetInstance:
     root = resources.files(_DATA).joinpath("memory/minimalloc")
     if name == "example":
         inst = parse_offsets_csv(root.joinpath("examples/input.12.csv").read_text(), "example", 12)
-        return OffsetInstance("example", inst.lower, inst.upper, inst.size, 12, ids=inst.ids, best_known=12,
-                              meta={"source": "google/minimalloc benchmarks/examples/input.12.csv"})
+        return OffsetInstance(
+            "example",
+            inst.lower,
+            inst.upper,
+            inst.size,
+            12,
+            ids=inst.ids,
+            best_known=12,
+            meta={"source": "google/minimalloc benchmarks/examples/input.12.csv"},
+        )
     if name not in MINIMALLOC_NAMES:
-        raise ValueError(f"unknown MiniMalloc instance {name!r}; expected one of {list(MINIMALLOC_NAMES)} or 'example'")
+        raise ValueError(
+            f"unknown MiniMalloc instance {name!r}; expected one of {list(MINIMALLOC_NAMES)} or 'example'"
+        )
     fn = f"{name}.{MINIMALLOC_CAPACITY}.csv"
     inst = parse_offsets_csv(root.joinpath(f"challenging/{fn}").read_text(), name, MINIMALLOC_CAPACITY)
-    sol = parse_offsets_csv(root.joinpath(f"solutions_minimalloc/{fn}").read_text(), name, MINIMALLOC_CAPACITY)
-    if sol.ids != inst.ids or not (np.array_equal(sol.size, inst.size) and np.array_equal(sol.lower, inst.lower)
-                                   and np.array_equal(sol.upper, inst.upper)):
+    sol = parse_offsets_csv(
+        root.joinpath(f"solutions_minimalloc/{fn}").read_text(), name, MINIMALLOC_CAPACITY
+    )
+    if sol.ids != inst.ids or not (
+        np.array_equal(sol.size, inst.size)
+        and np.array_equal(sol.lower, inst.lower)
+        and np.array_equal(sol.upper, inst.upper)
+    ):
         raise InstanceFormatError(f"{fn}: the reference solution's rows differ from the instance's")
-    return OffsetInstance(name, inst.lower, inst.upper, inst.size, MINIMALLOC_CAPACITY, ids=inst.ids,
-                          best_known=sol.best_known, reference_offsets=sol.reference_offsets,
-                          meta={"source": f"google/minimalloc benchmarks (challenging/{fn}); reference solution "
-                                          f"by the MiniMalloc CLI"})
+    return OffsetInstance(
+        name,
+        inst.lower,
+        inst.upper,
+        inst.size,
+        MINIMALLOC_CAPACITY,
+        ids=inst.ids,
+        best_known=sol.best_known,
+        reference_offsets=sol.reference_offsets,
+        meta={
+            "source": f"google/minimalloc benchmarks (challenging/{fn}); reference solution "
+            f"by the MiniMalloc CLI"
+        },
+    )
 
 
 @cache

@@ -86,7 +86,7 @@ class ResNet(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         layers, cin = [], width
         for i in range(4):
-            cout = width * 2 ** i
+            cout = width * 2**i
             for k in range(blocks):
                 layers.append(BasicBlock(cin, cout, 2 if (k == 0 and i > 0) else 1))
                 cin = cout
@@ -144,15 +144,15 @@ class UNet(nn.Module):
         self.down = nn.ModuleList()
         cin = 3
         for i in range(depth):
-            self.down.append(ConvBlock(cin, width * 2 ** i))
-            cin = width * 2 ** i
+            self.down.append(ConvBlock(cin, width * 2**i))
+            cin = width * 2**i
         self.mid = ConvBlock(cin, cin * 2)
         self.ups, self.up_blocks = nn.ModuleList(), nn.ModuleList()
         c = cin * 2
         for i in reversed(range(depth)):
-            self.ups.append(nn.ConvTranspose2d(c, width * 2 ** i, 2, 2))
-            self.up_blocks.append(ConvBlock(2 * width * 2 ** i, width * 2 ** i))
-            c = width * 2 ** i
+            self.ups.append(nn.ConvTranspose2d(c, width * 2**i, 2, 2))
+            self.up_blocks.append(ConvBlock(2 * width * 2**i, width * 2**i))
+            c = width * 2**i
         self.out = nn.Conv2d(c, classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,7 +162,7 @@ class UNet(nn.Module):
             skips.append(x)
             x = F.max_pool2d(x, 2)
         x = self.mid(x)
-        for up, blk, skip in zip(self.ups, self.up_blocks, reversed(skips)):
+        for up, blk, skip in zip(self.ups, self.up_blocks, reversed(skips), strict=True):
             x = blk(torch.cat([up(x), skip], dim=1))
         return self.out(x)
 
@@ -185,19 +185,46 @@ def _image(size: int) -> Callable[[], tuple[torch.Tensor, ...]]:
     return lambda: (torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)),)
 
 
-MODELS: dict[str, ModelSpec] = {m.name: m for m in (
-    ModelSpec("gpt2-tiny", "GPT-2-style decoder: 2 layers, d=128, 4 heads, seq 64, vocab 512",
-              lambda: GPT2(512, 64, 128, 4, 2), _tokens(64, 512)),
-    ModelSpec("gpt2-small", "GPT-2-style decoder: 4 layers, d=256, 8 heads, seq 128, vocab 2048",
-              lambda: GPT2(2048, 128, 256, 8, 4), _tokens(128, 2048)),
-    ModelSpec("resnet-tiny", "ResNet-style CNN: width 16, 1 basic block per stage, 32x32 input",
-              lambda: ResNet(16, 1), _image(32)),
-    ModelSpec("resnet-small", "ResNet-18-style CNN: width 32, 2 basic blocks per stage, 64x64 input",
-              lambda: ResNet(32, 2), _image(64)),
-    ModelSpec("mixer-tiny", "MLP-Mixer: 2 layers, d=64, 8x8 patches of a 32x32 input (16 tokens)",
-              lambda: Mixer(32, 8, 64, 2), _image(32)),
-    ModelSpec("mixer-small", "MLP-Mixer: 4 layers, d=128, 8x8 patches of a 64x64 input (64 tokens)",
-              lambda: Mixer(64, 8, 128, 4), _image(64)),
-    ModelSpec("unet-tiny", "U-Net: width 8, depth 2, 32x32 input", lambda: UNet(8, 2), _image(32)),
-    ModelSpec("unet-small", "U-Net: width 16, depth 3, 64x64 input", lambda: UNet(16, 3), _image(64)),
-)}
+MODELS: dict[str, ModelSpec] = {
+    m.name: m
+    for m in (
+        ModelSpec(
+            "gpt2-tiny",
+            "GPT-2-style decoder: 2 layers, d=128, 4 heads, seq 64, vocab 512",
+            lambda: GPT2(512, 64, 128, 4, 2),
+            _tokens(64, 512),
+        ),
+        ModelSpec(
+            "gpt2-small",
+            "GPT-2-style decoder: 4 layers, d=256, 8 heads, seq 128, vocab 2048",
+            lambda: GPT2(2048, 128, 256, 8, 4),
+            _tokens(128, 2048),
+        ),
+        ModelSpec(
+            "resnet-tiny",
+            "ResNet-style CNN: width 16, 1 basic block per stage, 32x32 input",
+            lambda: ResNet(16, 1),
+            _image(32),
+        ),
+        ModelSpec(
+            "resnet-small",
+            "ResNet-18-style CNN: width 32, 2 basic blocks per stage, 64x64 input",
+            lambda: ResNet(32, 2),
+            _image(64),
+        ),
+        ModelSpec(
+            "mixer-tiny",
+            "MLP-Mixer: 2 layers, d=64, 8x8 patches of a 32x32 input (16 tokens)",
+            lambda: Mixer(32, 8, 64, 2),
+            _image(32),
+        ),
+        ModelSpec(
+            "mixer-small",
+            "MLP-Mixer: 4 layers, d=128, 8x8 patches of a 64x64 input (64 tokens)",
+            lambda: Mixer(64, 8, 128, 4),
+            _image(64),
+        ),
+        ModelSpec("unet-tiny", "U-Net: width 8, depth 2, 32x32 input", lambda: UNet(8, 2), _image(32)),
+        ModelSpec("unet-small", "U-Net: width 16, depth 3, 64x64 input", lambda: UNet(16, 3), _image(64)),
+    )
+}

@@ -21,7 +21,6 @@ skyline game loses no solution.
 from __future__ import annotations
 
 import numpy as np
-
 from schedgym.envs.memory.types import MemoryProgram, OffsetInstance
 
 FIT_RULES = ("best", "first")
@@ -54,7 +53,7 @@ class AddressSpace:
         ends = (off + self.size[idx])[order].tolist()
         out: list[tuple[int, int]] = []
         cur = 0
-        for s, e in zip(starts, ends):
+        for s, e in zip(starts, ends, strict=True):
             if s > cur:
                 out.append((cur, s))
             if e > cur:
@@ -90,8 +89,14 @@ class AddressSpace:
         return int((self.offset + self.size)[self.placed].max(initial=0))
 
 
-def pack(lower: np.ndarray, upper: np.ndarray, size: np.ndarray, order: np.ndarray, rule: str,
-         capacity: int | None = None) -> np.ndarray:
+def pack(
+    lower: np.ndarray,
+    upper: np.ndarray,
+    size: np.ndarray,
+    order: np.ndarray,
+    rule: str,
+    capacity: int | None = None,
+) -> np.ndarray:
     """Place buffers one by one in ``order`` with a fitting rule; (B,) offsets, -1 where nothing fits (only
     possible with a capacity). The greedy allocators (TFLite, first fit by start) are this with an order."""
     space = AddressSpace(lower, upper, size, capacity)
@@ -196,7 +201,9 @@ class CostModel:
         self.all_fast = float(self.times(self.slow_bytes0, np.zeros(n, np.int64)).sum())
         self.benefit = self._benefit()
 
-    def times(self, fast_bytes: np.ndarray, slow_bytes: np.ndarray, ops: np.ndarray | None = None) -> np.ndarray:
+    def times(
+        self, fast_bytes: np.ndarray, slow_bytes: np.ndarray, ops: np.ndarray | None = None
+    ) -> np.ndarray:
         """Per-op time; with ``ops`` only for those ops. Same expression as the validator, bit for bit."""
         spec = self.program.spec
         comp = self.program.op_compute if ops is None else self.program.op_compute[ops]
@@ -205,7 +212,7 @@ class CostModel:
     def _benefit(self) -> np.ndarray:
         """(B,) time saved by moving one buffer alone to fast memory, everything else slow (XLA's benefit)."""
         out = np.zeros(self.program.n_buffers)
-        for b, (ops, byts) in enumerate(zip(self.acc_op, self.acc_bytes)):
+        for b, (ops, byts) in enumerate(zip(self.acc_op, self.acc_bytes, strict=True)):
             if ops.size:
                 slow = self.slow_bytes0[ops]
                 after = self.times(byts, slow - byts, ops)
@@ -241,8 +248,9 @@ class MappingState:
         self.order = np.asarray(order, np.int64)
         b = program.n_buffers
         self.tier = np.full(b, -1, np.int8)
-        self.fast = AddressSpace(program.buffer_lower, program.buffer_upper, program.buffer_size,
-                                 program.spec.fast_capacity)
+        self.fast = AddressSpace(
+            program.buffer_lower, program.buffer_upper, program.buffer_size, program.spec.fast_capacity
+        )
         self.fast_bytes = np.zeros(program.n_ops, np.int64)
         self.slow_bytes = cost.slow_bytes0.copy()
         self.op_time = cost.all_slow_times.copy()

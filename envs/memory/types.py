@@ -38,13 +38,21 @@ def _ints(name: str, field_: str, values: Any, n: int | None = None) -> np.ndarr
     return a.astype(np.int64)
 
 
-def check_live_ranges(name: str, ids: tuple[str, ...], lower: np.ndarray, upper: np.ndarray,
-                      size: np.ndarray, horizon: int | None = None) -> None:
+def check_live_ranges(
+    name: str,
+    ids: tuple[str, ...],
+    lower: np.ndarray,
+    upper: np.ndarray,
+    size: np.ndarray,
+    horizon: int | None = None,
+) -> None:
     """Sizes >= 1 and non-empty, non-reversed live ranges; the error names the first bad buffer."""
     bad = np.flatnonzero(size < 1)
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"{name}: buffer {i} ({ids[i]!r}): size must be a positive integer, got {int(size[i])}")
+        raise ValueError(
+            f"{name}: buffer {i} ({ids[i]!r}): size must be a positive integer, got {int(size[i])}"
+        )
     bad = np.flatnonzero(lower < 0)
     if bad.size:
         i = int(bad[0])
@@ -53,14 +61,18 @@ def check_live_ranges(name: str, ids: tuple[str, ...], lower: np.ndarray, upper:
     if bad.size:
         i = int(bad[0])
         what = "empty" if upper[i] == lower[i] else "reversed"
-        raise ValueError(f"{name}: buffer {i} ({ids[i]!r}): live range [lower={int(lower[i])}, upper={int(upper[i])}) "
-                         f"is {what}; expected lower < upper")
+        raise ValueError(
+            f"{name}: buffer {i} ({ids[i]!r}): live range [lower={int(lower[i])}, upper={int(upper[i])}) "
+            f"is {what}; expected lower < upper"
+        )
     if horizon is not None:
         bad = np.flatnonzero(upper > horizon)
         if bad.size:
             i = int(bad[0])
-            raise ValueError(f"{name}: buffer {i} ({ids[i]!r}): upper={int(upper[i])} is past the last op "
-                             f"(expected <= n_ops = {horizon})")
+            raise ValueError(
+                f"{name}: buffer {i} ({ids[i]!r}): upper={int(upper[i])} is past the last op "
+                f"(expected <= n_ops = {horizon})"
+            )
 
 
 @dataclass(frozen=True)
@@ -72,8 +84,14 @@ class MemorySpec:
     slow_bandwidth: float  # bytes/ns (= GB/s)
 
     def __post_init__(self) -> None:
-        if isinstance(self.fast_capacity, bool) or int(self.fast_capacity) != self.fast_capacity or self.fast_capacity < 1:
-            raise ValueError(f"MemorySpec.fast_capacity must be a positive integer (bytes), got {self.fast_capacity!r}")
+        if (
+            isinstance(self.fast_capacity, bool)
+            or int(self.fast_capacity) != self.fast_capacity
+            or self.fast_capacity < 1
+        ):
+            raise ValueError(
+                f"MemorySpec.fast_capacity must be a positive integer (bytes), got {self.fast_capacity!r}"
+            )
         object.__setattr__(self, "fast_capacity", int(self.fast_capacity))
         for f in ("fast_bandwidth", "slow_bandwidth"):
             v = getattr(self, f)
@@ -82,8 +100,11 @@ class MemorySpec:
             object.__setattr__(self, f, float(v))
 
     def to_json(self) -> dict[str, Any]:
-        return {"fast_capacity": self.fast_capacity, "fast_bandwidth": self.fast_bandwidth,
-                "slow_bandwidth": self.slow_bandwidth}
+        return {
+            "fast_capacity": self.fast_capacity,
+            "fast_bandwidth": self.fast_bandwidth,
+            "slow_bandwidth": self.slow_bandwidth,
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,10 +142,14 @@ class MemoryProgram:
             raise ValueError(f"{n}: spec must be a MemorySpec, got {type(self.spec).__name__}")
         comp = np.asarray(self.op_compute, dtype=np.float64)
         if comp.ndim != 1 or comp.size < 1:
-            raise ValueError(f"{n}: op_compute must be a non-empty 1-D array (one compute time per op), got shape {comp.shape}")
+            raise ValueError(
+                f"{n}: op_compute must be a non-empty 1-D array (compute time per op), got {comp.shape}"
+            )
         bad = np.flatnonzero(~np.isfinite(comp) | (comp < 0))
         if bad.size:
-            raise ValueError(f"{n}: op {int(bad[0])}: compute time must be finite and >= 0 ns, got {comp[bad[0]]}")
+            raise ValueError(
+                f"{n}: op {int(bad[0])}: compute time must be finite and >= 0 ns, got {comp[bad[0]]}"
+            )
         n_ops = comp.size
         size = _ints(n, "buffer_size", self.buffer_size)
         b = size.size
@@ -154,17 +179,28 @@ class MemoryProgram:
         if outside.size:
             i = int(outside[0])
             bi = int(abuf[i])
-            raise ValueError(f"{n}: access {i}: op {int(aop[i])} ({op_names[aop[i]]}) "
-                             f"{'writes' if aw[i] else 'reads'} buffer {bi} ({names[bi]!r}) outside its live range "
-                             f"[{int(lower[bi])}, {int(upper[bi])})")
+            raise ValueError(
+                f"{n}: access {i}: op {int(aop[i])} ({op_names[aop[i]]}) "
+                f"{'writes' if aw[i] else 'reads'} buffer {bi} ({names[bi]!r}) outside its live range "
+                f"[{int(lower[bi])}, {int(upper[bi])})"
+            )
         key = (aop * b + abuf) * 2 + aw
         uniq, counts = np.unique(key, return_counts=True)
         if (counts > 1).any():
             k = int(uniq[np.argmax(counts > 1)])
-            raise ValueError(f"{n}: op {k // 2 // b} {'writes' if k % 2 else 'reads'} buffer {(k // 2) % b} "
-                             f"more than once; list each (op, buffer, kind) once")
-        for attr, val in (("op_compute", comp), ("buffer_size", size), ("buffer_lower", lower),
-                          ("buffer_upper", upper), ("access_op", aop), ("access_buffer", abuf), ("access_write", aw)):
+            raise ValueError(
+                f"{n}: op {k // 2 // b} {'writes' if k % 2 else 'reads'} buffer {(k // 2) % b} "
+                f"more than once; list each (op, buffer, kind) once"
+            )
+        for attr, val in (
+            ("op_compute", comp),
+            ("buffer_size", size),
+            ("buffer_lower", lower),
+            ("buffer_upper", upper),
+            ("access_op", aop),
+            ("access_buffer", abuf),
+            ("access_write", aw),
+        ):
             object.__setattr__(self, attr, _frozen(val))
         object.__setattr__(self, "buffer_names", names)
         object.__setattr__(self, "op_names", op_names)
@@ -228,7 +264,9 @@ class OffsetInstance:
         object.__setattr__(self, "ids", ids)
         object.__setattr__(self, "capacity", int(self.capacity))
         if self.reference_offsets is not None:
-            object.__setattr__(self, "reference_offsets", _frozen(_ints(n, "reference_offsets", self.reference_offsets, b)))
+            object.__setattr__(
+                self, "reference_offsets", _frozen(_ints(n, "reference_offsets", self.reference_offsets, b))
+            )
 
     @property
     def n_buffers(self) -> int:

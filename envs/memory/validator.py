@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from schedgym.envs.memory.types import MemoryProgram, OffsetAssignment, OffsetInstance, TierMapping
 
 
@@ -45,8 +44,16 @@ def execution_time(program: MemoryProgram, fast: np.ndarray) -> float:
     return float(op_times(program, fast).sum())
 
 
-def check_rectangles(name: str, lower: np.ndarray, upper: np.ndarray, size: np.ndarray, offset: np.ndarray,
-                     members: np.ndarray, capacity: int | None, ids: tuple[str, ...]) -> int:
+def check_rectangles(
+    name: str,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    size: np.ndarray,
+    offset: np.ndarray,
+    members: np.ndarray,
+    capacity: int | None,
+    ids: tuple[str, ...],
+) -> int:
     """Check that the member buffers' rectangles are within [0, capacity) and pairwise disjoint whenever
     their live ranges overlap; return the peak address (max offset + size, 0 if none)."""
     idx = np.flatnonzero(members)
@@ -62,8 +69,10 @@ def check_rectangles(name: str, lower: np.ndarray, upper: np.ndarray, size: np.n
         over = np.flatnonzero(top > capacity)
         if over.size:
             b = int(idx[over[0]])
-            raise MappingError(f"{name}: buffer {b} ({ids[b]!r}) at offset {int(offset[b])} with size {int(size[b])} "
-                               f"ends at {int(top[over[0]])}, past the capacity {capacity}")
+            raise MappingError(
+                f"{name}: buffer {b} ({ids[b]!r}) at offset {int(offset[b])} with size {int(size[b])} "
+                f"ends at {int(top[over[0]])}, past the capacity {capacity}"
+            )
     lo, up = lower[idx], upper[idx]
     # Sweep in time order: every buffer is compared with the ones already live when it starts.
     order = np.lexsort((idx, lo))
@@ -76,12 +85,15 @@ def check_rectangles(name: str, lower: np.ndarray, upper: np.ndarray, size: np.n
                 raise MappingError(
                     f"{name}: buffers {a} ({ids[a]!r}) and {b} ({ids[b]!r}) overlap: live ranges "
                     f"[{int(lo[q])}, {int(up[q])}) and [{int(lo[p])}, {int(up[p])}), addresses "
-                    f"[{int(off[q])}, {int(top[q])}) and [{int(off[p])}, {int(top[p])})")
+                    f"[{int(off[q])}, {int(top[q])}) and [{int(off[p])}, {int(top[p])})"
+                )
         live.append(p)
     return int(top.max())
 
 
-def validate_mapping(program: MemoryProgram, mapping: TierMapping | tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+def validate_mapping(
+    program: MemoryProgram, mapping: TierMapping | tuple[np.ndarray, np.ndarray]
+) -> dict[str, Any]:
     """Check a complete tier mapping and recompute its execution time.
 
     Returns ``exec_time`` (ns, the objective), ``all_slow_time``, ``all_fast_time`` (every buffer in fast
@@ -92,31 +104,50 @@ def validate_mapping(program: MemoryProgram, mapping: TierMapping | tuple[np.nda
     tier, offset = np.asarray(tier), np.asarray(offset)
     b, name = program.n_buffers, program.name
     if tier.shape != (b,) or offset.shape != (b,):
-        raise MappingError(f"{name}: tier and offset must have shape ({b},), got {tier.shape} and {offset.shape}")
+        raise MappingError(
+            f"{name}: tier and offset must have shape ({b},), got {tier.shape} and {offset.shape}"
+        )
     bad = np.flatnonzero((tier != 0) & (tier != 1))
     if bad.size:
         i = int(bad[0])
-        raise MappingError(f"{name}: buffer {i} ({program.buffer_names[i]!r}) has tier {int(tier[i])}; "
-                           f"expected 0 (slow) or 1 (fast) for every buffer")
+        raise MappingError(
+            f"{name}: buffer {i} ({program.buffer_names[i]!r}) has tier {int(tier[i])}; "
+            f"expected 0 (slow) or 1 (fast) for every buffer"
+        )
     fast = tier == 1
     stray = np.flatnonzero(~fast & (offset != -1))
     if stray.size:
         i = int(stray[0])
-        raise MappingError(f"{name}: slow buffer {i} ({program.buffer_names[i]!r}) has a fast-memory offset "
-                           f"{int(offset[i])}; expected -1")
-    peak = check_rectangles(name, program.buffer_lower, program.buffer_upper, program.buffer_size,
-                            offset.astype(np.int64), fast, program.spec.fast_capacity, program.buffer_names)
+        raise MappingError(
+            f"{name}: slow buffer {i} ({program.buffer_names[i]!r}) has a fast-memory offset "
+            f"{int(offset[i])}; expected -1"
+        )
+    peak = check_rectangles(
+        name,
+        program.buffer_lower,
+        program.buffer_upper,
+        program.buffer_size,
+        offset.astype(np.int64),
+        fast,
+        program.spec.fast_capacity,
+        program.buffer_names,
+    )
     exec_time = execution_time(program, fast)
     all_slow = execution_time(program, np.zeros(b, bool))
-    return {"exec_time": exec_time, "all_slow_time": all_slow,
-            "all_fast_time": execution_time(program, np.ones(b, bool)),
-            "speedup": all_slow / exec_time if exec_time > 0 else 1.0,
-            "fast_buffers": int(fast.sum()), "fast_peak": peak}
+    return {
+        "exec_time": exec_time,
+        "all_slow_time": all_slow,
+        "all_fast_time": execution_time(program, np.ones(b, bool)),
+        "speedup": all_slow / exec_time if exec_time > 0 else 1.0,
+        "fast_buffers": int(fast.sum()),
+        "fast_peak": peak,
+    }
 
 
 def validate_offsets(instance: OffsetInstance, assignment: OffsetAssignment | np.ndarray) -> dict[str, Any]:
     """Check a complete offset assignment (no overlaps; every buffer placed) and return ``peak`` (the
-    objective: highest address used), ``fits`` (1 if peak <= capacity) and ``capacity_ratio`` = peak / capacity.
+    objective: highest address used), ``fits`` (1 if peak <= capacity) and ``capacity_ratio`` (peak /
+    capacity).
     """
     off = np.asarray(assignment.offsets if isinstance(assignment, OffsetAssignment) else assignment)
     b = instance.n_buffers
@@ -124,6 +155,14 @@ def validate_offsets(instance: OffsetInstance, assignment: OffsetAssignment | np
         raise MappingError(f"{instance.name}: offsets must have shape ({b},), got {off.shape}")
     if not np.issubdtype(off.dtype, np.integer):
         raise MappingError(f"{instance.name}: offsets must be integers, got dtype {off.dtype}")
-    peak = check_rectangles(instance.name, instance.lower, instance.upper, instance.size, off.astype(np.int64),
-                            np.ones(b, bool), None, instance.ids)
+    peak = check_rectangles(
+        instance.name,
+        instance.lower,
+        instance.upper,
+        instance.size,
+        off.astype(np.int64),
+        np.ones(b, bool),
+        None,
+        instance.ids,
+    )
     return {"peak": peak, "fits": int(peak <= instance.capacity), "capacity_ratio": peak / instance.capacity}
