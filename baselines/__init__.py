@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from schedgym.baselines.cpsat import CpSat
 from schedgym.baselines.cpsat_memory import CpSatMemory
-from schedgym.baselines.firstfit_start import FirstFitStart
 from schedgym.baselines.fifo import Fifo
+from schedgym.baselines.firstfit_start import FirstFitStart
 from schedgym.baselines.lor import Lor
 from schedgym.baselines.lpt import Lpt
 from schedgym.baselines.lwkr import Lwkr
