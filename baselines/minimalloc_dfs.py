@@ -86,6 +86,7 @@ class CanonicalSearch:
                         raise _Stop
                     self._reset()
                     self.node_budget = budget
+                    self.heuristic = h
                     self.rank = self._preorder(h)
                     try:
                         cuts = np.flatnonzero(self.crossing == 0) + 1
@@ -129,23 +130,34 @@ class CanonicalSearch:
             self.crossing[self.first[b] : self.last[b] - 1] += 1
         self.nodes = 0
 
-    def _preorder(self, h: str) -> np.ndarray:
-        """rank[b]: position of b in the static preorder ``h`` (lower = tried first on ties)."""
+    def _preorder(self, h: str, bufs: np.ndarray | None = None) -> np.ndarray:
+        """Ranks 0..k-1 of ``bufs`` (default all) in the static preorder ``h`` with the current section totals
+        (lower = tried first on ties); MiniMalloc recomputes it for every subproblem."""
+        b = np.arange(self.n) if bufs is None else bufs
         keys = {
-            "T": np.array([self.total[self.first[b] : self.last[b]].max() for b in range(self.n)]),
-            "A": self.size * (self.upper - self.lower),
-            "L": self.upper - self.lower,
-            "Z": self.size,
+            "T": np.array(
+                [
+                    self.total[f:e].max()
+                    for f, e in zip(self.first[b].tolist(), self.last[b].tolist(), strict=True)
+                ]
+            ),
+            "A": self.size[b] * (self.upper[b] - self.lower[b]),
+            "L": self.upper[b] - self.lower[b],
+            "Z": self.size[b],
         }
-        cols = [np.arange(self.n)] + [-keys[c] for c in reversed(h)]
-        order = np.lexsort(cols)
-        rank = np.empty(self.n, np.int64)
-        rank[order] = np.arange(self.n)
+        order = np.lexsort([b] + [-keys[c] for c in reversed(h)])
+        rank = np.empty(b.size, np.int64)
+        rank[order] = np.arange(b.size)
         return rank
 
     def _subsolve(self, bufs: np.ndarray, s_lo: int, s_hi: int) -> bool:
         """Solve the unplaced buffers ``bufs`` living in sections [s_lo, s_hi) from offset 0."""
-        return self._dfs(bufs, s_lo, s_hi, -1, -1)
+        old = self.rank[bufs]
+        self.rank[bufs] = self._preorder(self.heuristic, bufs)
+        try:
+            return self._dfs(bufs, s_lo, s_hi, -1, -1)
+        finally:
+            self.rank[bufs] = old
 
     def _dfs(self, bufs: np.ndarray, s_lo: int, s_hi: int, last_off: int, last_rank: int) -> bool:
         self.nodes += 1
