@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 ENV_IDS = {
     "schedgym/JobShop-v0": "schedgym.envs.jobshop.env:JobShopEnv",
     "schedgym/MemoryMapping-v0": "schedgym.envs.memory.env:MemoryMappingEnv",
-    "schedgym/MemoryOffsets-v0": "schedgym.envs.memory.env:MemoryOffsetsEnv",
+    "schedgym/MemoryOffsets-v0": "schedgym.envs.memory.offsets_env:MemoryOffsetsEnv",
 }
 
 for _id, _entry in ENV_IDS.items():

@@ -290,7 +290,7 @@ def test_random_datasets_are_seeded_and_within_their_declared_padding(name, key)
     size = (lambda i: i.buffer_size) if key == "program" else (lambda i: i.size)
     assert np.array_equal(size(a), size(b)) and np.array_equal(size(c), size(d))
     assert not np.array_equal(size(c), size(e)) or size(c).size != size(e).size
-    from schedgym.envs.memory.env import offsets_sizes
+    from schedgym.envs.memory.offsets_env import offsets_sizes
 
     pad = ds.meta["max_size"]
     for seed in range(20):
