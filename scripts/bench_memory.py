@@ -13,7 +13,7 @@ recomputed by the independent validator). Prints the command, the machine, and:
 3. Memory-map figures (address x time) under ``--out``.
 
     python scripts/bench_memory.py [--dfs-time 60] [--cpsat-time 60] [--instances A,B,...]
-                                   [--skip-programs] [--out bench-memory]
+                                   [--skip-programs] [--out schedgym-results/memory]
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "--instances", default=",".join(MINIMALLOC_NAMES), help="MiniMalloc instances (default A..K)"
     )
     ap.add_argument("--skip-programs", action="store_true", help="only the MiniMalloc table")
-    ap.add_argument("--out", type=Path, default=Path("bench-memory"), help="figure directory (bench-memory)")
+    ap.add_argument("--out", type=Path, default=Path("schedgym-results/memory"), help="figure directory")
     args = ap.parse_args(argv)
     names = [n for n in args.instances.split(",") if n]
     bad = [n for n in names if n not in MINIMALLOC_NAMES]
