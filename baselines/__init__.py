@@ -25,5 +25,5 @@ for _cls in ALL:
     for _env_id in _cls.env_ids:
         register_baseline(_env_id, _cls.name, _cls)
 
-__all__ = ["CpSat", "CpSatMemory", "Fifo", "FirstFitStart", "Lor", "Lpt", "Lwkr", "MinimallocDfs", "Mor", "Mwkr",
-           "Random", "Spt", "TfliteBestFit", "TflmFirstFit", "XlaMsa"]
+__all__ = ["CpSat", "CpSatMemory", "Fifo", "FirstFitStart", "Lor", "Lpt", "Lwkr", "MinimallocDfs", "Mor",
+           "Mwkr", "Random", "Spt", "TfliteBestFit", "TflmFirstFit", "XlaMsa"]

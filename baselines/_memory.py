@@ -2,7 +2,9 @@
 
 MemoryOffsets: a planner returns an offset per buffer; the replay places buffers in increasing order of
 those offsets, each at its skyline offset, which reproduces any packing whose buffers rest on 0 or on
-another buffer (every greedy and canonical-search packing) and lowers any other (``sim`` docstring).
+another buffer (every greedy and canonical-search packing) and lowers any other (``sim`` docstring). In
+the env's ``action_mode="offset"`` the env fixes the order; the replay picks the planned offset when it is
+a candidate and the lowest candidate otherwise (``info['deviations']`` counts those).
 
 MemoryMapping: a planner returns the set of buffers it puts in fast memory (and their offsets); the env
 visits buffers in its own order and fits offsets with its own rule, so the replay answers "fast" for a
@@ -16,7 +18,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from schedgym.envs.memory.sim import CostModel, MappingState, OffsetState, pack
+from schedgym.envs.memory.sim import CostModel, MappingState, OffsetState, OrderedOffsetState, pack
 from schedgym.envs.memory.types import MemoryProgram, OffsetInstance
 
 MAPPING = "schedgym/MemoryMapping-v0"
@@ -81,7 +83,7 @@ class MemoryPlanner:
         self.info = {}
         self._env = base
         self._pos = 0
-        if isinstance(state, OffsetState):
+        if isinstance(state, (OffsetState, OrderedOffsetState)):
             inst = state.instance
             offsets = np.asarray(self.plan_offsets(inst), np.int64)
             if offsets.shape != (inst.n_buffers,) or (offsets < 0).any():
@@ -89,7 +91,10 @@ class MemoryPlanner:
                     f"{self.name}: planner returned no complete offset assignment for {inst.name}"
                 )
             self.info["planned_peak"] = int((offsets + inst.size).max())
+            self._planned_offset = offsets
             self._queue = np.lexsort((np.arange(offsets.size), offsets)).tolist()
+            if isinstance(state, OrderedOffsetState):
+                self.info["deviations"] = 0
         elif isinstance(state, MappingState):
             fast, offsets = self.plan_mapping(state.program, state.cost)
             self._fast = np.asarray(fast, bool)
@@ -109,6 +114,14 @@ class MemoryPlanner:
             a = self._queue[self._pos]
             self._pos += 1
             return a
+        if isinstance(state, OrderedOffsetState):
+            # The env's order and candidates: the planned offset when it is a candidate, else the lowest.
+            cands = self._env.candidates()
+            want = int(self._planned_offset[state.current])
+            if want in cands:
+                return cands.index(want)
+            self.info["deviations"] += 1
+            return 0
         assert self._fast is not None and self._planned_offset is not None
         b = state.current
         slow = self._env.slow_action

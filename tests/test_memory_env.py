@@ -256,3 +256,95 @@ def test_mapping_episode_matches_validator_on_random_programs():
                 break
         base = env.unwrapped
         assert validate_mapping(base.instance, base.schedule())["exec_time"] == info["exec_time"]
+
+
+# ---------------------------------------------------------------------------------------------- offset mode
+def test_offset_mode_candidates_are_gap_bottoms_in_the_fixed_order():
+    # sizes 5, 4, 3 live together over [0, 2), then 2 over [1, 3); size order: 0, 1, 2, 3
+    inst = OffsetInstance("x", [0, 0, 0, 1], [2, 2, 2, 3], [5, 4, 3, 2], 16)
+    env = gym.make(OFFSETS, instance=inst, action_mode="offset", max_candidates=3)
+    _, info = env.reset(seed=0)
+    base = env.unwrapped
+    assert base.action_space.n == 3 and base.candidates() == [0] and info["action_mask"].tolist() == [1, 0, 0]
+    env.step(0)  # buffer 0 at 0
+    assert base.candidates() == [5]
+    env.step(0)  # buffer 1 at 5
+    assert base.candidates() == [9]
+    env.step(0)  # buffer 2 at 9 (top 12)
+    # buffer 3 [1,3) overlaps all three: only above 12
+    assert base.candidates() == [12]
+    *_, term, _, info = env.step(0)
+    assert term and info["peak"] == 14 and base.schedule().offsets.tolist() == [0, 5, 9, 12]
+
+
+def test_offset_mode_keeps_the_gap_above_everything_among_few_candidates():
+    inst = OffsetInstance("x", [0, 2, 4, 0], [1, 3, 5, 5], [2, 2, 2, 1], 8)
+    env = gym.make(OFFSETS, instance=inst, action_mode="offset", order="start", max_candidates=2)
+    env.reset(seed=0)
+    base = env.unwrapped
+    # start order (ties: larger first): 0 [0,1) size 2, 3 [0,5) size 1, 1 [2,3), 2 [4,5)
+    assert base.state.order.tolist() == [0, 3, 1, 2]
+    env.step(0)  # 0 at 0
+    assert base.candidates() == [2] and base.candidate_gaps()[0] > 1e9  # 3 overlaps 0: the gap above it
+    env.step(0)  # 3 at 2 (top 3)
+    assert base.candidates() == [0, 3]  # 1 [2,3): gap [0,2) below buffer 3, or above it
+    assert base.candidate_gaps()[0] == 2
+    env.step(1)
+    assert base.schedule().offsets.tolist() == [0, 3, -1, 2]
+
+
+@pytest.mark.parametrize("pol, order", [("tflite_bestfit", "size"), ("firstfit_start", "start")])
+def test_greedy_planners_replay_exactly_in_offset_mode_with_their_own_order(pol, order):
+    from schedgym.evaluation import run_episode
+    from schedgym.policy import make_policy
+
+    inst = load_minimalloc("A")
+    policy = make_policy(OFFSETS, pol)
+    row = run_episode(
+        OFFSETS, policy, inst, 0, env_kwargs={"action_mode": "offset", "order": order, "max_candidates": 64}
+    )
+    assert policy.info["deviations"] == 0
+    assert row["schedule"]["offsets"] == policy.plan_offsets(inst).tolist()
+
+
+def test_offset_mode_random_masked_episodes_validate():
+    env = gym.make(OFFSETS, action_mode="offset", max_candidates=4)
+    rng = np.random.default_rng(0)
+    for seed in range(5):
+        _, info = env.reset(seed=seed)
+        while True:
+            obs, _, term, trunc, info = env.step(int(rng.choice(np.flatnonzero(info["action_mask"]))))
+            assert env.observation_space.contains(obs) and not trunc
+            if term:
+                break
+        assert env.unwrapped.validate()["peak"] == info["peak"]
+
+
+def test_offset_mode_bad_arguments_and_strict_message():
+    for kw, match in (
+        ({"action_mode": "pick"}, "action_mode must be one of"),
+        ({"order": "area"}, "order must"),
+        ({"max_candidates": 0}, "max_candidates must be >= 1"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            gym.make(OFFSETS, instance="example", **kw)
+    env = gym.make(OFFSETS, instance="example", action_mode="offset", strict=True)
+    env.reset(seed=0)
+    with pytest.raises(
+        ValueError,
+        match=r"action 3 is masked out \(the current buffer has 1 candidate offsets\); "
+        r"valid actions: \[0\]",
+    ):
+        env.step(3)
+
+
+def test_ordered_state_truncates_candidates_to_the_lowest_and_the_top():
+    from schedgym.envs.memory.sim import OrderedOffsetState
+
+    inst = OffsetInstance("x", [0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1], 8)
+    st = OrderedOffsetState(inst, np.arange(4))
+    for off in (0, 3, 6):
+        st.place(off)
+    assert [o for o, _ in st.candidates(5)] == [1, 4, 7]
+    assert [o for o, _ in st.candidates(2)] == [1, 7] and st.candidates(2)[0][1] == 2
+    assert [o for o, _ in st.candidates(1)] == [7]

@@ -120,6 +120,13 @@ class Sections:
         self.last = np.searchsorted(self.bounds, upper)
         self.n = int(self.bounds.size - 1)
 
+    def totals(self, size: np.ndarray) -> np.ndarray:
+        """(S,) int64: total size of the buffers covering each section."""
+        cover = np.zeros(self.n + 1, np.int64)
+        np.add.at(cover, self.first, size)
+        np.add.at(cover, self.last, -size)
+        return np.cumsum(cover)[:-1]
+
 
 class OffsetState:
     """The skyline game's state (public, read-only by convention; heuristics read it).
@@ -136,10 +143,7 @@ class OffsetState:
         self.sections = sec = Sections(instance.lower, instance.upper)
         b = instance.n_buffers
         self.floor = np.zeros(sec.n, np.int64)
-        cover = np.zeros(sec.n + 1, np.int64)
-        np.add.at(cover, sec.first, instance.size)
-        np.add.at(cover, sec.last, -instance.size)
-        self.remaining = np.cumsum(cover)[:-1]
+        self.remaining = sec.totals(instance.size)
         self.sky = np.zeros(b, np.int64)
         self.offset = np.full(b, -1, np.int64)
         self.placed = np.zeros(b, bool)
@@ -173,6 +177,58 @@ class OffsetState:
         if top > prev:
             self.peak = top
         return off, prev
+
+
+class OrderedOffsetState:
+    """The offset game with a fixed visit order (MemoryOffsets' ``action_mode="offset"``): buffers come in
+    ``order`` and each goes at an offset the agent picks among its candidates, the bottoms of the free gaps
+    over its live range that hold it (0, or the top of a placed buffer it overlaps in time; memory is
+    unbounded above, so the gap above everything always qualifies).
+
+    offset, placed: (B,) — as in ``OffsetState``; floor, remaining: (S,) — per section, for observations
+    """
+
+    def __init__(self, instance: OffsetInstance, order: np.ndarray) -> None:
+        self.instance = instance
+        self.order = np.asarray(order, np.int64)
+        self.sections = sec = Sections(instance.lower, instance.upper)
+        self.space = AddressSpace(instance.lower, instance.upper, instance.size, None)
+        self.offset, self.placed = self.space.offset, self.space.placed
+        self.floor = np.zeros(sec.n, np.int64)
+        self.remaining = sec.totals(instance.size)
+        self.peak = 0
+        self.pos = 0
+
+    @property
+    def done(self) -> bool:
+        return self.pos >= self.order.size
+
+    @property
+    def current(self) -> int:
+        """The buffer being placed (-1 when done)."""
+        return int(self.order[self.pos]) if self.pos < self.order.size else -1
+
+    def candidates(self, k: int) -> list[tuple[int, int]]:
+        """(offset, gap length) of the current buffer's candidates, increasing: the k - 1 lowest gaps that
+        hold it and the gap above everything (the last)."""
+        b = self.current
+        need = int(self.instance.size[b])
+        fits = [(s, e - s) for s, e in self.space.gaps(b) if e - s >= need]
+        return fits if len(fits) <= k else fits[: k - 1] + fits[-1:]
+
+    def place(self, offset: int) -> tuple[int, int]:
+        """Place the current buffer at ``offset`` (assumed a candidate); return (offset, previous peak)."""
+        b = self.current
+        inst, sec = self.instance, self.sections
+        top = offset + int(inst.size[b])
+        lo, hi = int(sec.first[b]), int(sec.last[b])
+        np.maximum(self.floor[lo:hi], top, out=self.floor[lo:hi])
+        self.remaining[lo:hi] -= inst.size[b]
+        self.space.place(b, offset)
+        self.pos += 1
+        prev = self.peak
+        self.peak = max(prev, top)
+        return offset, prev
 
 
 class CostModel:
