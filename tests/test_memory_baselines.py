@@ -128,9 +128,12 @@ def test_minimalloc_dfs_policy_fits_the_example_and_falls_back_when_out_of_budge
 
 
 @pytest.mark.slow
-def test_minimalloc_dfs_fits_instance_d_at_capacity():
-    inst = load_minimalloc("D")
-    row = run_episode(OFFSETS, make_policy(OFFSETS, "minimalloc_dfs", time_limit=120), inst, 0)
+@pytest.mark.parametrize("name", ["D", "G", "H", "I", "J", "K"])  # about 1-3 CPU s each (A-K: see README)
+def test_minimalloc_dfs_fits_minimalloc_instances_at_capacity(name):
+    inst = load_minimalloc(name)
+    pol = make_policy(OFFSETS, "minimalloc_dfs", time_limit=120)
+    row = run_episode(OFFSETS, pol, inst, 0)
+    assert pol.info["search_status"] == "found" and "fallback" not in pol.info
     assert row["fits"] == 1 and row["peak"] <= inst.capacity
 
 
