@@ -317,30 +317,62 @@ class DAGDispatchEnv(SchedulingEnv):
         b["node_mask"][s:s + inst.n_pes] = 1
         b["node_mask"][self.system_node] = 1
         b["edge_features"][self.max_edges:, EDGE_ASSIGN] = 1.0
-        self._pe_nodes = s + np.arange(p)
+        b["edge_index"][0, self.max_edges:] = np.arange(s)
+        self._slot_arrival = np.zeros(s)
+        self._slot_job = np.zeros(s, np.int64)
+        self._slot_finite = np.zeros((s, p), bool)
+        self._invalidate()
         self.state = DagState(inst, noise, self.max_tasks, self.max_edges)
         self._encode()
 
+    def _invalidate(self) -> None:
+        """Forget what the buffers hold, so the next ``_encode`` rewrites every row."""
+        self._prev_slot = np.full(self.max_tasks, -2, np.int64)
+        self._prev_status = np.full(self.max_tasks, -1, np.int8)
+        self._prev_now, self._prev_done = np.nan, -1
+
     def _encode(self) -> None:
-        """Refresh the observation buffers from the simulator state (vectorised over slots)."""
+        """Refresh the observation buffers from the simulator state, rewriting only rows that changed."""
         st, b, inv = self.state, self._buf, self._inv
         assert st is not None
-        inst, s, p = st.instance, self.max_tasks, self.max_pes
-        now = st.now
-        slot_task = st.slot_task
+        inst, s, me = st.instance, self.max_tasks, self.max_edges
+        now, slot_task = st.now, st.slot_task
+        nf, ei = b["node_features"], b["edge_index"]
+        task_nf = nf[:s]
+        mask2d = b["action_mask"][:-1].reshape(s, self.max_pes)
+        moved = np.flatnonzero(slot_task != self._prev_slot)
+        if moved.size:  # jobs admitted or finished: static rows, slot tables and DAG edges
+            tm = slot_task[moved]
+            lm = tm >= 0
+            tkm = np.where(lm, tm, 0)
+            task_nf[moved] = self._static[tkm] * lm[:, None]
+            self._slot_arrival[moved] = np.where(lm, self._arrival[tkm], 0.0)
+            self._slot_job[moved] = inst.workload.task_job[tkm]
+            self._slot_finite[moved] = self._finite[tkm] & lm[:, None]
+            self._prev_slot[moved] = tm
+            self._prev_status[moved] = -1
+            b["node_mask"][moved] = lm
+            self._encode_dag_edges()
         live = slot_task >= 0
         tk = np.where(live, slot_task, 0)
-        status = np.where(live, st.status[tk], 0)
-        nf = b["node_features"]
-        task_nf = nf[:s]
-        np.multiply(self._static[tk], live[:, None], out=task_nf)
-        task_nf[:, F_READY:F_DONE + 1] = _STATUS_ONEHOT[status]
-        job = inst.workload.task_job[tk]
-        task_nf[:, F_PROGRESS] = np.where(live, st.job_done_tasks[job] / st.job_size[job], 0.0)
-        task_nf[:, F_AGE] = np.where(live, (now - self._arrival[tk]) * inv, 0.0)
-        assigned = (status == QUEUED) | (status == RUNNING)
-        task_nf[:, F_TIME_LEFT] = np.where(assigned, np.maximum(st.expected_finish[tk] - now, 0.0) * inv, 0.0)
-        b["node_mask"][:s] = live
+        status = np.where(live, st.status[tk], 0).astype(np.int8)
+        changed = np.flatnonzero(status != self._prev_status)
+        if changed.size:  # status transitions: one-hot, action mask, assignment edges
+            sc = status[changed]
+            task_nf[changed, F_READY:F_DONE + 1] = _STATUS_ONEHOT[sc]
+            mask2d[changed] = (sc == READY)[:, None] & self._slot_finite[changed]
+            held = (sc == QUEUED) | (sc == RUNNING)
+            ei[1, me + changed] = np.where(held, s + st.pe[tk[changed]], 0)
+            b["edge_mask"][me + changed] = held
+            self._prev_status[changed] = sc
+        if now != self._prev_now or changed.size:
+            task_nf[:, F_AGE] = (now - self._slot_arrival) * inv * live
+            held = (status == QUEUED) | (status == RUNNING)
+            task_nf[:, F_TIME_LEFT] = np.where(held, np.maximum(st.expected_finish[tk] - now, 0.0) * inv, 0.0)
+        if st.n_done != self._prev_done or moved.size:
+            job = self._slot_job
+            task_nf[:, F_PROGRESS] = st.job_done_tasks[job] / st.job_size[job] * live
+        self._prev_now, self._prev_done = now, st.n_done
         n_pe = inst.n_pes
         pe_nf = nf[s:s + n_pe]
         elapsed = now - self._t0
@@ -349,29 +381,25 @@ class DAGDispatchEnv(SchedulingEnv):
         pe_nf[:, F_TIME_LEFT] = (st.pe_available() - now) * inv
         pe_nf[:, F_LOAD] = (st.pe_head >= 0) + np.fromiter(map(len, st.pe_queue), np.float64, n_pe)
         sysn = nf[self.system_node]
-        sysn[F_PROGRESS] = float((st.job_status == 3).mean())
+        sysn[F_PROGRESS] = float(np.count_nonzero(st.job_status == 3)) / inst.n_jobs
         sysn[F_AGE] = elapsed * inv
         sysn[F_LOAD] = len(st.in_system)
-        # DAG edges of admitted jobs.
-        wl = inst.workload
-        e_live = st.slot_edge >= 0
-        ek = np.where(e_live, st.slot_edge, 0)
+        b["action_mask"][-1] = len(st.events) > 0 and not st.done
+
+    def _encode_dag_edges(self) -> None:
+        """DAG edges of the admitted jobs (they change only when a job is admitted or finishes)."""
+        st, b, me = self.state, self._buf, self.max_edges
+        wl = st.instance.workload  # type: ignore[union-attr]
+        live = st.slot_edge >= 0  # type: ignore[union-attr]
+        b["edge_mask"][:me] = live
+        b["edge_features"][:me, EDGE_DAG] = live
+        if not wl.n_edges:
+            return
+        ek = np.where(live, st.slot_edge, 0)  # type: ignore[union-attr]
         ei = b["edge_index"]
-        me = self.max_edges
-        ei[0, :me] = np.where(e_live, st.task_slot[wl.edge_src[ek]] if wl.n_edges else 0, 0)
-        ei[1, :me] = np.where(e_live, st.task_slot[wl.edge_dst[ek]] if wl.n_edges else 0, 0)
-        b["edge_mask"][:me] = e_live
-        ef = b["edge_features"]
-        ef[:me, EDGE_DAG] = e_live
-        ef[:me, EDGE_COMM] = np.where(e_live, self._comm[ek] if wl.n_edges else 0, 0.0)
-        # Assignment edges task -> PE.
-        ei[0, me:] = np.arange(s)
-        ei[1, me:] = np.where(assigned, s + np.where(assigned, st.pe[tk], 0), 0)
-        b["edge_mask"][me:] = assigned
-        # Action mask: ready task x supporting PE, plus wait when an event is pending.
-        mask = b["action_mask"]
-        mask[:-1] = ((status == READY)[:, None] & self._finite[tk]).ravel()
-        mask[-1] = len(st.events) > 0 and not st.done
+        ei[0, :me] = np.where(live, st.task_slot[wl.edge_src[ek]], 0)  # type: ignore[union-attr]
+        ei[1, :me] = np.where(live, st.task_slot[wl.edge_dst[ek]], 0)  # type: ignore[union-attr]
+        b["edge_features"][:me, EDGE_COMM] = np.where(live, self._comm[ek], 0.0)
 
     def _invalid(self, a: int) -> tuple[dict, float, bool, bool, dict]:
         valid = np.flatnonzero(self._buf["action_mask"]).tolist()
