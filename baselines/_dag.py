@@ -11,7 +11,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
 from schedgym.envs.dag.sim import DagState
 
 DAG = "schedgym/DAGDispatch-v0"

@@ -25,18 +25,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
-from schedgym.envs.dag.platforms import mean_comm
 from schedgym.envs.dag.sim import DONE, READY, WAITING, DagState
 
 DAG = "schedgym/DAGDispatch-v0"
 REPLAN = ("auto", "arrivals")
-
-
-def mean_exec(exec_time: np.ndarray) -> np.ndarray:
-    """(T,) mean expected run time of each task over the PEs that support it."""
-    finite = np.isfinite(exec_time)
-    return np.where(finite, exec_time, 0.0).sum(1) / finite.sum(1)
 
 
 class Residual:
@@ -47,9 +39,8 @@ class Residual:
         self.state, self.instance, self.now = st, inst, st.now
         self.n_pes = inst.n_pes
         self.exec = inst.exec_time.tolist()
-        self.mean_w = mean_exec(inst.exec_time).tolist()
-        lat, inv_bw = mean_comm(inst.platform)
-        self.mean_c = (lat + inst.workload.edge_data * inv_bw).tolist()  # (E,) mean edge cost
+        self.mean_w = inst.mean_exec_time().tolist()
+        self.mean_c = inst.mean_comm_time().tolist()  # (E,) mean edge cost
         self.lat = inst.platform.latency.tolist()
         self.inv_bw = (1.0 / inst.platform.bandwidth).tolist()
         self.data = inst.workload.edge_data.tolist()
@@ -60,8 +51,16 @@ class Residual:
         pos = np.empty(inst.n_tasks, np.int64)
         pos[inst.topo_order] = np.arange(inst.n_tasks)
         self.topo_pos = pos.tolist()
-        self.pptr, self.ptask, self.pedge = inst.parent_ptr.tolist(), inst.parent_task.tolist(), inst.parent_edge.tolist()
-        self.cptr, self.ctask, self.cedge = inst.child_ptr.tolist(), inst.child_task.tolist(), inst.child_edge.tolist()
+        self.pptr, self.ptask, self.pedge = (
+            inst.parent_ptr.tolist(),
+            inst.parent_task.tolist(),
+            inst.parent_edge.tolist(),
+        )
+        self.cptr, self.ctask, self.cedge = (
+            inst.child_ptr.tolist(),
+            inst.child_task.tolist(),
+            inst.child_edge.tolist(),
+        )
         self.fixed_pe = st.pe.tolist()
         self.fixed_finish = np.where(status == DONE, st.finish, st.expected_finish).tolist()
         self.job = inst.workload.task_job.tolist()
@@ -179,10 +178,12 @@ class Timelines:
 
 
 def list_schedule(res: Residual, priority: dict[int, float], choose: Callable[[Timelines, int], int]) -> Plan:
-    """Place tasks highest priority first among those whose unassigned parents are placed (ties: topological)."""
+    """Place tasks by decreasing priority once their residual parents are placed (ties: topological)."""
     tl = Timelines(res)
-    waiting = {i: sum(1 for k in range(res.pptr[i], res.pptr[i + 1]) if res.ptask[k] in res.in_plan)
-               for i in res.tasks}
+    waiting = {
+        i: sum(1 for k in range(res.pptr[i], res.pptr[i + 1]) if res.ptask[k] in res.in_plan)
+        for i in res.tasks
+    }
     heap = [(-priority[i], res.topo_pos[i], i) for i, n in waiting.items() if n == 0]
     heapq.heapify(heap)
     while heap:
@@ -194,7 +195,9 @@ def list_schedule(res: Residual, priority: dict[int, float], choose: Callable[[T
             if waiting[c] == 0:
                 heapq.heappush(heap, (-priority[c], res.topo_pos[c], c))
     if len(tl.placed) != len(res.tasks):
-        raise RuntimeError("list_schedule left tasks unplaced (the residual graph is not closed under children)")
+        raise RuntimeError(
+            "list_schedule left tasks unplaced (the residual graph is not closed under children)"
+        )
     return tl.plan()
 
 
@@ -243,7 +246,10 @@ class PlanFollower:
         self.n_plans += 1
         self._ptr = [0] * st.instance.n_pes
         tasks = np.fromiter(self.plan.finish, np.int64, len(self.plan.finish))
-        self._tasks, self._planned_finish = tasks, np.fromiter(self.plan.finish.values(), np.float64, tasks.size)
+        self._tasks, self._planned_finish = (
+            tasks,
+            np.fromiter(self.plan.finish.values(), np.float64, tasks.size),
+        )
         self._n_done_checked = st.n_done
 
     def _stale(self, st: DagState) -> bool:

@@ -14,23 +14,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
 from schedgym.baselines._dag import DagHeuristic, lexmin
-from schedgym.baselines._listsched import mean_exec
-from schedgym.envs.dag.platforms import mean_comm
 from schedgym.envs.dag.sim import DagState
-
-
-def static_level(state: DagState) -> np.ndarray:
-    """(T,) upward rank of every task on the whole instance with mean run and transfer times."""
-    inst = state.instance
-    lat, inv_bw = mean_comm(inst.platform)
-    comm = (lat + inst.workload.edge_data * inv_bw).tolist()
-    level = mean_exec(inst.exec_time).tolist()
-    ptr, child, cedge = inst.child_ptr.tolist(), inst.child_task.tolist(), inst.child_edge.tolist()
-    for i in inst.topo_order[::-1].tolist():
-        level[i] += max((comm[cedge[k]] + level[child[k]] for k in range(ptr[i], ptr[i + 1])), default=0.0)
-    return np.asarray(level)
 
 
 class Etf(DagHeuristic):
@@ -48,7 +33,7 @@ class Etf(DagHeuristic):
 
     def act(self, obs: Any, info: dict[str, Any]) -> int:
         if self.level is None or self.level.size != self.state.instance.n_tasks:
-            self.level = static_level(self.state)
+            self.level = self.state.instance.upward_rank()
         return super().act(obs, info)
 
     def choose(self, state: DagState) -> tuple[int, int]:

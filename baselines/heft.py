@@ -25,6 +25,3 @@ class Heft(PlanFollower):
 
     def planner(self, res: Residual) -> Plan:
         return heft_plan(res)
-
-
-

@@ -1,4 +1,4 @@
-"""MET: Minimum Execution Time. The first ready task (FIFO) goes to the PE where it runs fastest, ignoring load.
+"""MET: Minimum Execution Time. The first ready task (FIFO) goes to its fastest PE; load is ignored.
 
 Source: R. Armstrong, D. Hensgen and T. Kidd, "The relative performance of various mapping algorithms is
 independent of sizable variances in run-time predictions", 7th IEEE Heterogeneous Computing Workshop (HCW),

@@ -1,7 +1,8 @@
 """Benchmark: decisions per second of schedgym/DAGDispatch-v0 on a stream of random 100-task DAGs on 8 PEs.
 
 Default instance: ``dag/stream-layered-100`` test instance 0 (8 jobs x 100 tasks, Poisson arrivals at load
-0.7, the 8-PE SoC platform; 800 tasks, A = 6401 actions). Random masked policies' action sequences are recorded
+0.7, the 8-PE SoC platform; 800 tasks, A = 6401 actions). Random masked policies' action sequences are
+recorded
 first and replayed in the timed loop (same seed => same trajectory), so the env figure excludes the policy;
 the end-to-end figures add a live policy (random masked; MCT; HEFT) for reference.
 
@@ -84,27 +85,43 @@ def time_policy(env: Any, name: str, seed: int, seconds: float) -> float:
 
 def fmt(xs: list[float], unit: str = "decisions/s", scale: float = 1.0, digits: int = 0) -> str:
     med = statistics.median(xs) * scale
-    return (f"{med:>10,.{digits}f} {unit}   (median of {len(xs)}; min {min(xs) * scale:,.{digits}f}, "
-            f"max {max(xs) * scale:,.{digits}f})")
+    return (
+        f"{med:>10,.{digits}f} {unit}   (median of {len(xs)}; min {min(xs) * scale:,.{digits}f}, "
+        f"max {max(xs) * scale:,.{digits}f})"
+    )
 
 
-def bench_dag(dataset: str = "dag/stream-layered-100", index: int = 0, seconds: float = 5.0, repeats: int = 3,
-              noise: float = 0.0, seed: int = 0, policies: tuple[str, ...] = ("random", "mct", "heft")) -> dict[str, Any]:
+def bench_dag(
+    dataset: str = "dag/stream-layered-100",
+    index: int = 0,
+    seconds: float = 5.0,
+    repeats: int = 3,
+    noise: float = 0.0,
+    seed: int = 0,
+    policies: tuple[str, ...] = ("random", "mct", "heft"),
+) -> dict[str, Any]:
     """Run the benchmark, print the figures and return them (for ``bench_envs.py`` to include)."""
     ds, split = datasets.parse(dataset)
     inst = ds.load(ds.names(split)[index])
     env = gym.make(ENV_ID, instance=inst, noise=noise)
     raw = env.unwrapped
     raw.reset(seed=seed)
-    print(f"env: {ENV_ID} instance={inst.name} ({inst.n_jobs} jobs, {inst.n_tasks} tasks, "
-          f"{inst.workload.n_edges} edges, platform {inst.platform.name} with {inst.n_pes} PEs), noise={noise}, "
-          f"obs nodes={raw.n_nodes}, actions={raw.action_space.n}")
+    print(
+        f"env: {ENV_ID} instance={inst.name} ({inst.n_jobs} jobs, {inst.n_tasks} tasks, "
+        f"{inst.workload.n_edges} edges, platform {inst.platform.name} with {inst.n_pes} PEs), "
+        f"noise={noise}, "
+        f"obs nodes={raw.n_nodes}, actions={raw.action_space.n}"
+    )
     episodes = record_random_episodes(raw, 4, seed)
-    print(f"random masked episodes: {statistics.mean(map(len, episodes)):.0f} decisions each (waits included)")
+    print(
+        f"random masked episodes: {statistics.mean(map(len, episodes)):.0f} decisions each (waits included)"
+    )
     raw_runs = [time_replay(raw, episodes, seed, seconds) for _ in range(repeats)]
     wrapped_runs = [time_replay(env, episodes, seed, seconds) for _ in range(repeats)]
-    out = {"env_step": statistics.median(r[0] for r in raw_runs),
-           "wrapped_step": statistics.median(r[0] for r in wrapped_runs)}
+    out = {
+        "env_step": statistics.median(r[0] for r in raw_runs),
+        "wrapped_step": statistics.median(r[0] for r in wrapped_runs),
+    }
     print("recorded random masked actions replayed; step() returns obs, reward, flags, info")
     print(f"  env.unwrapped.step           {fmt([r[0] for r in raw_runs])}")
     print(f"  gym.make(...).step           {fmt([r[0] for r in wrapped_runs])}")
@@ -119,7 +136,9 @@ def bench_dag(dataset: str = "dag/stream-layered-100", index: int = 0, seconds: 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", default="dag/stream-layered-100", help="dataset NAME[:SPLIT] (default split test)")
+    p.add_argument(
+        "--dataset", default="dag/stream-layered-100", help="dataset NAME[:SPLIT] (default split test)"
+    )
     p.add_argument("--index", type=int, default=0, help="instance index in the split")
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each repeat")
     p.add_argument("--repeats", type=int, default=3)
@@ -128,10 +147,18 @@ def main(argv: list[str] | None = None) -> None:
     ns = p.parse_args(argv)
     if ns.seconds <= 0 or ns.repeats < 1 or ns.index < 0:
         p.error("--seconds must be > 0, --repeats >= 1 and --index >= 0")
-    print(f"command: {' '.join([os.path.basename(sys.executable)] + (sys.argv if argv is None else ['bench_dag.py', *argv]))}")
+    print(
+        "command: "
+        + " ".join(
+            [os.path.basename(sys.executable)] + (sys.argv if argv is None else ["bench_dag.py", *argv])
+        )
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine: nproc={os.cpu_count()}, load average {load:.2f}, {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}, numpy {np.__version__}, gymnasium {gym.__version__}")
+    print(
+        f"machine: nproc={os.cpu_count()}, load average {load:.2f}, "
+        f"{platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, numpy {np.__version__}, gymnasium {gym.__version__}"
+    )
     bench_dag(ns.dataset, ns.index, ns.seconds, ns.repeats, ns.noise, ns.seed)
 
 

@@ -1,4 +1,4 @@
-"""Instance data: the shipped WfInstances workflows, the cost-derivation rule, the native JSON format, and clear
+"""Instance data: the shipped WfInstances workflows, the cost-derivation rule, the native JSON format, clear
 errors on bad input (cycles, missing runtimes, unsupported tasks, malformed WfFormat)."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from importlib import resources
 
 import numpy as np
 import pytest
-
 from schedgym.envs.dag.datasets import WF_SIZES, WF_TEST, WF_TRAIN
 from schedgym.envs.dag.io import (
     WFINSTANCES,
@@ -27,10 +26,19 @@ from schedgym.envs.dag.types import INF, DagError, DagInstance, DagWorkload, Pla
 
 # (tasks, edges) per workflow, from the data README's table.
 README_COUNTS = {
-    "helloworld-chain-5": (5, 4), "helloworld-forkjoin-10": (10, 16), "srasearch-10a": (22, 30),
-    "epigenomics-hep-1seq": (41, 48), "1000genome-2ch": (52, 76), "montage-dss-05d": (58, 114),
-    "montage-2mass-01d": (103, 231), "cycles-1l-1c-9p": (67, 97), "seismology-100p": (101, 100),
-    "soykb-10fastq-10ch": (96, 194), "blast-small": (43, 120), "bwa-small": (104, 400), "bacass-dirt02": (11, 14),
+    "helloworld-chain-5": (5, 4),
+    "helloworld-forkjoin-10": (10, 16),
+    "srasearch-10a": (22, 30),
+    "epigenomics-hep-1seq": (41, 48),
+    "1000genome-2ch": (52, 76),
+    "montage-dss-05d": (58, 114),
+    "montage-2mass-01d": (103, 231),
+    "cycles-1l-1c-9p": (67, 97),
+    "seismology-100p": (101, 100),
+    "soykb-10fastq-10ch": (96, 194),
+    "blast-small": (43, 120),
+    "bwa-small": (104, 400),
+    "bacass-dirt02": (11, 14),
 }
 
 
@@ -114,25 +122,46 @@ def test_malformed_json_names_the_file_and_position(tmp_path):
         parse_wfformat("[1, 2", "wf")
 
 
-@pytest.mark.parametrize("mutate, pattern", [
-    (lambda d: d["workflow"].pop("execution"), r"wf: workflow: missing field 'execution'"),
-    (lambda d: d["workflow"]["specification"]["tasks"][1].pop("id"),
-     r"workflow.specification.tasks\[1\]: missing field 'id'"),
-    (lambda d: d["workflow"]["execution"]["tasks"][2].pop("runtimeInSeconds"),
-     r"task 'cpuhog_chain_00000003' has no runtimeInSeconds"),
-    (lambda d: d["workflow"]["execution"]["tasks"].pop(4), r"task 'cpuhog_chain_00000005' has no runtime"),
-    (lambda d: d["workflow"]["execution"]["tasks"][0].update(runtimeInSeconds="fast"),
-     r"task 'cpuhog_chain_00000001'.runtimeInSeconds: expected int/float, got str"),
-    (lambda d: d["workflow"]["execution"]["tasks"][0].update(runtimeInSeconds=-3),
-     r"task 'cpuhog_chain_00000001' has runtimeInSeconds -3"),
-    (lambda d: d["workflow"]["specification"]["tasks"][0]["children"].append("ghost"),
-     r"task 'cpuhog_chain_00000001' lists unknown task 'ghost' in children"),
-    (lambda d: d["workflow"]["specification"]["tasks"][1]["parents"].clear(),
-     r"task 'cpuhog_chain_00000001' lists child 'cpuhog_chain_00000002', but 'cpuhog_chain_00000002' does not"),
-    (lambda d: d["workflow"]["specification"]["tasks"][0]["inputFiles"].append("nofile"),
-     r"task 'cpuhog_chain_00000001' lists file 'nofile' in inputFiles"),
-    (lambda d: d["workflow"]["specification"]["files"][0].update(sizeInBytes=-1), r"sizeInBytes -1 < 0"),
-])
+@pytest.mark.parametrize(
+    "mutate, pattern",
+    [
+        (lambda d: d["workflow"].pop("execution"), r"wf: workflow: missing field 'execution'"),
+        (
+            lambda d: d["workflow"]["specification"]["tasks"][1].pop("id"),
+            r"workflow.specification.tasks\[1\]: missing field 'id'",
+        ),
+        (
+            lambda d: d["workflow"]["execution"]["tasks"][2].pop("runtimeInSeconds"),
+            r"task 'cpuhog_chain_00000003' has no runtimeInSeconds",
+        ),
+        (
+            lambda d: d["workflow"]["execution"]["tasks"].pop(4),
+            r"task 'cpuhog_chain_00000005' has no runtime",
+        ),
+        (
+            lambda d: d["workflow"]["execution"]["tasks"][0].update(runtimeInSeconds="fast"),
+            r"task 'cpuhog_chain_00000001'.runtimeInSeconds: expected int/float, got str",
+        ),
+        (
+            lambda d: d["workflow"]["execution"]["tasks"][0].update(runtimeInSeconds=-3),
+            r"task 'cpuhog_chain_00000001' has runtimeInSeconds -3",
+        ),
+        (
+            lambda d: d["workflow"]["specification"]["tasks"][0]["children"].append("ghost"),
+            r"task 'cpuhog_chain_00000001' lists unknown task 'ghost' in children",
+        ),
+        (
+            lambda d: d["workflow"]["specification"]["tasks"][1]["parents"].clear(),
+            r"task 'cpuhog_chain_00000001' lists child 'cpuhog_chain_00000002', but 'cpuhog_chain_00000002' "
+            r"does not",
+        ),
+        (
+            lambda d: d["workflow"]["specification"]["tasks"][0]["inputFiles"].append("nofile"),
+            r"task 'cpuhog_chain_00000001' lists file 'nofile' in inputFiles",
+        ),
+        (lambda d: d["workflow"]["specification"]["files"][0].update(sizeInBytes=-1), r"sizeInBytes -1 < 0"),
+    ],
+)
 def test_malformed_wfformat_errors_name_the_field_and_task(mutate, pattern):
     d = wf_doc()
     mutate(d)
@@ -150,9 +179,18 @@ def test_cyclic_workflow_names_a_task_on_the_cycle():
 
 
 def small_workload(**over) -> DagWorkload:  # type: ignore[no-untyped-def]
-    kw = dict(name="w", job_names=("j",), job_arrival=np.zeros(1), task_job=np.zeros(3, np.int64),
-              task_type=("fft", "fft", "viterbi"), work=np.ones(3), edge_src=np.array([0, 1]),
-              edge_dst=np.array([1, 2]), edge_data=np.array([1.0, 1.0]), task_names=("a", "b", "c"))
+    kw = dict(
+        name="w",
+        job_names=("j",),
+        job_arrival=np.zeros(1),
+        task_job=np.zeros(3, np.int64),
+        task_type=("fft", "fft", "viterbi"),
+        work=np.ones(3),
+        edge_src=np.array([0, 1]),
+        edge_dst=np.array([1, 2]),
+        edge_data=np.array([1.0, 1.0]),
+        task_names=("a", "b", "c"),
+    )
     kw.update(over)
     return DagWorkload(**kw)  # type: ignore[arg-type]
 
@@ -170,17 +208,36 @@ def test_missing_or_bad_work_and_unknown_types_and_unsupported_tasks():
     with pytest.raises(DagError, match=r"no execution times for task type 'warp'"):
         DagInstance("x", soc(), small_workload(task_type=("fft", "warp", "fft")))
     gpu_only = cluster()  # 'gpu_kernel' runs only on GPUs: drop the GPUs and nothing supports it
-    pf = Platform("cpus", ("c0",), np.array([0]), ("cpu",), ("gpu_kernel",), np.array([[INF]]), np.zeros((1, 1)),
-                  np.ones((1, 1)))
+    pf = Platform(
+        "cpus",
+        ("c0",),
+        np.array([0]),
+        ("cpu",),
+        ("gpu_kernel",),
+        np.array([[INF]]),
+        np.zeros((1, 1)),
+        np.ones((1, 1)),
+    )
     wl = small_workload(task_type=("gpu_kernel",) * 3)
-    with pytest.raises(DagError, match=r"task 'a' \(type 'gpu_kernel'\) is supported by no PE of platform cpus"):
+    with pytest.raises(
+        DagError, match=r"task 'a' \(type 'gpu_kernel'\) is supported by no PE of platform cpus"
+    ):
         DagInstance("x", pf, wl)
     assert gpu_only.n_pes == 8
 
 
 def test_bad_platform_and_native_json_fields_are_named():
     with pytest.raises(DagError, match=r"exec_table\['a', 'cpu'\] = -1.0"):
-        Platform("p", ("c",), np.array([0]), ("cpu",), ("a",), np.array([[-1.0]]), np.zeros((1, 1)), np.ones((1, 1)))
+        Platform(
+            "p",
+            ("c",),
+            np.array([0]),
+            ("cpu",),
+            ("a",),
+            np.array([[-1.0]]),
+            np.zeros((1, 1)),
+            np.ones((1, 1)),
+        )
     doc = instance_to_json(topcuoglu())
     bad = copy.deepcopy(doc)
     del bad["jobs"][0]["tasks"][3]["work"]

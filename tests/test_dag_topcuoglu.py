@@ -8,9 +8,6 @@ from fractions import Fraction
 import gymnasium as gym
 import numpy as np
 import pytest
-
-import schedgym  # noqa: F401
-from schedgym import evaluate
 from schedgym.baselines._listsched import Residual
 from schedgym.baselines.cpop import Cpop, cpop_plan
 from schedgym.baselines.heft import Heft, heft_plan
@@ -19,15 +16,38 @@ from schedgym.envs.dag.sim import DagState
 from schedgym.envs.dag.types import DagSchedule
 from schedgym.envs.dag.validator import validate_schedule
 
+import schedgym  # noqa: F401
+from schedgym import evaluate
+
 ENV = "schedgym/DAGDispatch-v0"
 F = Fraction
 RANK_U = [108, 77, 80, 80, 69, F(190, 3), F(128, 3), F(107, 3), F(133, 3), F(44, 3)]
 RANK_D = [0, 31, 25, 22, 24, 27, F(187, 3), F(200, 3), F(191, 3), F(280, 3)]
 # (processor 1..3, start, finish) per task n1..n10, from the paper (REFERENCE.md 10.2).
-HEFT = [(3, 0, 9), (1, 27, 40), (3, 9, 28), (2, 18, 26), (3, 28, 38), (2, 26, 42), (3, 38, 49), (1, 57, 62),
-        (2, 56, 68), (2, 73, 80)]
-CPOP = [(2, 0, 16), (2, 16, 35), (1, 28, 39), (3, 25, 42), (2, 35, 48), (3, 42, 51), (1, 39, 46), (3, 54, 68),
-        (2, 65, 77), (2, 79, 86)]
+HEFT = [
+    (3, 0, 9),
+    (1, 27, 40),
+    (3, 9, 28),
+    (2, 18, 26),
+    (3, 28, 38),
+    (2, 26, 42),
+    (3, 38, 49),
+    (1, 57, 62),
+    (2, 56, 68),
+    (2, 73, 80),
+]
+CPOP = [
+    (2, 0, 16),
+    (2, 16, 35),
+    (1, 28, 39),
+    (3, 25, 42),
+    (2, 35, 48),
+    (3, 42, 51),
+    (1, 39, 46),
+    (3, 54, 68),
+    (2, 65, 77),
+    (2, 79, 86),
+]
 
 
 def fresh_residual() -> Residual:
@@ -37,14 +57,22 @@ def fresh_residual() -> Residual:
 
 def as_schedule(plan) -> DagSchedule:  # type: ignore[no-untyped-def]
     n = topcuoglu().n_tasks
-    return DagSchedule("topcuoglu", np.array([plan.pe[i] for i in range(n)]),
-                       np.array([plan.start[i] for i in range(n)]), np.array([plan.finish[i] for i in range(n)]),
-                       np.ones(n))
+    return DagSchedule(
+        "topcuoglu",
+        np.array([plan.pe[i] for i in range(n)]),
+        np.array([plan.start[i] for i in range(n)]),
+        np.array([plan.finish[i] for i in range(n)]),
+        np.ones(n),
+    )
 
 
 def test_fixture_matches_the_paper():
     inst = topcuoglu()
-    assert inst.exec_time[0].tolist() == [14, 16, 9] and inst.exec_time[8].tolist() == [18, 12, 20]  # n9 P3 = 20
+    assert inst.exec_time[0].tolist() == [14, 16, 9] and inst.exec_time[8].tolist() == [
+        18,
+        12,
+        20,
+    ]  # n9 P3 = 20
     assert inst.workload.n_edges == 15 and inst.exec_time.shape == (10, 3)
     assert inst.comm_time(0, 1, 18.0) == 18.0 and inst.comm_time(2, 2, 18.0) == 0.0
 

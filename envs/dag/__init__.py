@@ -3,4 +3,12 @@
 from schedgym.envs.dag.types import DagError, DagInstance, DagSchedule, DagWorkload, Platform
 from schedgym.envs.dag.validator import ScheduleError, validate_schedule
 
-__all__ = ["DagError", "DagInstance", "DagSchedule", "DagWorkload", "Platform", "ScheduleError", "validate_schedule"]
+__all__ = [
+    "DagError",
+    "DagInstance",
+    "DagSchedule",
+    "DagWorkload",
+    "Platform",
+    "ScheduleError",
+    "validate_schedule",
+]

@@ -6,27 +6,17 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from schedgym.envs.dag import viewer
+from schedgym.envs.dag.datasets import dataset_sizes, sizes_of
+from schedgym.envs.dag.io import resolve_instance
+from schedgym.envs.dag.observation import ObservationEncoder
+from schedgym.envs.dag.reward import REWARDS, makespan_reward, slowdown_reward
+from schedgym.envs.dag.sim import RUNNING, DagState
+from schedgym.envs.dag.types import DagInstance, DagSchedule
+from schedgym.envs.dag.validator import validate_schedule
 
 from schedgym import datasets
 from schedgym.envbase import SchedulingEnv
-from schedgym.envs.dag import viewer
-from schedgym.envs.dag.io import load_instance, load_wfinstance, topcuoglu
-from schedgym.envs.dag.platforms import mean_comm
-from schedgym.envs.dag.reward import REWARDS, makespan_reward, slowdown_reward
-from schedgym.envs.dag.sim import DONE, QUEUED, READY, RUNNING, WAITING, DagState
-from schedgym.envs.dag.types import DagInstance, DagSchedule
-from schedgym.envs.dag.validator import validate_schedule
-from schedgym.graph import GraphSpec
-
-# Node feature columns (times are divided by the instance's time_scale, the mean task run time).
-F_IS_TASK, F_IS_PE, F_IS_SYSTEM = 0, 1, 2
-F_READY, F_WAITING, F_QUEUED, F_RUNNING, F_DONE = 3, 4, 5, 6, 7
-F_PROGRESS, F_DATA_IN, F_RANK, F_AGE, F_TIME_LEFT, F_LOAD = 8, 9, 10, 11, 12, 13
-F_TYPE_TIME = 14  # + K columns: task's expected time per PE type (-1 = unsupported), then K PE-type one-hot
-EDGE_DAG, EDGE_ASSIGN, EDGE_COMM = 0, 1, 2
-_STATUS_ONEHOT = np.zeros((6, 5), np.float32)
-for _s, _c in ((READY, 0), (WAITING, 1), (QUEUED, 2), (RUNNING, 3), (DONE, 4)):
-    _STATUS_ONEHOT[_s, _c] = 1.0
 
 
 class DAGDispatchEnv(SchedulingEnv):
@@ -122,7 +112,11 @@ class DAGDispatchEnv(SchedulingEnv):
     ) -> None:
         if config:  # RLlib passes an EnvContext positionally; keyword arguments win over defaults.
             cfg = dict(config)
-            instance, dataset, split = cfg.pop("instance", instance), cfg.pop("dataset", dataset), cfg.pop("split", split)
+            instance, dataset, split = (
+                cfg.pop("instance", instance),
+                cfg.pop("dataset", dataset),
+                cfg.pop("split", split),
+            )
             noise, reward = cfg.pop("noise", noise), cfg.pop("reward", reward)
             max_tasks, max_edges = cfg.pop("max_tasks", max_tasks), cfg.pop("max_edges", max_edges)
             max_pes, max_pe_types = cfg.pop("max_pes", max_pes), cfg.pop("max_pe_types", max_pe_types)
@@ -132,7 +126,9 @@ class DAGDispatchEnv(SchedulingEnv):
             if cfg:
                 raise TypeError(f"DAGDispatchEnv got unknown config keys {sorted(cfg)}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
+            )
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
         if not (np.isfinite(noise) and noise >= 0):
@@ -145,8 +141,13 @@ class DAGDispatchEnv(SchedulingEnv):
             size = sizes_of(self._fixed)
         else:
             self._dataset, self._split = datasets.parse(f"{dataset}:{split}")
-            size = _dataset_sizes(self._dataset, self._split)
-        given = {"max_tasks": max_tasks, "max_edges": max_edges, "max_pes": max_pes, "max_pe_types": max_pe_types}
+            size = dataset_sizes(self._dataset, self._split)
+        given = {
+            "max_tasks": max_tasks,
+            "max_edges": max_edges,
+            "max_pes": max_pes,
+            "max_pe_types": max_pe_types,
+        }
         for k, v in given.items():
             if v is not None and int(v) < 1:
                 raise ValueError(f"{k} must be >= 1, got {v}")
@@ -156,22 +157,13 @@ class DAGDispatchEnv(SchedulingEnv):
         self.max_pe_types = int(max_pe_types) if max_pe_types is not None else size["max_pe_types"]
         if self._fixed is not None:
             self._check_fits(self._fixed)
-        s, p = self.max_tasks, self.max_pes
-        self.n_nodes = s + p + 1
-        self.system_node = s + p
-        self.wait_action = s * p
-        self.node_dim = F_TYPE_TIME + 2 * self.max_pe_types
-        self.graph_spec = GraphSpec(self.n_nodes, self.max_edges + s, self.node_dim, 3, s * p + 1, action_node=True)
-        space = self.graph_spec.space()
-        space.spaces["action_pe"] = spaces.Box(0, self.n_nodes - 1, (s * p + 1,), np.int64)
-        self.observation_space = space
-        self.action_space = spaces.Discrete(s * p + 1)
-        self._buf = {k: np.zeros(v.shape, v.dtype) for k, v in space.spaces.items()}
-        slots = np.arange(s * p) // p
-        self._buf["action_node"][:-1] = slots
-        self._buf["action_node"][-1] = self.system_node
-        self._buf["action_pe"][:-1] = s + np.arange(s * p) % p
-        self._buf["action_pe"][-1] = self.system_node
+        self.encoder = enc = ObservationEncoder(
+            self.max_tasks, self.max_edges, self.max_pes, self.max_pe_types
+        )
+        self.n_nodes, self.system_node, self.wait_action = enc.n_nodes, enc.system_node, enc.wait_action
+        self.observation_space = enc.space
+        self.action_space = spaces.Discrete(enc.wait_action + 1)
+        self._buf = enc.buf
         self.state: DagState | None = None
 
     # ------------------------------------------------------------------ Gymnasium API
@@ -179,7 +171,9 @@ class DAGDispatchEnv(SchedulingEnv):
         super().reset(seed=seed)
         inst = (options or {}).get("instance")
         if inst is None:
-            inst = self._fixed if self._fixed is not None else self._dataset.sample(self.np_random, self._split)
+            inst = (
+                self._fixed if self._fixed is not None else self._dataset.sample(self.np_random, self._split)
+            )
         elif not isinstance(inst, DagInstance):
             raise TypeError(f"options['instance'] must be a DagInstance, got {type(inst).__name__}")
         self._check_fits(inst)
@@ -205,7 +199,7 @@ class DAGDispatchEnv(SchedulingEnv):
             reward = slowdown_reward(area, st.slowdown_area)
         else:
             reward = makespan_reward(now, st.now, self.time_scale)
-        self._encode()
+        self.encoder.encode(st)
         info = self._info(invalid=False)
         if st.done:
             info.update(self.metrics())
@@ -230,8 +224,13 @@ class DAGDispatchEnv(SchedulingEnv):
         if st is None:
             raise RuntimeError("call reset() first")
         known = st.status >= RUNNING
-        return DagSchedule(st.instance.name, np.where(known, st.pe, -1), np.where(known, st.start, np.nan),
-                           np.where(known, st.finish, np.nan), st.noise.copy())
+        return DagSchedule(
+            st.instance.name,
+            np.where(known, st.pe, -1),
+            np.where(known, st.start, np.nan),
+            np.where(known, st.finish, np.nan),
+            st.noise.copy(),
+        )
 
     def validate(self) -> dict[str, float]:
         return validate_schedule(self.instance, self.schedule())
@@ -246,8 +245,10 @@ class DAGDispatchEnv(SchedulingEnv):
             raise RuntimeError("call reset() first")
         s = int(st.task_slot[task])
         if s < 0 or not 0 <= pe < st.instance.n_pes:
-            raise ValueError(f"task {task} has no observation slot (job not admitted or finished) or PE {pe} is "
-                             f"outside 0..{st.instance.n_pes - 1}")
+            raise ValueError(
+                f"task {task} has no observation slot (job not admitted or finished) or PE {pe} is "
+                f"outside 0..{st.instance.n_pes - 1}"
+            )
         return s * self.max_pes + pe
 
     def decode(self, action: int) -> tuple[int, int] | None:
@@ -264,20 +265,28 @@ class DAGDispatchEnv(SchedulingEnv):
         slow = resp / inst.cp_lower
         span = st.makespan - float(inst.workload.job_arrival.min())  # type: ignore[union-attr]
         busy = float(np.nansum(st.finish - st.start))  # type: ignore[union-attr]
-        return {"makespan": st.makespan, "mean_slowdown": float(slow.mean()),  # type: ignore[union-attr]
-                "p99_slowdown": float(np.percentile(slow, 99)), "mean_response": float(resp.mean()),
-                "utilisation": busy / (inst.n_pes * span) if span > 0 else 0.0}
+        return {
+            "makespan": st.makespan,
+            "mean_slowdown": float(slow.mean()),  # type: ignore[union-attr]
+            "p99_slowdown": float(np.percentile(slow, 99)),
+            "mean_response": float(resp.mean()),
+            "utilisation": busy / (inst.n_pes * span) if span > 0 else 0.0,
+        }
 
     # ------------------------------------------------------------------ episode set-up and encoding
     def _check_fits(self, inst: DagInstance) -> None:
         size = sizes_of(inst)
         if inst.n_pes > self.max_pes or inst.platform.n_pe_types > self.max_pe_types:
-            raise ValueError(f"instance {inst.name} has {inst.n_pes} PEs of {inst.platform.n_pe_types} types; the "
-                             f"env pads to max_pes={self.max_pes}, max_pe_types={self.max_pe_types}")
+            raise ValueError(
+                f"instance {inst.name} has {inst.n_pes} PEs of {inst.platform.n_pe_types} types; the "
+                f"env pads to max_pes={self.max_pes}, max_pe_types={self.max_pe_types}"
+            )
         if size["largest_job"] > self.max_tasks or size["largest_job_edges"] > self.max_edges:
-            raise ValueError(f"instance {inst.name} has a job with {size['largest_job']} tasks and "
-                             f"{size['largest_job_edges']} edges; the env pads to max_tasks={self.max_tasks}, "
-                             f"max_edges={self.max_edges}")
+            raise ValueError(
+                f"instance {inst.name} has a job with {size['largest_job']} tasks and "
+                f"{size['largest_job_edges']} edges; the env pads to max_tasks={self.max_tasks}, "
+                f"max_edges={self.max_edges}"
+            )
 
     def _start_episode(self, inst: DagInstance) -> None:
         t = inst.n_tasks
@@ -287,183 +296,31 @@ class DAGDispatchEnv(SchedulingEnv):
         else:
             noise = np.ones(t)
         self._n_invalid = 0
-        finite = np.isfinite(inst.exec_time)
-        mean_t = np.where(finite, inst.exec_time, 0).sum(1) / finite.sum(1)
-        self.time_scale = ts = float(mean_t.mean()) if mean_t.mean() > 0 else 1.0
-        inv = 1.0 / ts
-        lat, inv_bw = mean_comm(inst.platform)
-        comm = lat + inst.workload.edge_data * inv_bw  # (E,) mean transfer time
-        k = inst.platform.n_pe_types
-        static = np.zeros((t, self.node_dim), np.float32)
-        static[:, F_IS_TASK] = 1.0
-        np.add.at(static[:, F_DATA_IN], inst.workload.edge_dst, (comm * inv).astype(np.float32))
-        static[:, F_RANK] = upward_rank(inst, mean_t, comm) * inv
-        static[:, F_TYPE_TIME:F_TYPE_TIME + self.max_pe_types] = -1.0
-        tt = inst.type_time * inv
-        static[:, F_TYPE_TIME:F_TYPE_TIME + k] = np.where(np.isfinite(tt), tt, -1.0)
-        self._static, self._inv, self._comm = static, inv, (comm * inv).astype(np.float32)
-        self._finite = np.zeros((t, self.max_pes), bool)
-        self._finite[:, :inst.n_pes] = finite
-        self._arrival = inst.workload.job_arrival[inst.workload.task_job]
-        self._t0 = float(inst.workload.job_arrival.min())
-        b = self._buf
-        for key in ("node_features", "edge_index", "edge_features", "node_mask", "edge_mask", "action_mask"):
-            b[key].fill(0)
-        s, p = self.max_tasks, self.max_pes
-        nf = b["node_features"]
-        nf[s:s + inst.n_pes, F_IS_PE] = 1.0
-        nf[s + np.arange(inst.n_pes), F_TYPE_TIME + self.max_pe_types + inst.platform.pe_type] = 1.0
-        nf[self.system_node, F_IS_SYSTEM] = 1.0
-        b["node_mask"][s:s + inst.n_pes] = 1
-        b["node_mask"][self.system_node] = 1
-        b["edge_features"][self.max_edges:, EDGE_ASSIGN] = 1.0
-        b["edge_index"][0, self.max_edges:] = np.arange(s)
-        self._slot_arrival = np.zeros(s)
-        self._slot_job = np.zeros(s, np.int64)
-        self._slot_finite = np.zeros((s, p), bool)
-        self._invalidate()
+        self.encoder.start(inst)
+        self.time_scale = self.encoder.time_scale
         self.state = DagState(inst, noise, self.max_tasks, self.max_edges)
-        self._encode()
-
-    def _invalidate(self) -> None:
-        """Forget what the buffers hold, so the next ``_encode`` rewrites every row."""
-        self._prev_slot = np.full(self.max_tasks, -2, np.int64)
-        self._prev_status = np.full(self.max_tasks, -1, np.int8)
-        self._prev_now, self._prev_done = np.nan, -1
-
-    def _encode(self) -> None:
-        """Refresh the observation buffers from the simulator state, rewriting only rows that changed."""
-        st, b, inv = self.state, self._buf, self._inv
-        assert st is not None
-        inst, s, me = st.instance, self.max_tasks, self.max_edges
-        now, slot_task = st.now, st.slot_task
-        nf, ei = b["node_features"], b["edge_index"]
-        task_nf = nf[:s]
-        mask2d = b["action_mask"][:-1].reshape(s, self.max_pes)
-        moved = np.flatnonzero(slot_task != self._prev_slot)
-        if moved.size:  # jobs admitted or finished: static rows, slot tables and DAG edges
-            tm = slot_task[moved]
-            lm = tm >= 0
-            tkm = np.where(lm, tm, 0)
-            task_nf[moved] = self._static[tkm] * lm[:, None]
-            self._slot_arrival[moved] = np.where(lm, self._arrival[tkm], 0.0)
-            self._slot_job[moved] = inst.workload.task_job[tkm]
-            self._slot_finite[moved] = self._finite[tkm] & lm[:, None]
-            self._prev_slot[moved] = tm
-            self._prev_status[moved] = -1
-            b["node_mask"][moved] = lm
-            self._encode_dag_edges()
-        live = slot_task >= 0
-        tk = np.where(live, slot_task, 0)
-        status = np.where(live, st.status[tk], 0).astype(np.int8)
-        changed = np.flatnonzero(status != self._prev_status)
-        if changed.size:  # status transitions: one-hot, action mask, assignment edges
-            sc = status[changed]
-            task_nf[changed, F_READY:F_DONE + 1] = _STATUS_ONEHOT[sc]
-            mask2d[changed] = (sc == READY)[:, None] & self._slot_finite[changed]
-            held = (sc == QUEUED) | (sc == RUNNING)
-            ei[1, me + changed] = np.where(held, s + st.pe[tk[changed]], 0)
-            b["edge_mask"][me + changed] = held
-            self._prev_status[changed] = sc
-        if now != self._prev_now or changed.size:
-            task_nf[:, F_AGE] = (now - self._slot_arrival) * inv * live
-            held = (status == QUEUED) | (status == RUNNING)
-            task_nf[:, F_TIME_LEFT] = np.where(held, np.maximum(st.expected_finish[tk] - now, 0.0) * inv, 0.0)
-        if st.n_done != self._prev_done or moved.size:
-            job = self._slot_job
-            task_nf[:, F_PROGRESS] = st.job_done_tasks[job] / st.job_size[job] * live
-        self._prev_now, self._prev_done = now, st.n_done
-        n_pe = inst.n_pes
-        pe_nf = nf[s:s + n_pe]
-        elapsed = now - self._t0
-        pe_nf[:, F_RUNNING] = st.pe_head >= 0
-        pe_nf[:, F_PROGRESS] = st.pe_busy / elapsed if elapsed > 0 else 0.0
-        pe_nf[:, F_TIME_LEFT] = (st.pe_available() - now) * inv
-        pe_nf[:, F_LOAD] = (st.pe_head >= 0) + np.fromiter(map(len, st.pe_queue), np.float64, n_pe)
-        sysn = nf[self.system_node]
-        sysn[F_PROGRESS] = float(np.count_nonzero(st.job_status == 3)) / inst.n_jobs
-        sysn[F_AGE] = elapsed * inv
-        sysn[F_LOAD] = len(st.in_system)
-        b["action_mask"][-1] = len(st.events) > 0 and not st.done
-
-    def _encode_dag_edges(self) -> None:
-        """DAG edges of the admitted jobs (they change only when a job is admitted or finishes)."""
-        st, b, me = self.state, self._buf, self.max_edges
-        wl = st.instance.workload  # type: ignore[union-attr]
-        live = st.slot_edge >= 0  # type: ignore[union-attr]
-        b["edge_mask"][:me] = live
-        b["edge_features"][:me, EDGE_DAG] = live
-        if not wl.n_edges:
-            return
-        ek = np.where(live, st.slot_edge, 0)  # type: ignore[union-attr]
-        ei = b["edge_index"]
-        ei[0, :me] = np.where(live, st.task_slot[wl.edge_src[ek]], 0)  # type: ignore[union-attr]
-        ei[1, :me] = np.where(live, st.task_slot[wl.edge_dst[ek]], 0)  # type: ignore[union-attr]
-        b["edge_features"][:me, EDGE_COMM] = np.where(live, self._comm[ek], 0.0)
+        self.encoder.encode(self.state)
 
     def _invalid(self, a: int) -> tuple[dict, float, bool, bool, dict]:
         valid = np.flatnonzero(self._buf["action_mask"]).tolist()
         if self.strict:
             what = "wait" if a == self.wait_action else f"(slot {a // self.max_pes}, PE {a % self.max_pes})"
-            raise ValueError(f"action {a} = {what} is masked out (task not ready, PE does not support it, or "
-                             f"nothing to wait for); valid actions: {valid}")
+            raise ValueError(
+                f"action {a} = {what} is masked out (task not ready, PE does not support it, or "
+                f"nothing to wait for); valid actions: {valid}"
+            )
         self._n_invalid += 1
         truncated = self._n_invalid >= self.state.instance.n_tasks  # type: ignore[union-attr]
         return self._obs(), -self.invalid_action_penalty, False, truncated, self._info(invalid=True)
 
     def _obs(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self._buf.items()}
+        return self.encoder.observation()
 
     def _info(self, invalid: bool) -> dict[str, Any]:
         st = self.state
-        return {"action_mask": self._buf["action_mask"].copy(), "invalid_action": invalid,
-                "time": st.now, "jobs_in_system": len(st.in_system)}  # type: ignore[union-attr]
-
-
-def upward_rank(inst: DagInstance, mean_time: np.ndarray, mean_comm_time: np.ndarray) -> np.ndarray:
-    """HEFT's rank_u: mean run time plus the longest mean-cost path to an exit task."""
-    rank = mean_time.astype(np.float64).copy()
-    ptr, child, cedge = inst.child_ptr, inst.child_task.tolist(), inst.child_edge.tolist()
-    for i in inst.topo_order[::-1].tolist():
-        best = 0.0
-        for k in range(ptr[i], ptr[i + 1]):
-            v = mean_comm_time[cedge[k]] + rank[child[k]]
-            if v > best:
-                best = v
-        rank[i] += best
-    return rank
-
-
-def resolve_instance(instance: DagInstance | str) -> DagInstance:
-    """A DagInstance, ``"topcuoglu"``, a shipped WfInstances name, or a path to an instance file."""
-    from schedgym.envs.dag.io import WFINSTANCES
-
-    if isinstance(instance, DagInstance):
-        return instance
-    if isinstance(instance, str):
-        if instance == "topcuoglu":
-            return topcuoglu()
-        if instance in WFINSTANCES:
-            return load_wfinstance(instance)
-        return load_instance(instance)
-    raise TypeError(f"instance must be a DagInstance, a shipped instance name or a file path, "
-                    f"got {type(instance).__name__}")
-
-
-def sizes_of(inst: DagInstance) -> dict[str, int]:
-    """Padding an instance needs: all its tasks and edges visible at once, its PEs and PE types."""
-    wl = inst.workload
-    jobs = np.bincount(wl.task_job, minlength=wl.n_jobs)
-    jedges = np.bincount(wl.task_job[wl.edge_src], minlength=wl.n_jobs)
-    return {"max_tasks": wl.n_tasks, "max_edges": wl.n_edges, "max_pes": inst.n_pes,
-            "max_pe_types": inst.platform.n_pe_types, "largest_job": int(jobs.max()),
-            "largest_job_edges": int(jedges.max())}
-
-
-def _dataset_sizes(ds: datasets.Dataset, split: str) -> dict[str, int]:
-    """Padding for a dataset split: its declared sizes, else the maxima over its instances (or one sample)."""
-    if "sizes" in ds.meta:
-        return dict(ds.meta["sizes"])
-    insts = list(ds.instances(split)) if ds.split_size(split) is not None else [ds.sample(np.random.default_rng(0), split)]
-    all_sizes = [sizes_of(i) for i in insts]
-    return {k: max(sz[k] for sz in all_sizes) for k in all_sizes[0]}
+        return {
+            "action_mask": self._buf["action_mask"].copy(),
+            "invalid_action": invalid,
+            "time": st.now,
+            "jobs_in_system": len(st.in_system),
+        }  # type: ignore[union-attr]

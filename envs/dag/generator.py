@@ -9,7 +9,8 @@ Shapes (one job each; ``n`` tasks exactly):
 - ``sp``: random two-terminal series-parallel graph (recursive series / parallel composition).
 
 Task types are drawn from the platform's mix (``platforms.TYPE_MIX``), work ~ U[0.5, 1.5]. Edge data is set
-from the communication-to-computation ratio ``ccr``: ``data = ccr * mean_time(src) / mean_inv_bw * U[0.5, 1.5]``
+from the communication-to-computation ratio ``ccr``:
+``data = ccr * mean_time(src) / mean_inv_bw * U[0.5, 1.5]``
 so an average transfer takes about ``ccr`` times its producer's average run time.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-
 from schedgym.envs.dag.platforms import TYPE_MIX, mean_comm
 from schedgym.envs.dag.types import DagInstance, DagWorkload, Platform
 
@@ -56,7 +56,11 @@ def random_edges(rng: np.random.Generator, shape: str, n: int) -> list[tuple[int
 
 def _layered(rng: np.random.Generator, n: int) -> list[tuple[int, int]]:
     n_levels = min(n, max(1, int(round(np.sqrt(n)))))
-    cuts = np.sort(rng.choice(np.arange(1, n), size=n_levels - 1, replace=False)) if n_levels > 1 else np.array([], int)
+    cuts = (
+        np.sort(rng.choice(np.arange(1, n), size=n_levels - 1, replace=False))
+        if n_levels > 1
+        else np.array([], int)
+    )
     bounds = [0, *cuts.tolist(), n]
     edges = []
     for lv in range(1, n_levels):
@@ -97,8 +101,11 @@ def _sp(rng: np.random.Generator, lo: int, n: int, edges: list[tuple[int, int]])
     # parallel: fork task lo, k branches, join task lo+n-1
     inner = n - 2
     k = int(rng.integers(1, min(4, inner) + 1))
-    sizes = np.diff(np.r_[0, np.sort(rng.choice(np.arange(1, inner), size=k - 1, replace=False)), inner]) if k > 1 \
+    sizes = (
+        np.diff(np.r_[0, np.sort(rng.choice(np.arange(1, inner), size=k - 1, replace=False)), inner])
+        if k > 1
         else np.array([inner])
+    )
     start = lo + 1
     for size in sizes.tolist():
         s, t = _sp(rng, start, size, edges)
@@ -107,8 +114,9 @@ def _sp(rng: np.random.Generator, lo: int, n: int, edges: list[tuple[int, int]])
     return lo, lo + n - 1
 
 
-def random_job(rng: np.random.Generator, platform: Platform, shape: str, n: int, ccr: float = 0.5,
-               name: str = "job") -> DagWorkload:
+def random_job(
+    rng: np.random.Generator, platform: Platform, shape: str, n: int, ccr: float = 0.5, name: str = "job"
+) -> DagWorkload:
     """One random DAG job of ``n`` tasks for ``platform`` (arrival 0)."""
     if ccr < 0:
         raise ValueError(f"ccr must be >= 0, got {ccr}")
@@ -125,17 +133,27 @@ def random_job(rng: np.random.Generator, platform: Platform, shape: str, n: int,
     dst = np.array([e[1] for e in edges], np.int64)
     scale = ccr * mean_time[src] / inv_bw if inv_bw > 0 else np.zeros(len(edges))
     data = np.round(scale * rng.uniform(0.5, 1.5, size=len(edges)), 3)
-    return DagWorkload(name, (name,), np.zeros(1), np.zeros(n, np.int64), tuple(types), work, src, dst, data,
-                       tuple(f"{name}.t{i}" for i in range(n)))
+    return DagWorkload(
+        name,
+        (name,),
+        np.zeros(1),
+        np.zeros(n, np.int64),
+        tuple(types),
+        work,
+        src,
+        dst,
+        data,
+        tuple(f"{name}.t{i}" for i in range(n)),
+    )
 
 
 def combine(name: str, jobs: Sequence[DagWorkload], arrivals: Sequence[float] | np.ndarray) -> DagWorkload:
-    """Concatenate jobs (each may hold several) into one workload, job k of the list arriving at arrivals[k]."""
+    """Concatenate jobs (each may hold several) into one workload; job k arrives at arrivals[k]."""
     if len(jobs) != len(arrivals):
         raise ValueError(f"{len(jobs)} jobs but {len(arrivals)} arrival times")
     job_names, arr, tj, types, work, src, dst, data, tnames = [], [], [], [], [], [], [], [], []
     offset_t = offset_j = 0
-    for w, a in zip(jobs, arrivals):
+    for w, a in zip(jobs, arrivals, strict=False):
         job_names += [f"{n}#{offset_j + i}" if len(jobs) > 1 else n for i, n in enumerate(w.job_names)]
         arr += (w.job_arrival + float(a)).tolist()
         tj.append(w.task_job + offset_j)
@@ -144,11 +162,24 @@ def combine(name: str, jobs: Sequence[DagWorkload], arrivals: Sequence[float] | 
         src.append(w.edge_src + offset_t)
         dst.append(w.edge_dst + offset_t)
         data.append(w.edge_data)
-        tnames += [f"{n}#{offset_j + j}" if len(jobs) > 1 else n for n, j in zip(w.task_names, w.task_job.tolist())]
+        tnames += [
+            f"{n}#{offset_j + j}" if len(jobs) > 1 else n
+            for n, j in zip(w.task_names, w.task_job.tolist(), strict=False)
+        ]
         offset_t += w.n_tasks
         offset_j += w.n_jobs
-    return DagWorkload(name, tuple(job_names), np.array(arr), np.concatenate(tj), tuple(types), np.concatenate(work),
-                       np.concatenate(src), np.concatenate(dst), np.concatenate(data), tuple(tnames))
+    return DagWorkload(
+        name,
+        tuple(job_names),
+        np.array(arr),
+        np.concatenate(tj),
+        tuple(types),
+        np.concatenate(work),
+        np.concatenate(src),
+        np.concatenate(dst),
+        np.concatenate(data),
+        tuple(tnames),
+    )
 
 
 def poisson_arrivals(rng: np.random.Generator, n_jobs: int, mean_interarrival: float) -> np.ndarray:
@@ -166,8 +197,14 @@ def mean_work_per_pe(platform: Platform, job: DagWorkload) -> float:
     return float(mean_time.sum()) / platform.n_pes
 
 
-def stream(rng: np.random.Generator, platform: Platform, sample_job: Callable[[np.random.Generator, int], DagWorkload],
-           n_jobs: int, load: float, name: str) -> DagInstance:
+def stream(
+    rng: np.random.Generator,
+    platform: Platform,
+    sample_job: Callable[[np.random.Generator, int], DagWorkload],
+    n_jobs: int,
+    load: float,
+    name: str,
+) -> DagInstance:
     """``n_jobs`` jobs from ``sample_job(rng, k)`` arriving as a Poisson process at offered ``load``.
 
     The mean inter-arrival time is (mean over the drawn jobs of their average work per PE) / ``load``, so
@@ -178,13 +215,25 @@ def stream(rng: np.random.Generator, platform: Platform, sample_job: Callable[[n
     jobs = [sample_job(rng, k) for k in range(n_jobs)]
     mean_gap = float(np.mean([mean_work_per_pe(platform, j) for j in jobs])) / load
     arrivals = poisson_arrivals(rng, n_jobs, max(mean_gap, 1e-12))
-    return DagInstance(name, platform, combine(name, jobs, arrivals), meta={"load": load, "mean_gap": mean_gap})
+    return DagInstance(
+        name, platform, combine(name, jobs, arrivals), meta={"load": load, "mean_gap": mean_gap}
+    )
 
 
-def random_instance(rng: np.random.Generator, platform: Platform, shape: str, n: int, n_jobs: int = 1,
-                    load: float = 0.7, ccr: float = 0.5, name: str | None = None) -> DagInstance:
+def random_instance(
+    rng: np.random.Generator,
+    platform: Platform,
+    shape: str,
+    n: int,
+    n_jobs: int = 1,
+    load: float = 0.7,
+    ccr: float = 0.5,
+    name: str | None = None,
+) -> DagInstance:
     """``n_jobs`` random ``shape`` jobs of ``n`` tasks: one batch job, or a Poisson stream when n_jobs > 1."""
     name = name or f"random-{shape}-{n}"
     if n_jobs == 1:
         return DagInstance(name, platform, random_job(rng, platform, shape, n, ccr, name))
-    return stream(rng, platform, lambda r, k: random_job(r, platform, shape, n, ccr, f"{shape}{n}"), n_jobs, load, name)
+    return stream(
+        rng, platform, lambda r, k: random_job(r, platform, shape, n, ccr, f"{shape}{n}"), n_jobs, load, name
+    )

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from schedgym.envs.dag.platforms import cluster
 from schedgym.envs.dag.types import INF, DagError, DagInstance, DagWorkload, Platform
 
@@ -109,19 +108,23 @@ def parse_wfformat(text: str, name: str = "workflow") -> DagWorkload:
     for k, et in enumerate(etasks):
         tid = _get(et, "id", f"{name}: workflow.execution.tasks[{k}]", str)
         if tid not in index:
-            raise WfFormatError(f"{name}: workflow.execution.tasks[{k}] has id {tid!r}, which is not a task of "
-                                f"workflow.specification")
+            raise WfFormatError(
+                f"{name}: workflow.execution.tasks[{k}] has id {tid!r}, which is not a task of "
+                f"workflow.specification"
+            )
         if "runtimeInSeconds" not in et:
             raise WfFormatError(f"{name}: task {tid!r} has no runtimeInSeconds in workflow.execution.tasks")
         rt = _get(et, "runtimeInSeconds", f"{name}: task {tid!r}", (int, float))
         if not np.isfinite(rt) or rt < 0:
-            raise WfFormatError(f"{name}: task {tid!r} has runtimeInSeconds {rt}; expected a finite number >= 0")
+            raise WfFormatError(
+                f"{name}: task {tid!r} has runtimeInSeconds {rt}; expected a finite number >= 0"
+            )
         runtime[tid] = float(rt)
         prog = et.get("command", {}).get("program") if isinstance(et.get("command"), dict) else None
         if isinstance(prog, str) and prog and len(prog.split()) == 1:
             program[tid] = prog
     types, work, inputs, outputs = [], [], [], []
-    for t, tid in zip(tasks, ids):
+    for t, tid in zip(tasks, ids, strict=False):
         if tid not in runtime:
             raise WfFormatError(f"{name}: task {tid!r} has no runtime (no entry in workflow.execution.tasks)")
         work.append(runtime[tid])
@@ -133,12 +136,14 @@ def parse_wfformat(text: str, name: str = "workflow") -> DagWorkload:
                 raise WfFormatError(f"{name}: task {tid!r}: {fld} must be a list of file ids")
             for fid in fl:
                 if fid not in sizes:
-                    raise WfFormatError(f"{name}: task {tid!r} lists file {fid!r} in {fld}, but no such file is in "
-                                        f"workflow.specification.files")
+                    raise WfFormatError(
+                        f"{name}: task {tid!r} lists file {fid!r} in {fld}, but no such file is in "
+                        f"workflow.specification.files"
+                    )
         inputs.append(set(ins))
         outputs.append(set(outs))
     edges: list[tuple[int, int]] = []
-    for t, tid in zip(tasks, ids):
+    for t, tid in zip(tasks, ids, strict=False):
         for fld in ("children", "parents"):
             lst = t.get(fld, [])
             if not isinstance(lst, list):
@@ -148,24 +153,45 @@ def parse_wfformat(text: str, name: str = "workflow") -> DagWorkload:
                     raise WfFormatError(f"{name}: task {tid!r} lists unknown task {other!r} in {fld}")
         for child in t.get("children", []):
             if tid not in tasks[index[child]].get("parents", []):
-                raise WfFormatError(f"{name}: task {tid!r} lists child {child!r}, but {child!r} does not list "
-                                    f"{tid!r} among its parents")
+                raise WfFormatError(
+                    f"{name}: task {tid!r} lists child {child!r}, but {child!r} does not list "
+                    f"{tid!r} among its parents"
+                )
             edges.append((index[tid], index[child]))
         for parent in t.get("parents", []):
             if tid not in tasks[index[parent]].get("children", []):
-                raise WfFormatError(f"{name}: task {tid!r} lists parent {parent!r}, but {parent!r} does not list "
-                                    f"{tid!r} among its children")
+                raise WfFormatError(
+                    f"{name}: task {tid!r} lists parent {parent!r}, but {parent!r} does not list "
+                    f"{tid!r} among its children"
+                )
     edges = sorted(set(edges))
     data = [sum(sizes[f] for f in outputs[s] & inputs[d]) for s, d in edges]
     n = len(ids)
-    return DagWorkload(name, (name,), np.zeros(1), np.zeros(n, np.int64), tuple(types), np.array(work),
-                       np.array([e[0] for e in edges], np.int64), np.array([e[1] for e in edges], np.int64),
-                       np.array(data), tuple(ids))
+    return DagWorkload(
+        name,
+        (name,),
+        np.zeros(1),
+        np.zeros(n, np.int64),
+        tuple(types),
+        np.array(work),
+        np.array([e[0] for e in edges], np.int64),
+        np.array([e[1] for e in edges], np.int64),
+        np.array(data),
+        tuple(ids),
+    )
 
 
-def derive_platform(base: Platform, programs: list[str], rng: np.random.Generator, *, beta: float = BETA,
-                    p_accel: float = P_ACCEL, slowness: dict[str, float] | None = None,
-                    accelerators: tuple[str, ...] = CLUSTER_ACCELERATORS, name: str | None = None) -> Platform:
+def derive_platform(
+    base: Platform,
+    programs: list[str],
+    rng: np.random.Generator,
+    *,
+    beta: float = BETA,
+    p_accel: float = P_ACCEL,
+    slowness: dict[str, float] | None = None,
+    accelerators: tuple[str, ...] = CLUSTER_ACCELERATORS,
+    name: str | None = None,
+) -> Platform:
     """``base`` with a derived per-program table (the module docstring's rule); programs in sorted order."""
     slowness = slowness or CLUSTER_SLOWNESS
     for k in base.pe_type_names:
@@ -185,8 +211,9 @@ def derive_platform(base: Platform, programs: list[str], rng: np.random.Generato
     return base.with_table(name or f"{base.name}+derived", tuple(progs), table)
 
 
-def wf_instance(workload: DagWorkload, platform: Platform | None = None, seed: int = 0,
-                name: str | None = None) -> DagInstance:
+def wf_instance(
+    workload: DagWorkload, platform: Platform | None = None, seed: int = 0, name: str | None = None
+) -> DagInstance:
     """A WfFormat workload on ``platform`` (default: the cluster) with the seeded derived cost matrix."""
     base = platform or cluster()
     name = name or workload.name
@@ -226,28 +253,52 @@ def platform_from_json(d: dict[str, Any], where: str = "platform") -> Platform:
     """A platform from its JSON form (``null`` = inf in ``exec_table``; the bandwidth diagonal is ignored)."""
     pe_names = tuple(_field(d, "pe_names", where))
     n = len(pe_names)
-    table = [[_num(x, f"{where}.exec_table[{r}][{c}]") for c, x in enumerate(row)]
-             for r, row in enumerate(_field(d, "exec_table", where))]
-    lat = [[_num(x, f"{where}.latency[{r}][{c}]") if r != c else 0.0 for c, x in enumerate(row)]
-           for r, row in enumerate(_field(d, "latency", where))]
-    bw = [[_num(x, f"{where}.bandwidth[{r}][{c}]") if r != c else INF for c, x in enumerate(row)]
-          for r, row in enumerate(_field(d, "bandwidth", where))]
+    table = [
+        [_num(x, f"{where}.exec_table[{r}][{c}]") for c, x in enumerate(row)]
+        for r, row in enumerate(_field(d, "exec_table", where))
+    ]
+    lat = [
+        [_num(x, f"{where}.latency[{r}][{c}]") if r != c else 0.0 for c, x in enumerate(row)]
+        for r, row in enumerate(_field(d, "latency", where))
+    ]
+    bw = [
+        [_num(x, f"{where}.bandwidth[{r}][{c}]") if r != c else INF for c, x in enumerate(row)]
+        for r, row in enumerate(_field(d, "bandwidth", where))
+    ]
     if len(lat) != n or len(bw) != n:
         raise DagError(f"{where}: latency and bandwidth must be {n}x{n} (one row per PE)")
-    return Platform(str(_field(d, "name", where)), pe_names, np.array(_field(d, "pe_type", where)),
-                    tuple(_field(d, "pe_type_names", where)), tuple(_field(d, "task_type_names", where)),
-                    np.array(table, float).reshape(len(table), -1), np.array(lat, float), np.array(bw, float),
-                    str(d.get("time_unit", "s")), str(d.get("data_unit", "B")), str(d.get("description", "")))
+    return Platform(
+        str(_field(d, "name", where)),
+        pe_names,
+        np.array(_field(d, "pe_type", where)),
+        tuple(_field(d, "pe_type_names", where)),
+        tuple(_field(d, "task_type_names", where)),
+        np.array(table, float).reshape(len(table), -1),
+        np.array(lat, float),
+        np.array(bw, float),
+        str(d.get("time_unit", "s")),
+        str(d.get("data_unit", "B")),
+        str(d.get("description", "")),
+    )
 
 
 def platform_to_json(pf: Platform) -> dict[str, Any]:
     def enc(a: np.ndarray) -> list[list[float | None]]:
         return [[None if np.isinf(x) else float(x) for x in row] for row in a]
 
-    return {"name": pf.name, "pe_names": list(pf.pe_names), "pe_type": pf.pe_type.tolist(),
-            "pe_type_names": list(pf.pe_type_names), "task_type_names": list(pf.task_type_names),
-            "exec_table": enc(pf.exec_table), "latency": pf.latency.tolist(), "bandwidth": enc(pf.bandwidth),
-            "time_unit": pf.time_unit, "data_unit": pf.data_unit, "description": pf.description}
+    return {
+        "name": pf.name,
+        "pe_names": list(pf.pe_names),
+        "pe_type": pf.pe_type.tolist(),
+        "pe_type_names": list(pf.pe_type_names),
+        "task_type_names": list(pf.task_type_names),
+        "exec_table": enc(pf.exec_table),
+        "latency": pf.latency.tolist(),
+        "bandwidth": enc(pf.bandwidth),
+        "time_unit": pf.time_unit,
+        "data_unit": pf.data_unit,
+        "description": pf.description,
+    }
 
 
 def instance_from_json(d: dict[str, Any], name: str = "instance") -> DagInstance:
@@ -285,9 +336,18 @@ def instance_from_json(d: dict[str, Any], name: str = "instance") -> DagInstance
             src.append(index[e[0]])
             dst.append(index[e[1]])
             data.append(_num(e[2], f"{where}.edges[{k}] data"))
-    wl = DagWorkload(str(d.get("name", name)), tuple(job_names), np.array(arrivals), np.array(tj, np.int64),
-                     tuple(types), np.array(work), np.array(src, np.int64), np.array(dst, np.int64), np.array(data),
-                     tuple(tnames))
+    wl = DagWorkload(
+        str(d.get("name", name)),
+        tuple(job_names),
+        np.array(arrivals),
+        np.array(tj, np.int64),
+        tuple(types),
+        np.array(work),
+        np.array(src, np.int64),
+        np.array(dst, np.int64),
+        np.array(data),
+        tuple(tnames),
+    )
     bk = d.get("best_known")
     return DagInstance(wl.name, pf, wl, best_known=None if bk is None else float(bk))
 
@@ -299,13 +359,26 @@ def instance_to_json(inst: DagInstance) -> dict[str, Any]:
     for j in range(wl.n_jobs):
         ts = inst.job_tasks(j)
         sel = np.flatnonzero(wl.task_job[wl.edge_src] == j)
-        jobs.append({"name": wl.job_names[j], "arrival": float(wl.job_arrival[j]),
-                     "tasks": [{"name": wl.task_names[i], "type": wl.task_type[i], "work": float(wl.work[i])}
-                               for i in ts],
-                     "edges": [[wl.task_names[wl.edge_src[e]], wl.task_names[wl.edge_dst[e]], float(wl.edge_data[e])]
-                               for e in sel]})
-    return {"format": FORMAT, "name": inst.name, "platform": platform_to_json(inst.platform), "jobs": jobs,
-            "best_known": inst.best_known}
+        jobs.append(
+            {
+                "name": wl.job_names[j],
+                "arrival": float(wl.job_arrival[j]),
+                "tasks": [
+                    {"name": wl.task_names[i], "type": wl.task_type[i], "work": float(wl.work[i])} for i in ts
+                ],
+                "edges": [
+                    [wl.task_names[wl.edge_src[e]], wl.task_names[wl.edge_dst[e]], float(wl.edge_data[e])]
+                    for e in sel
+                ],
+            }
+        )
+    return {
+        "format": FORMAT,
+        "name": inst.name,
+        "platform": platform_to_json(inst.platform),
+        "jobs": jobs,
+        "best_known": inst.best_known,
+    }
 
 
 def load_instance(path: str | Path) -> DagInstance:
@@ -328,3 +401,19 @@ def topcuoglu() -> DagInstance:
     """The 10-task, 3-processor example of Topcuoglu, Hariri & Wu (IEEE TPDS 13(3), 2002), Fig. 2."""
     text = resources.files(_DATA).joinpath("dag/topcuoglu2002.json").read_text()
     return instance_from_json(json.loads(text), "topcuoglu")
+
+
+def resolve_instance(instance: DagInstance | str) -> DagInstance:
+    """A DagInstance, ``"topcuoglu"``, a shipped WfInstances name, or a path to an instance file."""
+    if isinstance(instance, DagInstance):
+        return instance
+    if isinstance(instance, str):
+        if instance == "topcuoglu":
+            return topcuoglu()
+        if instance in WFINSTANCES:
+            return load_wfinstance(instance)
+        return load_instance(instance)
+    raise TypeError(
+        f"instance must be a DagInstance, a shipped instance name or a file path, "
+        f"got {type(instance).__name__}"
+    )

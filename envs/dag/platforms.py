@@ -11,13 +11,14 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
-
 from schedgym.envs.dag.types import INF, Platform
 
 X = INF  # unsupported
 
 
-def _links(groups: list[int], lat_in: float, bw_in: float, lat_out: float, bw_out: float) -> tuple[np.ndarray, np.ndarray]:
+def _links(
+    groups: list[int], lat_in: float, bw_in: float, lat_out: float, bw_out: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Latency and bandwidth matrices: one speed inside a group of PEs, another between groups."""
     g = np.asarray(groups)
     same = g[:, None] == g[None, :]
@@ -35,18 +36,28 @@ def soc() -> Platform:
     pe_names = ("A15-0", "A15-1", "A7-0", "A7-1", "FFT-0", "FFT-1", "VIT-0", "MM-0")
     pe_type = [0, 0, 1, 1, 2, 2, 3, 4]
     table = {  # task type: (A15, A7, FFT, VIT, MM)
-        "scrambler": (10, 22, X, X, X),      # DS3 scrambler-encoder (its accelerator is not on this SoC)
-        "interleaver": (4, 10, X, X, X),     # DS3 WiFi-TX interleaver
-        "modulation": (8, 15, X, X, X),      # DS3 QPSK modulation
-        "crc": (3, 5, X, X, X),              # DS3 CRC
-        "fft": (118, 296, 16, X, X),         # DS3 IFFT
-        "viterbi": (738, 1828, X, 2, X),     # DS3 Viterbi decoder
-        "matmul": (160, 400, X, X, 20),      # illustrative
+        "scrambler": (10, 22, X, X, X),  # DS3 scrambler-encoder (its accelerator is not on this SoC)
+        "interleaver": (4, 10, X, X, X),  # DS3 WiFi-TX interleaver
+        "modulation": (8, 15, X, X, X),  # DS3 QPSK modulation
+        "crc": (3, 5, X, X, X),  # DS3 CRC
+        "fft": (118, 296, 16, X, X),  # DS3 IFFT
+        "viterbi": (738, 1828, X, 2, X),  # DS3 Viterbi decoder
+        "matmul": (160, 400, X, X, 20),  # illustrative
     }
     lat, bw = _links([0, 0, 0, 0, 1, 2, 3, 4], 1.0, 1000.0, 2.0, 100.0)
-    return Platform("soc", pe_names, np.array(pe_type), pe_type_names, tuple(table),
-                    np.array(list(table.values()), float), lat, bw, time_unit="us", data_unit="B",
-                    description="DS3-like SoC: 2 big + 2 LITTLE cores, 2 FFT, 1 Viterbi, 1 matrix accelerator")
+    return Platform(
+        "soc",
+        pe_names,
+        np.array(pe_type),
+        pe_type_names,
+        tuple(table),
+        np.array(list(table.values()), float),
+        lat,
+        bw,
+        time_unit="us",
+        data_unit="B",
+        description="DS3-like SoC: 2 big + 2 LITTLE cores, 2 FFT, 1 Viterbi, 1 matrix accelerator",
+    )
 
 
 @cache
@@ -67,17 +78,40 @@ def cluster() -> Platform:
         "postprocess": (1.0, 1.5, 1.5),
     }
     lat, bw = _links([0, 0, 0, 0, 1, 1, 1, 1], 1e-5, 16e9, 1e-4, 1.25e9)
-    return Platform("cluster", pe_names, np.array(pe_type), pe_type_names, tuple(table),
-                    np.array(list(table.values()), float), lat, bw, time_unit="s", data_unit="B",
-                    description="2 nodes: 4 CPU workers, 2 A100-class and 2 T4-class GPUs")
+    return Platform(
+        "cluster",
+        pe_names,
+        np.array(pe_type),
+        pe_type_names,
+        tuple(table),
+        np.array(list(table.values()), float),
+        lat,
+        bw,
+        time_unit="s",
+        data_unit="B",
+        description="2 nodes: 4 CPU workers, 2 A100-class and 2 T4-class GPUs",
+    )
 
 
 # Task-type mix the random generators draw from, per platform (probabilities in table order).
 TYPE_MIX: dict[str, dict[str, float]] = {
-    "soc": {"scrambler": 0.15, "interleaver": 0.15, "modulation": 0.15, "crc": 0.1, "fft": 0.2, "viterbi": 0.1,
-            "matmul": 0.15},
-    "cluster": {"preprocess": 0.25, "io": 0.1, "train": 0.15, "inference": 0.2, "gpu_kernel": 0.1,
-                "postprocess": 0.2},
+    "soc": {
+        "scrambler": 0.15,
+        "interleaver": 0.15,
+        "modulation": 0.15,
+        "crc": 0.1,
+        "fft": 0.2,
+        "viterbi": 0.1,
+        "matmul": 0.15,
+    },
+    "cluster": {
+        "preprocess": 0.25,
+        "io": 0.1,
+        "train": 0.15,
+        "inference": 0.2,
+        "gpu_kernel": 0.1,
+        "postprocess": 0.2,
+    },
 }
 
 PLATFORMS = {"soc": soc, "cluster": cluster}

@@ -2,7 +2,8 @@
 
 Semantics (event-driven on ``schedgym.engine.EventQueue``):
 
-- A job *arrives* at its arrival time and is *admitted* (its tasks get observation slots) in FIFO order as soon
+- A job *arrives* at its arrival time and is *admitted* (its tasks get observation slots) in FIFO order as
+  soon
   as ``capacity_tasks`` / ``capacity_edges`` slots are free; until then it waits in a backlog (the wait counts
   in its slowdown). A task is *ready* when every parent has finished.
 - ``assign(task, pe)`` appends a ready task to the PE's FIFO queue, busy or not. The task at the head of a
@@ -21,9 +22,9 @@ from __future__ import annotations
 import heapq
 
 import numpy as np
+from schedgym.envs.dag.types import DagInstance
 
 from schedgym.engine import EventQueue
-from schedgym.envs.dag.types import DagInstance
 
 UNSEEN, WAITING, READY, QUEUED, RUNNING, DONE = range(6)
 STATUS_NAMES = ("unseen", "waiting", "ready", "queued", "running", "done")
@@ -48,7 +49,9 @@ class DagState:
     slowdown_area:   integral over time of sum over jobs in the system of 1 / cp_lower(job)
     """
 
-    def __init__(self, instance: DagInstance, noise: np.ndarray, capacity_tasks: int, capacity_edges: int) -> None:
+    def __init__(
+        self, instance: DagInstance, noise: np.ndarray, capacity_tasks: int, capacity_edges: int
+    ) -> None:
         inst = instance
         self.instance = inst
         t, p, j, e = inst.n_tasks, inst.n_pes, inst.n_jobs, inst.workload.n_edges
@@ -102,8 +105,9 @@ class DagState:
         self._job = inst.workload.task_job.tolist()
         self._inv_cp = (1.0 / inst.cp_lower).tolist()
         self._job_first = np.searchsorted(inst.workload.task_job, np.arange(j)).tolist()
-        self._job_edges_list = [np.flatnonzero(inst.workload.task_job[inst.workload.edge_src] == k).tolist()
-                                for k in range(j)]
+        self._job_edges_list = [
+            np.flatnonzero(inst.workload.task_job[inst.workload.edge_src] == k).tolist() for k in range(j)
+        ]
         for k, a in enumerate(inst.workload.job_arrival.tolist()):
             self.events.push(a, ~k, _ARRIVAL)
         self.advance()
@@ -149,7 +153,7 @@ class DagState:
 
     # ------------------------------------------------------------------ dynamics
     def assign(self, i: int, p: int) -> None:
-        """Append ready task ``i`` to PE ``p``'s queue (it starts when it reaches the head and its data is there)."""
+        """Append ready task ``i`` to PE ``p``'s queue (it starts at the head once its data is there)."""
         if self.status[i] != READY:
             raise ValueError(f"task {i} is not ready (status {STATUS_NAMES[self.status[i]]})")
         d = self._exec[i][p]
@@ -186,7 +190,9 @@ class DagState:
     def wait(self) -> None:
         """Process the next event time even though ready tasks exist, then advance to the next decision."""
         if not len(self.events):
-            raise ValueError("nothing to wait for: no task is running or queued and no job is still to arrive")
+            raise ValueError(
+                "nothing to wait for: no task is running or queued and no job is still to arrive"
+            )
         self._step_events()
         self.advance()
 
@@ -248,7 +254,9 @@ class DagState:
     def _admit(self) -> None:
         while self.backlog:
             j = self.backlog[0]
-            if self.job_size[j] > len(self._free_task_slots) or self.job_edges[j] > len(self._free_edge_slots):
+            if self.job_size[j] > len(self._free_task_slots) or self.job_edges[j] > len(
+                self._free_edge_slots
+            ):
                 return
             self.backlog.pop(0)
             self.job_status[j] = JOB_ADMITTED

@@ -58,15 +58,21 @@ class Platform:
             raise DagError(f"platform {self.name}: pe_type must have shape ({p},), got {pt.shape}")
         if (pt < 0).any() or (pt >= k).any():
             bad = int(np.flatnonzero((pt < 0) | (pt >= k))[0])
-            raise DagError(f"platform {self.name}: PE {self.pe_names[bad]!r} has type {pt[bad]}, expected 0..{k - 1}")
+            raise DagError(
+                f"platform {self.name}: PE {self.pe_names[bad]!r} has type {pt[bad]}, expected 0..{k - 1}"
+            )
         tab = np.array(self.exec_table, dtype=np.float64)
         if tab.shape != (y, k):
-            raise DagError(f"platform {self.name}: exec_table must have shape ({y}, {k}) (task types x PE types), "
-                           f"got {tab.shape}")
+            raise DagError(
+                f"platform {self.name}: exec_table must have shape ({y}, {k}) (task types x PE types), "
+                f"got {tab.shape}"
+            )
         if np.isnan(tab).any() or (tab < 0).any():
             r, c = np.argwhere(np.isnan(tab) | (tab < 0))[0]
-            raise DagError(f"platform {self.name}: exec_table[{self.task_type_names[r]!r}, {self.pe_type_names[c]!r}]"
-                           f" = {tab[r, c]}; expected a time >= 0 or inf (unsupported)")
+            raise DagError(
+                f"platform {self.name}: exec_table[{self.task_type_names[r]!r}, {self.pe_type_names[c]!r}]"
+                f" = {tab[r, c]}; expected a time >= 0 or inf (unsupported)"
+            )
         lat = np.array(self.latency, dtype=np.float64)
         bw = np.array(self.bandwidth, dtype=np.float64)
         for nm, arr in (("latency", lat), ("bandwidth", bw)):
@@ -99,13 +105,26 @@ class Platform:
         try:
             return self.task_type_names.index(name)
         except ValueError:
-            raise DagError(f"platform {self.name} has no execution times for task type {name!r}; "
-                           f"known types: {list(self.task_type_names)}") from None
+            raise DagError(
+                f"platform {self.name} has no execution times for task type {name!r}; "
+                f"known types: {list(self.task_type_names)}"
+            ) from None
 
     def with_table(self, name: str, task_type_names: tuple[str, ...], exec_table: np.ndarray) -> Platform:
         """The same PEs and links with another task-type table (e.g. one derived for a workflow)."""
-        return Platform(name, self.pe_names, self.pe_type, self.pe_type_names, tuple(task_type_names), exec_table,
-                        self.latency, self.bandwidth, self.time_unit, self.data_unit, self.description)
+        return Platform(
+            name,
+            self.pe_names,
+            self.pe_type,
+            self.pe_type_names,
+            tuple(task_type_names),
+            exec_table,
+            self.latency,
+            self.bandwidth,
+            self.time_unit,
+            self.data_unit,
+            self.description,
+        )
 
     def __repr__(self) -> str:
         return f"Platform({self.name!r}, {self.n_pes} PEs, {self.n_pe_types} PE types)"
@@ -150,35 +169,51 @@ class DagWorkload:
         if arr.shape != (j,) or np.isnan(arr).any() or (arr < 0).any() or not np.isfinite(arr).all():
             raise DagError(f"workload {self.name}: job_arrival must be {j} finite times >= 0")
         if len(names) != t or len(self.task_type) != t or w.shape != (t,):
-            raise DagError(f"workload {self.name}: task_names, task_type and work must each have {t} entries "
-                           f"(got {len(names)}, {len(self.task_type)}, {w.shape[0] if w.ndim else w.size})")
+            raise DagError(
+                f"workload {self.name}: task_names, task_type and work must each have {t} entries "
+                f"(got {len(names)}, {len(self.task_type)}, {w.shape[0] if w.ndim else w.size})"
+            )
         if (tj < 0).any() or (tj >= j).any() or (np.diff(tj) < 0).any():
             raise DagError(f"workload {self.name}: task_job must be non-decreasing job indices in 0..{j - 1}")
         missing = np.setdiff1d(np.arange(j), tj)
         if missing.size:
             raise DagError(f"workload {self.name}: job {self.job_names[missing[0]]!r} has no tasks")
         for i in np.flatnonzero(~np.isfinite(w) | (w < 0)):
-            raise DagError(f"workload {self.name}: task {names[i]!r} has work {w[i]}; expected a finite number >= 0")
+            raise DagError(
+                f"workload {self.name}: task {names[i]!r} has work {w[i]}; expected a finite number >= 0"
+            )
         if not (src.shape == dst.shape == data.shape):
-            raise DagError(f"workload {self.name}: edge_src, edge_dst, edge_data lengths differ "
-                           f"({src.size}, {dst.size}, {data.size})")
+            raise DagError(
+                f"workload {self.name}: edge_src, edge_dst, edge_data lengths differ "
+                f"({src.size}, {dst.size}, {data.size})"
+            )
         for e in range(src.size):
             s, d = int(src[e]), int(dst[e])
             if not (0 <= s < t and 0 <= d < t):
-                raise DagError(f"workload {self.name}: edge {e} ({s} -> {d}) refers to a task outside 0..{t - 1}")
+                raise DagError(
+                    f"workload {self.name}: edge {e} ({s} -> {d}) refers to a task outside 0..{t - 1}"
+                )
             if s == d:
                 raise DagError(f"workload {self.name}: task {names[s]!r} depends on itself (cycle)")
             if tj[s] != tj[d]:
                 raise DagError(f"workload {self.name}: edge {names[s]!r} -> {names[d]!r} joins two jobs")
             if not np.isfinite(data[e]) or data[e] < 0:
-                raise DagError(f"workload {self.name}: edge {names[s]!r} -> {names[d]!r} has data {data[e]}; "
-                               f"expected a finite volume >= 0")
-        pairs = set(zip(src.tolist(), dst.tolist()))
+                raise DagError(
+                    f"workload {self.name}: edge {names[s]!r} -> {names[d]!r} has data {data[e]}; "
+                    f"expected a finite volume >= 0"
+                )
+        pairs = set(zip(src.tolist(), dst.tolist(), strict=False))
         if len(pairs) != src.size:
             raise DagError(f"workload {self.name}: duplicate edges")
         _topological_order(t, src, dst, names, self.name)  # raises on cycles
-        for nm, a in (("job_arrival", arr), ("task_job", tj), ("work", w), ("edge_src", src), ("edge_dst", dst),
-                      ("edge_data", data)):
+        for nm, a in (
+            ("job_arrival", arr),
+            ("task_job", tj),
+            ("work", w),
+            ("edge_src", src),
+            ("edge_dst", dst),
+            ("edge_data", data),
+        ):
             object.__setattr__(self, nm, _frozen(a))
         object.__setattr__(self, "task_names", names)
         object.__setattr__(self, "task_type", tuple(self.task_type))
@@ -200,13 +235,15 @@ class DagWorkload:
         return f"DagWorkload({self.name!r}, {self.n_jobs} jobs, {self.n_tasks} tasks, {self.n_edges} edges)"
 
 
-def _topological_order(t: int, src: np.ndarray, dst: np.ndarray, names: tuple[str, ...], where: str) -> np.ndarray:
+def _topological_order(
+    t: int, src: np.ndarray, dst: np.ndarray, names: tuple[str, ...], where: str
+) -> np.ndarray:
     """Kahn's algorithm (smallest id first); a cycle raises naming a task on it."""
     import heapq
 
     indeg = np.bincount(dst, minlength=t).tolist()
     children: list[list[int]] = [[] for _ in range(t)]
-    for s, d in zip(src.tolist(), dst.tolist()):
+    for s, d in zip(src.tolist(), dst.tolist(), strict=False):
         children[s].append(d)
     heap = [i for i in range(t) if indeg[i] == 0]
     heapq.heapify(heap)
@@ -222,7 +259,7 @@ def _topological_order(t: int, src: np.ndarray, dst: np.ndarray, names: tuple[st
         left = [i for i in range(t) if indeg[i] > 0]
         # Walk back along unresolved parents until a task repeats: that task lies on a cycle.
         parents: dict[int, int] = {}
-        for s, d in zip(src.tolist(), dst.tolist()):
+        for s, d in zip(src.tolist(), dst.tolist(), strict=False):
             if indeg[s] > 0 and indeg[d] > 0:
                 parents.setdefault(d, s)
         seen: set[int] = set()
@@ -257,15 +294,17 @@ class DagInstance:
     def __post_init__(self) -> None:
         pf, wl = self.platform, self.workload
         type_idx = np.array([pf.task_type_index(y) for y in sorted(set(wl.task_type))], np.int64)
-        lookup = dict(zip(sorted(set(wl.task_type)), type_idx.tolist()))
+        lookup = dict(zip(sorted(set(wl.task_type)), type_idx.tolist(), strict=False))
         ty = np.array([lookup[y] for y in wl.task_type], np.int64)
         table = pf.exec_table[ty]  # (T, K)
         unsupported = np.isinf(table)
         type_time = np.where(unsupported, INF, wl.work[:, None] * np.where(unsupported, 0.0, table))
         exec_time = type_time[:, pf.pe_type]
         for i in np.flatnonzero(np.isinf(exec_time).all(axis=1)):
-            raise DagError(f"instance {self.name}: task {wl.task_names[i]!r} (type {wl.task_type[i]!r}) is supported "
-                           f"by no PE of platform {pf.name}")
+            raise DagError(
+                f"instance {self.name}: task {wl.task_names[i]!r} (type {wl.task_type[i]!r}) is supported "
+                f"by no PE of platform {pf.name}"
+            )
         t = wl.n_tasks
         order = _topological_order(t, wl.edge_src, wl.edge_dst, wl.task_names, self.name)
         p_ptr, p_task, p_edge = _csr(t, wl.edge_dst, wl.edge_src)
@@ -278,9 +317,19 @@ class DagInstance:
         cp = np.zeros(wl.n_jobs)
         np.maximum.at(cp, wl.task_job, longest)
         cp = np.maximum(cp, 1e-12)  # jobs of zero-time tasks: avoid dividing by zero
-        vals = {"task_type_id": ty, "type_time": type_time, "exec_time": exec_time, "topo_order": order,
-                "parent_ptr": p_ptr, "parent_task": p_task, "parent_edge": p_edge, "child_ptr": c_ptr,
-                "child_task": c_task, "child_edge": c_edge, "cp_lower": cp}
+        vals = {
+            "task_type_id": ty,
+            "type_time": type_time,
+            "exec_time": exec_time,
+            "topo_order": order,
+            "parent_ptr": p_ptr,
+            "parent_task": p_task,
+            "parent_edge": p_edge,
+            "child_ptr": c_ptr,
+            "child_task": c_task,
+            "child_edge": c_edge,
+            "cp_lower": cp,
+        }
         for k, v in vals.items():
             object.__setattr__(self, k, _frozen(np.ascontiguousarray(v)))
 
@@ -314,6 +363,30 @@ class DagInstance:
         tj = self.workload.task_job
         return range(int(np.searchsorted(tj, j, "left")), int(np.searchsorted(tj, j, "right")))
 
+    def mean_exec_time(self) -> np.ndarray:
+        """(T,) mean expected run time of each task over the PEs that support it (HEFT's w-bar)."""
+        finite = np.isfinite(self.exec_time)
+        return np.where(finite, self.exec_time, 0.0).sum(1) / finite.sum(1)
+
+    def mean_comm_time(self) -> np.ndarray:
+        """(E,) mean transfer time of each edge over ordered pairs of distinct PEs (HEFT's c-bar):
+        mean latency + data * mean(1 / bandwidth); 0 on a single-PE platform."""
+        p = self.n_pes
+        if p < 2:
+            return np.zeros(self.workload.n_edges)
+        off = ~np.eye(p, dtype=bool)
+        pf = self.platform
+        return pf.latency[off].mean() + self.workload.edge_data * (1.0 / pf.bandwidth[off]).mean()
+
+    def upward_rank(self) -> np.ndarray:
+        """(T,) HEFT's rank_u on the whole instance: mean run time + the longest mean-cost path to an exit."""
+        rank = self.mean_exec_time()
+        comm = self.mean_comm_time().tolist()
+        ptr, child, cedge = self.child_ptr.tolist(), self.child_task.tolist(), self.child_edge.tolist()
+        for i in self.topo_order[::-1].tolist():
+            rank[i] += max((comm[cedge[k]] + rank[child[k]] for k in range(ptr[i], ptr[i + 1])), default=0.0)
+        return rank
+
     def comm_time(self, p: int, q: int, data: float) -> float:
         """Time to move ``data`` from PE p to PE q (0 on the same PE)."""
         if p == q:
@@ -322,8 +395,10 @@ class DagInstance:
         return float(pf.latency[p, q] + data / pf.bandwidth[p, q])
 
     def __repr__(self) -> str:
-        return (f"DagInstance({self.name!r}, {self.n_jobs} jobs, {self.n_tasks} tasks on {self.platform.name} "
-                f"({self.n_pes} PEs))")
+        return (
+            f"DagInstance({self.name!r}, {self.n_jobs} jobs, {self.n_tasks} tasks on {self.platform.name} "
+            f"({self.n_pes} PEs))"
+        )
 
 
 def _csr(n: int, key: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -353,19 +428,31 @@ class DagSchedule:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict; unknown times (tasks not started) are ``None``, as JSON has no NaN."""
+
         def times(a: np.ndarray) -> list[float | None]:
             return [None if np.isnan(x) else x for x in a.tolist()]
 
-        return {"instance": self.instance_name, "pe": self.pe.tolist(), "start": times(self.start),
-                "finish": times(self.finish), "noise": self.noise.tolist()}
+        return {
+            "instance": self.instance_name,
+            "pe": self.pe.tolist(),
+            "start": times(self.start),
+            "finish": times(self.finish),
+            "noise": self.noise.tolist(),
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> DagSchedule:
         try:
+
             def times(v: list[float | None]) -> np.ndarray:
                 return np.array([np.nan if x is None else x for x in v], np.float64)
 
-            return cls(str(d["instance"]), np.asarray(d["pe"], np.int64), times(d["start"]), times(d["finish"]),
-                       np.asarray(d["noise"], np.float64))
+            return cls(
+                str(d["instance"]),
+                np.asarray(d["pe"], np.int64),
+                times(d["start"]),
+                times(d["finish"]),
+                np.asarray(d["noise"], np.float64),
+            )
         except KeyError as e:
             raise DagError(f"schedule JSON lacks the field {e.args[0]!r}") from None

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from schedgym.envs.dag.types import DagInstance, DagSchedule
 
 RTOL = 1e-9
@@ -32,7 +31,7 @@ def critical_path_lower_bounds(instance: DagInstance) -> np.ndarray:
     t = wl.n_tasks
     indeg = np.bincount(wl.edge_dst, minlength=t)
     children: list[list[int]] = [[] for _ in range(t)]
-    for s, d in zip(wl.edge_src.tolist(), wl.edge_dst.tolist()):
+    for s, d in zip(wl.edge_src.tolist(), wl.edge_dst.tolist(), strict=False):
         children[s].append(d)
     best = fastest.copy()
     stack = [i for i in range(t) if indeg[i] == 0]
@@ -60,7 +59,9 @@ def validate_schedule(instance: DagInstance, schedule: DagSchedule | dict[str, A
     wl, pf = instance.workload, instance.platform
     t, p = wl.n_tasks, pf.n_pes
     names = wl.task_names
-    pe, start, finish, noise = (np.asarray(a) for a in (schedule.pe, schedule.start, schedule.finish, schedule.noise))
+    pe, start, finish, noise = (
+        np.asarray(a) for a in (schedule.pe, schedule.start, schedule.finish, schedule.noise)
+    )
     for nm, a in (("pe", pe), ("start", start), ("finish", finish), ("noise", noise)):
         if a.shape != (t,):
             raise ScheduleError(f"schedule.{nm} has shape {a.shape}; the instance has {t} tasks")
@@ -70,17 +71,23 @@ def validate_schedule(instance: DagInstance, schedule: DagSchedule | dict[str, A
     pe = pe.astype(np.int64)
     dur_exp = instance.exec_time[np.arange(t), pe]
     for i in np.flatnonzero(np.isinf(dur_exp)):
-        raise ScheduleError(f"task {names[i]!r} (type {wl.task_type[i]!r}) is placed on PE {pf.pe_names[pe[i]]!r}, "
-                            f"which does not support it")
+        raise ScheduleError(
+            f"task {names[i]!r} (type {wl.task_type[i]!r}) is placed on PE {pf.pe_names[pe[i]]!r}, "
+            f"which does not support it"
+        )
     for i in np.flatnonzero(~np.isfinite(noise) | (noise <= 0)):
-        raise ScheduleError(f"task {names[i]!r} has runtime noise factor {noise[i]}; expected a finite number > 0")
+        raise ScheduleError(
+            f"task {names[i]!r} has runtime noise factor {noise[i]}; expected a finite number > 0"
+        )
     for i in np.flatnonzero(~np.isfinite(start)):
         raise ScheduleError(f"task {names[i]!r} has no start time ({start[i]})")
     end = start + dur_exp * noise
     for i in range(t):
         if not abs(finish[i] - end[i]) <= _tol(end[i]):
-            raise ScheduleError(f"task {names[i]!r}: finish {finish[i]} != start {start[i]} + exec time "
-                                f"{dur_exp[i]} x noise {noise[i]} = {end[i]}")
+            raise ScheduleError(
+                f"task {names[i]!r}: finish {finish[i]} != start {start[i]} + exec time "
+                f"{dur_exp[i]} x noise {noise[i]} = {end[i]}"
+            )
     arrival = wl.job_arrival[wl.task_job]
     for i in np.flatnonzero(start < arrival - RTOL * np.maximum(1.0, np.abs(arrival))):
         raise ScheduleError(f"task {names[i]!r} starts at {start[i]} before its job arrives at {arrival[i]}")
@@ -90,9 +97,11 @@ def validate_schedule(instance: DagInstance, schedule: DagSchedule | dict[str, A
         if pe[s] != pe[d]:
             ready = ready + pf.latency[pe[s], pe[d]] + wl.edge_data[e] / pf.bandwidth[pe[s], pe[d]]
         if start[d] < ready - _tol(ready):
-            raise ScheduleError(f"task {names[d]!r} starts at {start[d]} on PE {pf.pe_names[pe[d]]!r} before the data "
-                                f"of parent {names[s]!r} (finish {end[s]} on PE {pf.pe_names[pe[s]]!r}) arrives at "
-                                f"{ready}")
+            raise ScheduleError(
+                f"task {names[d]!r} starts at {start[d]} on PE {pf.pe_names[pe[d]]!r} before the data "
+                f"of parent {names[s]!r} (finish {end[s]} on PE {pf.pe_names[pe[s]]!r}) arrives at "
+                f"{ready}"
+            )
     for q in range(p):
         on = np.flatnonzero((pe == q) & (end > start))  # zero-length executions occupy nothing
         order = on[np.lexsort((end[on], start[on]))]
@@ -100,8 +109,10 @@ def validate_schedule(instance: DagInstance, schedule: DagSchedule | dict[str, A
         if clash.any():
             k = int(np.argmax(clash))
             a, b = int(order[k]), int(order[k + 1])
-            raise ScheduleError(f"PE {pf.pe_names[q]!r}: task {names[b]!r} starts at {start[b]} before task "
-                                f"{names[a]!r} ends at {end[a]}")
+            raise ScheduleError(
+                f"PE {pf.pe_names[q]!r}: task {names[b]!r} starts at {start[b]} before task "
+                f"{names[a]!r} ends at {end[a]}"
+            )
     makespan = float(end.max())
     job_end = np.full(wl.n_jobs, -np.inf)
     np.maximum.at(job_end, wl.task_job, end)
