@@ -8,19 +8,19 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+
+import schedgym  # noqa: F401
+from schedgym import datasets, evaluate
 from schedgym.baselines._listsched import Residual
 from schedgym.baselines.cpop import cpop_plan
 from schedgym.baselines.heft import heft_plan
 from schedgym.baselines.peft import peft_plan
+from schedgym.cli import main
 from schedgym.envs.dag.generator import random_instance
 from schedgym.envs.dag.io import instance_to_json
 from schedgym.envs.dag.platforms import cluster, soc
 from schedgym.envs.dag.sim import DagState
 from schedgym.envs.dag.types import INF, DagInstance, DagWorkload, Platform
-
-import schedgym  # noqa: F401
-from schedgym import datasets, evaluate
-from schedgym.cli import main
 from schedgym.policy import baselines, make_policy
 
 ENV = "schedgym/DAGDispatch-v0"

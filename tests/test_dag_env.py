@@ -7,6 +7,9 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+
+import schedgym  # noqa: F401
+from schedgym import datasets, to_pyg
 from schedgym.envs.dag.datasets import topcuoglu_stream
 from schedgym.envs.dag.env import DAGDispatchEnv
 from schedgym.envs.dag.io import topcuoglu
@@ -15,9 +18,6 @@ from schedgym.envs.dag.sim import QUEUED
 from schedgym.envs.dag.types import INF, DagInstance, DagWorkload, Platform
 from schedgym.envs.dag.validator import validate_schedule
 from schedgym.envs.dag.viewer import save_schedule_gantt
-
-import schedgym  # noqa: F401
-from schedgym import datasets, to_pyg
 from schedgym.policy import make_policy
 
 ENV = "schedgym/DAGDispatch-v0"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from schedgym.envs.dag.generator import SHAPES, max_edges, poisson_arrivals, random_edges, random_instance
-from schedgym.envs.dag.platforms import cluster, get_platform, soc
 
 import schedgym  # noqa: F401
 from schedgym import datasets
+from schedgym.envs.dag.generator import SHAPES, max_edges, poisson_arrivals, random_edges, random_instance
+from schedgym.envs.dag.platforms import cluster, get_platform, soc
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -83,6 +83,7 @@ def test_platforms():
         "dag/random-chain-5-cluster",
         "dag/stream-forkjoin-12",
         "dag/stream-sp-8-cluster",
+        "dag/wfinstances-stream",
     ],
 )
 def test_datasets_resolve_with_fixed_test_splits_and_honest_sizes(name):
@@ -112,3 +113,28 @@ def test_train_stream_differs_from_test_and_catalogue_lists_dag():
     assert datasets.get("dag/wfinstances").split_size("all") == 13
     with pytest.raises(ValueError, match="unknown dataset"):
         datasets.get("dag/random-star")
+
+
+def test_wfinstances_stream_keeps_train_and_test_workflows_apart():
+    from schedgym.envs.dag.datasets import WF_TEST, WF_TRAIN
+
+    ds = datasets.get("dag/wfinstances-stream")
+    for n in ds.names("test")[:3]:
+        jobs = {j.split("#")[0] for j in ds.load(n).workload.job_names}
+        assert jobs <= set(WF_TEST)
+    for seed in range(3):
+        jobs = {j.split("#")[0] for j in ds.sample(np.random.default_rng(seed), "train").workload.job_names}
+        assert jobs <= set(WF_TRAIN)
+
+
+def test_poisson_from_set_respects_the_mix():
+    from schedgym.envs.dag.generator import poisson_from_set, random_job
+
+    a = random_job(np.random.default_rng(0), soc(), "chain", 3, name="tx")
+    b = random_job(np.random.default_rng(1), soc(), "sp", 5, name="rx")
+    inst = poisson_from_set(np.random.default_rng(0), soc(), [a, b], 400, 0.5, "mix", probs=[0.8, 0.2])
+    share = np.mean([n.startswith("tx") for n in inst.workload.job_names])
+    assert 0.74 < share < 0.86
+    with pytest.raises(ValueError, match="probs has 1 entries for 2 jobs"):
+        poisson_from_set(np.random.default_rng(0), soc(), [a, b], 4, 0.5, "mix", probs=[1.0])
+

@@ -9,6 +9,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
+
 from schedgym.envs.dag.datasets import WF_SIZES, WF_TEST, WF_TRAIN
 from schedgym.envs.dag.io import (
     WFINSTANCES,

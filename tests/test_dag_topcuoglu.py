@@ -8,6 +8,9 @@ from fractions import Fraction
 import gymnasium as gym
 import numpy as np
 import pytest
+
+import schedgym  # noqa: F401
+from schedgym import evaluate
 from schedgym.baselines._listsched import Residual
 from schedgym.baselines.cpop import Cpop, cpop_plan
 from schedgym.baselines.heft import Heft, heft_plan
@@ -15,9 +18,6 @@ from schedgym.envs.dag.io import topcuoglu
 from schedgym.envs.dag.sim import DagState
 from schedgym.envs.dag.types import DagSchedule
 from schedgym.envs.dag.validator import validate_schedule
-
-import schedgym  # noqa: F401
-from schedgym import evaluate
 
 ENV = "schedgym/DAGDispatch-v0"
 F = Fraction

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from schedgym.envs.dag.types import INF, DagInstance, DagSchedule, DagWorkload, Platform
 from schedgym.envs.dag.validator import ScheduleError, critical_path_lower_bounds, validate_schedule
 

@@ -5,6 +5,9 @@
   (10 jobs, offered load 0.7) on its 3 processors; train = unbounded stream, test = 20 fixed streams.
 - ``dag/wfinstances``: the 13 WfInstances workflows on the GPU-cluster platform with the seeded derived cost
   matrix (``io.py``); train 7 / test 6 (the largest and most varied workflows) / all 13.
+- ``dag/wfinstances-stream``: 8 workflows arriving as a Poisson stream at offered load 0.7 on the cluster
+  (one derived cost table over all programs): train draws from the 7 train workflows (unbounded stream),
+  test = 20 fixed streams drawn from the 6 test workflows.
 - ``dag/random-<shape>[-<n>][-<platform>]``: one random DAG job (``n`` tasks, default 20; shape layered,
   forkjoin, chain or sp; platform soc (default) or cluster); train = unbounded stream, test = 100 fixed.
 - ``dag/stream-<shape>[-<n>][-<platform>]``: 8 such jobs arriving as a Poisson stream at offered load 0.7.
@@ -16,15 +19,30 @@ import re
 from functools import partial
 
 import numpy as np
-from schedgym.envs.dag.generator import SHAPES, combine, max_edges, poisson_arrivals, random_instance
-from schedgym.envs.dag.io import WFINSTANCES, load_instance, load_wfinstance, topcuoglu
+
+from schedgym import datasets
+from schedgym.envs.dag.generator import (
+    SHAPES,
+    combine,
+    max_edges,
+    poisson_arrivals,
+    poisson_from_set,
+    random_instance,
+)
+from schedgym.envs.dag.io import (
+    WFINSTANCES,
+    load_instance,
+    load_wfinstance,
+    topcuoglu,
+    wfinstance_workload,
+    wfinstances_platform,
+)
 from schedgym.envs.dag.platforms import PLATFORMS, get_platform
 from schedgym.envs.dag.types import DagInstance
 
-from schedgym import datasets
-
 ENV_ID = "schedgym/DAGDispatch-v0"
 RANDOM_TEST_SIZE = 100
+WF_STREAM_TEST = 20
 STREAM_JOBS, STREAM_LOAD, CCR = 8, 0.7, 0.5
 TOPCUOGLU_STREAM_JOBS, TOPCUOGLU_STREAM_TEST = 10, 20
 WF_TEST = (
@@ -62,6 +80,19 @@ def _load_topcuoglu(name: str) -> DagInstance:
 
 def _load_topcuoglu_stream(name: str) -> DagInstance:
     return topcuoglu_stream(np.random.default_rng([7, int(name.rsplit("-", 1)[1])]), name=name)
+
+
+def wfinstances_stream(
+    rng: np.random.Generator, split: str = "train", name: str = "wfinstances-stream"
+) -> DagInstance:
+    """A Poisson stream of workflows drawn uniformly from the ``split`` workflows (module docstring)."""
+    names = {"train": WF_TRAIN, "test": WF_TEST}[split]
+    jobs = [wfinstance_workload(n) for n in names]
+    return poisson_from_set(rng, wfinstances_platform(), jobs, STREAM_JOBS, STREAM_LOAD, name)
+
+
+def _load_wf_stream(name: str) -> DagInstance:
+    return wfinstances_stream(np.random.default_rng([11, int(name.rsplit("-", 1)[1])]), "test", name)
 
 
 def _register_fixed() -> None:
@@ -105,6 +136,25 @@ def _register_fixed() -> None:
             loader=load_wfinstance,
             source=_WF_SOURCE,
             meta={"sizes": WF_SIZES},
+        )
+    )
+    datasets.register(
+        datasets.Dataset(
+            "dag/wfinstances-stream",
+            ENV_ID,
+            f"{STREAM_JOBS} WfInstances workflows, Poisson arrivals at load {STREAM_LOAD}",
+            {"train": None, "test": tuple(f"wfinstances-stream-{i:03d}" for i in range(WF_STREAM_TEST))},
+            loader=_load_wf_stream,
+            generator=wfinstances_stream,
+            source=_WF_SOURCE,
+            meta={
+                "sizes": {
+                    "max_tasks": STREAM_JOBS * WF_SIZES["max_tasks"],
+                    "max_edges": STREAM_JOBS * WF_SIZES["max_edges"],
+                    "max_pes": 8,
+                    "max_pe_types": 3,
+                }
+            },
         )
     )
 

@@ -6,6 +6,9 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+
+from schedgym import datasets
+from schedgym.envbase import SchedulingEnv
 from schedgym.envs.dag import viewer
 from schedgym.envs.dag.datasets import dataset_sizes, sizes_of
 from schedgym.envs.dag.io import resolve_instance
@@ -14,9 +17,6 @@ from schedgym.envs.dag.reward import REWARDS, makespan_reward, slowdown_reward
 from schedgym.envs.dag.sim import RUNNING, DagState
 from schedgym.envs.dag.types import DagInstance, DagSchedule
 from schedgym.envs.dag.validator import validate_schedule
-
-from schedgym import datasets
-from schedgym.envbase import SchedulingEnv
 
 
 class DAGDispatchEnv(SchedulingEnv):

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
 from schedgym.envs.dag.platforms import TYPE_MIX, mean_comm
 from schedgym.envs.dag.types import DagInstance, DagWorkload, Platform
 
@@ -237,3 +238,22 @@ def random_instance(
     return stream(
         rng, platform, lambda r, k: random_job(r, platform, shape, n, ccr, f"{shape}{n}"), n_jobs, load, name
     )
+
+
+def poisson_from_set(
+    rng: np.random.Generator,
+    platform: Platform,
+    jobs: Sequence[DagWorkload],
+    n_jobs: int,
+    load: float,
+    name: str,
+    probs: Sequence[float] | None = None,
+) -> DagInstance:
+    """``n_jobs`` jobs drawn from ``jobs`` (uniformly, or with ``probs``) arriving as a Poisson process at
+    offered ``load`` (DS3's application mix, e.g. WiFi TX:RX = 0.8:0.2)."""
+    if not jobs:
+        raise ValueError("poisson_from_set needs at least one job to draw from")
+    p = None if probs is None else np.asarray(probs, float) / np.sum(probs)
+    if p is not None and p.shape != (len(jobs),):
+        raise ValueError(f"probs has {p.size} entries for {len(jobs)} jobs")
+    return stream(rng, platform, lambda r, k: jobs[int(r.choice(len(jobs), p=p))], n_jobs, load, name)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from schedgym.envs.dag.platforms import cluster
 from schedgym.envs.dag.types import INF, DagError, DagInstance, DagWorkload, Platform
 
@@ -229,9 +230,25 @@ def _wfinstances_text(name: str) -> str:
     return resources.files(_DATA).joinpath(f"dag/wfinstances/{WFINSTANCES[name]}").read_text()
 
 
+@cache
+def wfinstances_platform(seed: int = 0) -> Platform:
+    """The cluster with one derived table for the programs of all 13 shipped workflows (for job mixes);
+    drawn with ``default_rng([seed, crc32("wfinstances")])``, so a program shared by two workflows (``cat``)
+    has one cost row."""
+    programs = sorted({y for n in WFINSTANCES for y in wfinstance_workload(n).task_type})
+    rng = np.random.default_rng([seed, zlib.crc32(b"wfinstances")])
+    return derive_platform(cluster(), programs, rng, name="cluster/wfinstances")
+
+
+@cache
+def wfinstance_workload(name: str) -> DagWorkload:
+    """A shipped workflow as a one-job workload (work = recorded runtimes)."""
+    return parse_wfformat(_wfinstances_text(name), name)
+
+
 def load_wfinstance(name: str, seed: int = 0) -> DagInstance:
     """A shipped WfInstances workflow on the cluster platform (module docstring: the cost rule)."""
-    return wf_instance(parse_wfformat(_wfinstances_text(name), name), seed=seed, name=name)
+    return wf_instance(wfinstance_workload(name), seed=seed, name=name)
 
 
 # ----------------------------------------------------------------------------------- schedgym DAG JSON

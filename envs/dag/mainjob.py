@@ -7,10 +7,9 @@ import sys
 import time
 from pathlib import Path
 
+from schedgym import datasets
 from schedgym.envs.dag.types import DagSchedule
 from schedgym.envs.dag.viewer import save_schedule_gantt
-
-from schedgym import datasets
 from schedgym.evaluation import evaluate
 from schedgym.policy import baselines, make_policy
 
@@ -24,11 +23,15 @@ def run_main_job(
     progress: bool = True,
     noise: float = 0.0,
 ) -> int:
-    """Evaluate every registered DAG baseline on ``dataset`` (validated), print makespan and slowdown tables,
-    write results.json/.csv and a Gantt chart of the best schedule on the dataset's first instance."""
+    """Evaluate every registered DAG baseline (plus HEFT without replanning, ``heft-static``) on ``dataset``
+    (validated), print makespan and slowdown tables, write results.json/.csv and a Gantt chart of the best
+    schedule on the dataset's first instance."""
     out = Path(out)
     ds, split = datasets.parse(dataset)
+    if not (noise >= 0):
+        raise ValueError(f"--noise must be a coefficient of variation >= 0, got {noise}")
     pols = {n: make_policy(ENV_ID, n) for n in baselines(ENV_ID)}
+    pols["heft-static"] = make_policy(ENV_ID, "heft", replan="arrivals")  # the plan is not revised under noise
     print(f"$ schedgym {shlex.join(sys.argv[1:] if sys.argv[1:2] == ['run'] else ['run', '--env', ENV_ID])}")
     print(
         f"Evaluating {len(pols)} baselines on {ds.name}:{split} "

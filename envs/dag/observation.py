@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 from gymnasium import spaces
+
 from schedgym.envs.dag.sim import DONE, QUEUED, READY, RUNNING, WAITING, DagState
 from schedgym.envs.dag.types import DagInstance
-
 from schedgym.graph import GraphSpec
 
 # Node feature columns (times are divided by the instance's time_scale, the mean task run time).

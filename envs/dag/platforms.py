@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
+
 from schedgym.envs.dag.types import INF, Platform
 
 X = INF  # unsupported

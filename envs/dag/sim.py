@@ -22,9 +22,9 @@ from __future__ import annotations
 import heapq
 
 import numpy as np
-from schedgym.envs.dag.types import DagInstance
 
 from schedgym.engine import EventQueue
+from schedgym.envs.dag.types import DagInstance
 
 UNSEEN, WAITING, READY, QUEUED, RUNNING, DONE = range(6)
 STATUS_NAMES = ("unseen", "waiting", "ready", "queued", "running", "done")

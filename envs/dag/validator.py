@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from schedgym.envs.dag.types import DagInstance, DagSchedule
 
 RTOL = 1e-9

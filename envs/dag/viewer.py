@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from schedgym.envs.dag.sim import DONE, RUNNING, STATUS_NAMES, DagState
 from schedgym.envs.dag.types import DagInstance, DagSchedule
-
 from schedgym.plotting import Interval, gantt_figure, render_rgb, save_gantt
 
 
