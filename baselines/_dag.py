@@ -11,6 +11,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from schedgym.envs.dag.sim import DagState
 
 DAG = "schedgym/DAGDispatch-v0"

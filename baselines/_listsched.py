@@ -25,6 +25,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from schedgym.envs.dag.sim import DONE, READY, WAITING, DagState
 
 DAG = "schedgym/DAGDispatch-v0"

@@ -10,6 +10,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from schedgym.baselines._dag import DAG
 
 

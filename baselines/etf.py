@@ -14,6 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from schedgym.baselines._dag import DagHeuristic, lexmin
 from schedgym.envs.dag.sim import DagState
 

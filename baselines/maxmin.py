@@ -9,6 +9,7 @@ One pair per decision (see ``minmin.py``). Ties: FIFO task, lowest PE.
 from __future__ import annotations
 
 import numpy as np
+
 from schedgym.baselines._dag import DagHeuristic
 from schedgym.envs.dag.sim import DagState
 

@@ -10,6 +10,7 @@ over the ready set. Ties: FIFO task, lowest PE.
 from __future__ import annotations
 
 import numpy as np
+
 from schedgym.baselines._dag import DagHeuristic
 from schedgym.envs.dag.sim import DagState
 

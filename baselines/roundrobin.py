@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+
 from schedgym.baselines._dag import DagHeuristic
 from schedgym.envs.dag.sim import DagState
 
