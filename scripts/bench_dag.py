@@ -104,7 +104,7 @@ def bench_dag(
     ds, split = datasets.parse(dataset)
     inst = ds.load(ds.names(split)[index])
     env = gym.make(ENV_ID, instance=inst, noise=noise)
-    raw = env.unwrapped
+    raw: Any = env.unwrapped
     raw.reset(seed=seed)
     print(
         f"env: {ENV_ID} instance={inst.name} ({inst.n_jobs} jobs, {inst.n_tasks} tasks, "

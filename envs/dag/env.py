@@ -170,10 +170,11 @@ class DAGDispatchEnv(SchedulingEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         inst = (options or {}).get("instance")
-        if inst is None:
-            inst = (
-                self._fixed if self._fixed is not None else self._dataset.sample(self.np_random, self._split)
-            )
+        if inst is None and self._fixed is not None:
+            inst = self._fixed
+        elif inst is None:
+            assert self._dataset is not None
+            inst = self._dataset.sample(self.np_random, self._split)
         elif not isinstance(inst, DagInstance):
             raise TypeError(f"options['instance'] must be a DagInstance, got {type(inst).__name__}")
         self._check_fits(inst)
@@ -184,9 +185,9 @@ class DAGDispatchEnv(SchedulingEnv):
         st = self.state
         if st is None:
             raise RuntimeError("call reset() before step()")
-        a = int(action)
-        if not 0 <= a < self.action_space.n:
-            raise ValueError(f"action {action!r} is outside the action space Discrete({self.action_space.n})")
+        a, n = int(action), self.wait_action + 1
+        if not 0 <= a < n:
+            raise ValueError(f"action {action!r} is outside the action space Discrete({n})")
         if st.done or not self._buf["action_mask"][a]:
             return self._invalid(a)
         area, now = st.slowdown_area, st.now
@@ -205,7 +206,7 @@ class DAGDispatchEnv(SchedulingEnv):
             info.update(self.metrics())
         return self._obs(), reward, st.done, False, info
 
-    def render(self) -> str | np.ndarray | None:
+    def render(self) -> Any:
         if self.state is None or self.render_mode is None:
             return None
         if self.render_mode == "ansi":
@@ -260,14 +261,16 @@ class DAGDispatchEnv(SchedulingEnv):
     def metrics(self) -> dict[str, float]:
         """The env's own objectives of a finished episode (the harness compares them with the validator's)."""
         st = self.state
-        inst = st.instance  # type: ignore[union-attr]
-        resp = st.job_finish - inst.workload.job_arrival  # type: ignore[union-attr]
+        if st is None or not st.done:
+            raise RuntimeError("metrics() needs a finished episode")
+        inst = st.instance
+        resp = st.job_finish - inst.workload.job_arrival
         slow = resp / inst.cp_lower
-        span = st.makespan - float(inst.workload.job_arrival.min())  # type: ignore[union-attr]
-        busy = float(np.nansum(st.finish - st.start))  # type: ignore[union-attr]
+        span = st.makespan - float(inst.workload.job_arrival.min())
+        busy = float(np.nansum(st.finish - st.start))
         return {
             "makespan": st.makespan,
-            "mean_slowdown": float(slow.mean()),  # type: ignore[union-attr]
+            "mean_slowdown": float(slow.mean()),
             "p99_slowdown": float(np.percentile(slow, 99)),
             "mean_response": float(resp.mean()),
             "utilisation": busy / (inst.n_pes * span) if span > 0 else 0.0,
@@ -318,9 +321,10 @@ class DAGDispatchEnv(SchedulingEnv):
 
     def _info(self, invalid: bool) -> dict[str, Any]:
         st = self.state
+        assert st is not None
         return {
             "action_mask": self._buf["action_mask"].copy(),
             "invalid_action": invalid,
             "time": st.now,
             "jobs_in_system": len(st.in_system),
-        }  # type: ignore[union-attr]
+        }

@@ -78,7 +78,7 @@ def _layered(rng: np.random.Generator, n: int) -> list[tuple[int, int]]:
 def _forkjoin(rng: np.random.Generator, n: int) -> list[tuple[int, int]]:
     edges, head, t = [], 0, 1
     while t < n:
-        width = int(min(rng.integers(2, 7), n - t))
+        width = min(int(rng.integers(2, 7)), n - t)
         branch = list(range(t, t + width))
         edges += [(head, b) for b in branch]
         t += width

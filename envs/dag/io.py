@@ -327,7 +327,15 @@ def instance_from_json(d: dict[str, Any], name: str = "instance") -> DagInstance
     jobs = _field(d, "jobs", name)
     if not isinstance(jobs, list) or not jobs:
         raise DagError(f"{name}: 'jobs' must be a non-empty list")
-    job_names, arrivals, tj, types, work, tnames, src, dst, data = [], [], [], [], [], [], [], [], []
+    job_names: list[str] = []
+    types: list[str] = []
+    tnames: list[str] = []
+    arrivals: list[float] = []
+    work: list[float] = []
+    data: list[float] = []
+    tj: list[int] = []
+    src: list[int] = []
+    dst: list[int] = []
     for j, job in enumerate(jobs):
         where = f"{name}: jobs[{j}]"
         job_names.append(str(job.get("name", f"job{j}")))

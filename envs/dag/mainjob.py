@@ -31,7 +31,7 @@ def run_main_job(
     if not (noise >= 0):
         raise ValueError(f"--noise must be a coefficient of variation >= 0, got {noise}")
     pols = {n: make_policy(ENV_ID, n) for n in baselines(ENV_ID)}
-    pols["heft-static"] = make_policy(ENV_ID, "heft", replan="arrivals")  # the plan is not revised under noise
+    pols["heft-static"] = make_policy(ENV_ID, "heft", replan="arrivals")  # plan not revised under noise
     print(f"$ schedgym {shlex.join(sys.argv[1:] if sys.argv[1:2] == ['run'] else ['run', '--env', ENV_ID])}")
     print(
         f"Evaluating {len(pols)} baselines on {ds.name}:{split} "

@@ -47,7 +47,10 @@ class ObservationEncoder:
         space = self.graph_spec.space()
         space.spaces["action_pe"] = spaces.Box(0, self.n_nodes - 1, (s * p + 1,), np.int64)
         self.space = space
-        self.buf = {k: np.zeros(v.shape, v.dtype) for k, v in space.spaces.items()}
+        self.buf: dict[str, np.ndarray] = {}
+        for k, v in space.spaces.items():
+            assert v.shape is not None and v.dtype is not None
+            self.buf[k] = np.zeros(v.shape, v.dtype)
         self.buf["action_node"][:-1] = np.arange(s * p) // p
         self.buf["action_node"][-1] = self.system_node
         self.buf["action_pe"][:-1] = s + np.arange(s * p) % p

@@ -85,8 +85,8 @@ class Platform:
             raise DagError(f"platform {self.name}: bandwidth must be > 0 between distinct PEs")
         lat[~off] = 0.0
         bw[~off] = INF
-        for nm, arr in (("pe_type", pt), ("exec_table", tab), ("latency", lat), ("bandwidth", bw)):
-            object.__setattr__(self, nm, _frozen(arr))
+        for nm, val in (("pe_type", pt), ("exec_table", tab), ("latency", lat), ("bandwidth", bw)):
+            object.__setattr__(self, nm, _frozen(val))
         for nm in ("pe_names", "pe_type_names", "task_type_names"):
             vals = tuple(getattr(self, nm))
             if len(set(vals)) != len(vals):

@@ -71,16 +71,16 @@ def validate_schedule(instance: DagInstance, schedule: DagSchedule | dict[str, A
             raise ScheduleError(f"task {names[i]!r} is not placed (pe = {pe[i]}; expected 0..{p - 1})")
     pe = pe.astype(np.int64)
     dur_exp = instance.exec_time[np.arange(t), pe]
-    for i in np.flatnonzero(np.isinf(dur_exp)):
+    for i in np.flatnonzero(np.isinf(dur_exp)).tolist():
         raise ScheduleError(
             f"task {names[i]!r} (type {wl.task_type[i]!r}) is placed on PE {pf.pe_names[pe[i]]!r}, "
             f"which does not support it"
         )
-    for i in np.flatnonzero(~np.isfinite(noise) | (noise <= 0)):
+    for i in np.flatnonzero(~np.isfinite(noise) | (noise <= 0)).tolist():
         raise ScheduleError(
             f"task {names[i]!r} has runtime noise factor {noise[i]}; expected a finite number > 0"
         )
-    for i in np.flatnonzero(~np.isfinite(start)):
+    for i in np.flatnonzero(~np.isfinite(start)).tolist():
         raise ScheduleError(f"task {names[i]!r} has no start time ({start[i]})")
     end = start + dur_exp * noise
     for i in range(t):
@@ -90,7 +90,7 @@ def validate_schedule(instance: DagInstance, schedule: DagSchedule | dict[str, A
                 f"{dur_exp[i]} x noise {noise[i]} = {end[i]}"
             )
     arrival = wl.job_arrival[wl.task_job]
-    for i in np.flatnonzero(start < arrival - RTOL * np.maximum(1.0, np.abs(arrival))):
+    for i in np.flatnonzero(start < arrival - RTOL * np.maximum(1.0, np.abs(arrival))).tolist():
         raise ScheduleError(f"task {names[i]!r} starts at {start[i]} before its job arrives at {arrival[i]}")
     for e in range(wl.n_edges):
         s, d = int(wl.edge_src[e]), int(wl.edge_dst[e])
@@ -109,10 +109,10 @@ def validate_schedule(instance: DagInstance, schedule: DagSchedule | dict[str, A
         clash = start[order[1:]] < end[order[:-1]] - RTOL * np.maximum(1.0, np.abs(end[order[:-1]]))
         if clash.any():
             k = int(np.argmax(clash))
-            a, b = int(order[k]), int(order[k + 1])
+            prev, nxt = int(order[k]), int(order[k + 1])
             raise ScheduleError(
-                f"PE {pf.pe_names[q]!r}: task {names[b]!r} starts at {start[b]} before task "
-                f"{names[a]!r} ends at {end[a]}"
+                f"PE {pf.pe_names[q]!r}: task {names[nxt]!r} starts at {start[nxt]} before task "
+                f"{names[prev]!r} ends at {end[prev]}"
             )
     makespan = float(end.max())
     job_end = np.full(wl.n_jobs, -np.inf)
