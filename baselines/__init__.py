@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+from schedgym.baselines.cpop import Cpop
 from schedgym.baselines.cpsat import CpSat
+from schedgym.baselines.dag_random import DagRandom
+from schedgym.baselines.etf import Etf
 from schedgym.baselines.fifo import Fifo
+from schedgym.baselines.heft import Heft
 from schedgym.baselines.lor import Lor
 from schedgym.baselines.lpt import Lpt
 from schedgym.baselines.lwkr import Lwkr
+from schedgym.baselines.maxmin import MaxMin
+from schedgym.baselines.mct import Mct
+from schedgym.baselines.met import Met
+from schedgym.baselines.minmin import MinMin
 from schedgym.baselines.mor import Mor
 from schedgym.baselines.mwkr import Mwkr
+from schedgym.baselines.peft import Peft
 from schedgym.baselines.random import Random
+from schedgym.baselines.roundrobin import RoundRobin
 from schedgym.baselines.spt import Spt
 from schedgym.policy import register_baseline
 
 ALL = (Spt, Lpt, Mwkr, Lwkr, Mor, Lor, Fifo, Random, CpSat)
+DAG_ALL = (Heft, Cpop, Peft, Etf, MinMin, MaxMin, Met, Mct, RoundRobin, DagRandom)
+ALL = ALL + DAG_ALL
 for _cls in ALL:
     for _env_id in _cls.env_ids:
         register_baseline(_env_id, _cls.name, _cls)
 
 __all__ = ["CpSat", "Fifo", "Lor", "Lpt", "Lwkr", "Mor", "Mwkr", "Random", "Spt"]
+__all__ += ["Cpop", "DagRandom", "Etf", "Heft", "MaxMin", "Mct", "Met", "MinMin", "Peft", "RoundRobin"]
