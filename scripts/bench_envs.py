@@ -35,6 +35,7 @@ class BenchArgs:
     repeats: int = 3
     batch: int = 0  # > 0: also time the batched simulator stepping this many envs at once
     seed: int = 0
+    dag: bool = True  # also benchmark DAGDispatch-v0 (scripts/bench_dag.py)
 
 
 def parse_args(argv: list[str] | None = None) -> BenchArgs:
@@ -44,10 +45,11 @@ def parse_args(argv: list[str] | None = None) -> BenchArgs:
     p.add_argument("--repeats", type=int, default=BenchArgs.repeats)
     p.add_argument("--batch", type=int, default=BenchArgs.batch, help="batched path: envs (0 = off)")
     p.add_argument("--seed", type=int, default=BenchArgs.seed)
+    p.add_argument("--no-dag", action="store_true", help="skip the DAGDispatch-v0 benchmark")
     ns = p.parse_args(argv)
     if ns.seconds <= 0 or ns.repeats < 1 or ns.batch < 0:
         p.error("--seconds must be > 0, --repeats >= 1 and --batch >= 0")
-    return BenchArgs(ns.instance, ns.seconds, ns.repeats, ns.batch, ns.seed)
+    return BenchArgs(ns.instance, ns.seconds, ns.repeats, ns.batch, ns.seed, not ns.no_dag)
 
 
 def random_masked_episodes(rng: np.random.Generator, n_jobs: int, n_ops: int, n_episodes: int,
@@ -180,6 +182,11 @@ def main(argv: list[str] | None = None) -> None:
             label = "fresh obs copies" if copy else "copy=False (obs = internal buffers)"
             print(f"  step, {label:35s} {fmt([r[0] for r in runs])}")
         print(f"  reset of all B envs                 {fmt([r[1] for r in runs], 'us/env', 1e6, 2)}")
+    if args.dag:
+        from bench_dag import bench_dag  # sibling script: scripts/ is on sys.path when run as a script
+
+        print("\nDAGDispatch-v0: 100-task random DAG stream on 8 PEs")
+        bench_dag(seconds=args.seconds, repeats=args.repeats, seed=args.seed)
     print(f"load average at end: {_load()}")
 
 
