@@ -54,7 +54,9 @@ class CpSat:
         return a
 
 
-def solve(inst: JobShopInstance, time_limit: float, num_workers: int = 2, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+def solve(
+    inst: JobShopInstance, time_limit: float, num_workers: int = 2, seed: int = 0
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Return (start times (J, K), {solver_status, solver_makespan, solver_bound, wall_s})."""
     from ortools.sat.python import cp_model
 

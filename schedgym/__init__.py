@@ -23,9 +23,9 @@ for _id, _entry in ENV_IDS.items():
         gym.register(id=_id, entry_point=_entry, disable_env_checker=False)
 
 # Domain datasets and baselines register themselves on import.
-import schedgym.envs.jobshop.datasets  # noqa: E402,F401
-import schedgym.envs.dag.datasets  # noqa: E402,F401
 import schedgym.baselines  # noqa: E402,F401
+import schedgym.envs.dag.datasets  # noqa: E402,F401
+import schedgym.envs.jobshop.datasets  # noqa: E402,F401
 from schedgym.evaluation import Results, evaluate  # noqa: E402
 
 __all__ = ["ENV_IDS", "GraphSpec", "Policy", "Results", "evaluate", "make_policy", "to_pyg"]

@@ -77,7 +77,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         cls = gym.registry[env_id].entry_point
         print(f"  {env_id:<28} {cls}")
     print("\nDatasets (split: size; inf = unbounded generator stream):")
-    for name, env_id, splits, desc in datasets.catalogue():
+    for name, _env_id, splits, desc in datasets.catalogue():
         sizes = ", ".join(f"{s}: {'inf' if n is None else n}" for s, n in splits.items()) or "train: inf, test: 100"
         print(f"  {name:<26} [{sizes}]  {desc}")
     print("\nBaselines:")

@@ -310,12 +310,17 @@ def _resolve_instance(instance: JobShopInstance | str) -> JobShopInstance:
         if any(c in instance for c in "/\\.") or not instance.isalnum():
             return load_instance(instance)
         return load_benchmark(instance)
-    raise TypeError(f"instance must be a JobShopInstance, a benchmark name or a file path, got {type(instance).__name__}")
+    raise TypeError(
+        f"instance must be a JobShopInstance, a benchmark name or a file path, got {type(instance).__name__}"
+    )
 
 
 def _dataset_size(ds: datasets.Dataset, split: str) -> tuple[int, int]:
     """Largest (jobs, operations per job) in a dataset split, from its metadata or its instances."""
     if "max_size" in ds.meta:
         return ds.meta["max_size"]
-    insts = list(ds.instances(split)) if ds.split_size(split) is not None else [ds.sample(np.random.default_rng(0), split)]
+    if ds.split_size(split) is None:
+        insts = [ds.sample(np.random.default_rng(0), split)]
+    else:
+        insts = list(ds.instances(split))
     return max(i.n_jobs for i in insts), max(i.n_ops_per_job for i in insts)
