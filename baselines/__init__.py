@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
+from schedgym.baselines.cpop import Cpop
 from schedgym.baselines.cpsat import CpSat
 from schedgym.baselines.cpsat_memory import CpSatMemory
+from schedgym.baselines.dag_random import DagRandom
+from schedgym.baselines.etf import Etf
 from schedgym.baselines.fifo import Fifo
 from schedgym.baselines.firstfit_start import FirstFitStart
+from schedgym.baselines.heft import Heft
 from schedgym.baselines.lor import Lor
 from schedgym.baselines.lpt import Lpt
 from schedgym.baselines.lwkr import Lwkr
+from schedgym.baselines.maxmin import MaxMin
+from schedgym.baselines.mct import Mct
+from schedgym.baselines.met import Met
 from schedgym.baselines.minimalloc_dfs import MinimallocDfs
+from schedgym.baselines.minmin import MinMin
 from schedgym.baselines.mor import Mor
 from schedgym.baselines.mwkr import Mwkr
+from schedgym.baselines.peft import Peft
 from schedgym.baselines.random import Random
+from schedgym.baselines.roundrobin import RoundRobin
 from schedgym.baselines.spt import Spt
 from schedgym.baselines.tflite_bestfit import TfliteBestFit
 from schedgym.baselines.tflm_firstfit import TflmFirstFit
 from schedgym.baselines.xla_msa import XlaMsa
 from schedgym.policy import register_baseline
 
-ALL = (Spt, Lpt, Mwkr, Lwkr, Mor, Lor, Fifo, Random, CpSat,
-       XlaMsa, TfliteBestFit, TflmFirstFit, FirstFitStart, MinimallocDfs, CpSatMemory)
+ALL = (Spt, Lpt, Mwkr, Lwkr, Mor, Lor, Fifo, Random, CpSat)
+DAG_ALL = (Heft, Cpop, Peft, Etf, MinMin, MaxMin, Met, Mct, RoundRobin, DagRandom)
+ALL = ALL + DAG_ALL
+MEMORY_ALL = (XlaMsa, TfliteBestFit, TflmFirstFit, FirstFitStart, MinimallocDfs, CpSatMemory)
+ALL = ALL + MEMORY_ALL
 for _cls in ALL:
     for _env_id in _cls.env_ids:
         register_baseline(_env_id, _cls.name, _cls)
 
-__all__ = ["CpSat", "CpSatMemory", "Fifo", "FirstFitStart", "Lor", "Lpt", "Lwkr", "MinimallocDfs", "Mor",
-           "Mwkr", "Random", "Spt", "TfliteBestFit", "TflmFirstFit", "XlaMsa"]
+__all__ = ["CpSat", "Fifo", "Lor", "Lpt", "Lwkr", "Mor", "Mwkr", "Random", "Spt"]
+__all__ += ["Cpop", "DagRandom", "Etf", "Heft", "MaxMin", "Mct", "Met", "MinMin", "Peft", "RoundRobin"]
+__all__ += ["CpSatMemory", "FirstFitStart", "MinimallocDfs", "TfliteBestFit", "TflmFirstFit", "XlaMsa"]

@@ -18,6 +18,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from schedgym.envs.memory.sim import CostModel, MappingState, OffsetState, OrderedOffsetState, pack
 from schedgym.envs.memory.types import MemoryProgram, OffsetInstance
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from schedgym.baselines._memory import MAPPING, OFFSETS, MemoryPlanner, greedy_offsets
 from schedgym.baselines.xla_msa import XlaMsa
 from schedgym.envs.memory.sim import CostModel

@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 import numpy as np
+
 from schedgym.baselines._memory import OFFSETS, MemoryPlanner, greedy_offsets
 from schedgym.envs.memory.sim import Sections
 from schedgym.envs.memory.types import OffsetInstance

@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 ENV_IDS = {
     "schedgym/JobShop-v0": "schedgym.envs.jobshop.env:JobShopEnv",
+    "schedgym/DAGDispatch-v0": "schedgym.envs.dag.env:DAGDispatchEnv",
     "schedgym/MemoryMapping-v0": "schedgym.envs.memory.env:MemoryMappingEnv",
     "schedgym/MemoryOffsets-v0": "schedgym.envs.memory.offsets_env:MemoryOffsetsEnv",
 }
@@ -25,6 +26,7 @@ for _id, _entry in ENV_IDS.items():
 
 # Domain datasets and baselines register themselves on import.
 import schedgym.baselines  # noqa: E402,F401
+import schedgym.envs.dag.datasets  # noqa: E402,F401
 import schedgym.envs.jobshop.datasets  # noqa: E402,F401
 import schedgym.envs.memory.datasets  # noqa: E402,F401
 from schedgym.evaluation import Results, evaluate  # noqa: E402

@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cpsat-time-limit", type=float, default=3.0, help="CP-SAT seconds per instance (default 3)")
     run.add_argument("--out", default="schedgym-results", help="output directory (default ./schedgym-results)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("--env", default=JOBSHOP, help="schedgym/JobShop-v0 (default) or schedgym/DAGDispatch-v0")
+    run.add_argument("--dataset", help="DAGDispatch-v0: dataset NAME[:SPLIT] (default dag/wfinstances:test)")
+    run.add_argument("--noise", type=float, default=0.0, help="DAGDispatch-v0: runtime noise CV (default 0)")
     run.set_defaults(func=cmd_run)
     return p
 
@@ -74,7 +77,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         cls = gym.registry[env_id].entry_point
         print(f"  {env_id:<28} {cls}")
     print("\nDatasets (split: size; inf = unbounded generator stream):")
-    for name, env_id, splits, desc in datasets.catalogue():
+    for name, _env_id, splits, desc in datasets.catalogue():
         sizes = ", ".join(f"{s}: {'inf' if n is None else n}" for s, n in splits.items()) or "train: inf, test: 100"
         print(f"  {name:<26} [{sizes}]  {desc}")
     print("\nBaselines:")
@@ -103,6 +106,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Every JobShop baseline on a Taillard group: table, results files, Gantt of the best schedule."""
+    if args.env.split(":", 1)[-1] == "schedgym/DAGDispatch-v0":
+        from schedgym.envs.dag.mainjob import DEFAULT_DATASET, run_main_job
+
+        return run_main_job(args.dataset or DEFAULT_DATASET, args.out, not args.no_progress, args.noise)
+    if args.env.split(":", 1)[-1] != JOBSHOP:
+        raise ValueError(f"--env: run knows {JOBSHOP} and schedgym/DAGDispatch-v0, got {args.env!r}")
     from schedgym.envs.jobshop import viewer
     from schedgym.envs.jobshop.datasets import TAILLARD_GROUPS
     from schedgym.plotting import save_gantt

@@ -115,7 +115,7 @@ def parse(spec: str, default_split: str = "test") -> tuple[Dataset, str]:
 def catalogue() -> list[tuple[str, str, dict[str, int | None], str]]:
     """(name, env id, split sizes, description) of every registered dataset and dataset family."""
     rows = [(d.name, d.env_id, {s: d.split_size(s) for s in d.splits}, d.description) for d in _EXACT.values()]
-    for display, (_, factory, help) in _PATTERNS.items():
+    for display, (_, _factory, help) in _PATTERNS.items():
         rows.append((display, "", {}, help))
     return sorted(rows)
 

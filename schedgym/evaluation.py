@@ -150,7 +150,9 @@ def run_episode(
         wall = time.perf_counter() - t0
         base = env.unwrapped
         if not terminated:
-            raise RuntimeError(f"policy {name or policy.name} did not finish {instance.name}: truncated after {steps} steps")
+            raise RuntimeError(
+                f"policy {name or policy.name} did not finish {instance.name}: truncated after {steps} steps"
+            )
         objectives = base.validate()
         objective = base.objective
         reported = info.get(objective)

@@ -23,7 +23,7 @@ class Interval(NamedTuple):
 
 
 def gantt_figure(intervals: Sequence[Interval], title: str = "", resource_label: str = "resource",
-                 width: float = 12.0) -> "object":
+                 width: float = 12.0) -> object:
     """A matplotlib Figure with one row per resource."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -47,13 +47,15 @@ def gantt_figure(intervals: Sequence[Interval], title: str = "", resource_label:
     return fig
 
 
-def render_rgb(fig: "object") -> np.ndarray:
+def render_rgb(fig: object) -> np.ndarray:
     """(H, W, 3) uint8 pixels of a figure."""
     fig.canvas.draw()  # type: ignore[attr-defined]
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()  # type: ignore[attr-defined]
 
 
-def save_gantt(intervals: Sequence[Interval], path: str | Path, title: str = "", resource_label: str = "resource") -> Path:
+def save_gantt(
+    intervals: Sequence[Interval], path: str | Path, title: str = "", resource_label: str = "resource"
+) -> Path:
     """Write a Gantt chart PNG and return its path."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+import schedgym  # noqa: F401  (registers the ids, datasets and baselines)
 from schedgym.envs.memory import viewer
 from schedgym.envs.memory.datasets import PROGRAMS
 from schedgym.envs.memory.io import MINIMALLOC_NAMES, load_minimalloc, load_shipped_program
 from schedgym.envs.memory.types import TierMapping
 from schedgym.envs.memory.validator import op_times, validate_mapping
-
-import schedgym  # noqa: F401  (registers the ids, datasets and baselines)
 from schedgym.evaluation import run_episode
 from schedgym.policy import make_policy
 

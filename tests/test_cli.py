@@ -8,10 +8,10 @@ import re
 
 import numpy as np
 import pytest
-from schedgym.envs.jobshop import validate_schedule
-from schedgym.envs.jobshop.io import format_instance, load_benchmark
 
 from schedgym import cli  # noqa: E402
+from schedgym.envs.jobshop import validate_schedule
+from schedgym.envs.jobshop.io import format_instance, load_benchmark
 
 ENV_ID = "schedgym/JobShop-v0"
 SMALL = "3 3\n0 3 1 2 2 2\n1 2 0 1 2 4\n2 4 1 3 0 1\n"

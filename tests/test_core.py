@@ -11,13 +11,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from helpers import rollout
-from schedgym.envs.jobshop import JobShopInstance, validate_schedule
-from schedgym.envs.jobshop.io import load_benchmark
 
 import schedgym
 import schedgym.policy
 from schedgym import datasets
 from schedgym.engine import EventQueue
+from schedgym.envs.jobshop import JobShopInstance, validate_schedule
+from schedgym.envs.jobshop.io import load_benchmark
 from schedgym.graph import GraphSpec, to_pyg
 from schedgym.metrics import gap_percent, summarize
 

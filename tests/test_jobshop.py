@@ -9,6 +9,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from helpers import assert_obs_equal, rollout
+
+import schedgym
+import schedgym.policy
+from schedgym import datasets
 from schedgym.baselines.cpsat import CpSat, solve
 from schedgym.envs.jobshop import JobShopInstance, ScheduleError, validate_schedule
 from schedgym.envs.jobshop.env import (
@@ -27,10 +31,6 @@ from schedgym.envs.jobshop.io import (
     parse_instance,
 )
 from schedgym.envs.jobshop.sim import JobShopState
-
-import schedgym
-import schedgym.policy
-from schedgym import datasets
 
 ENV_ID = "schedgym/JobShop-v0"
 

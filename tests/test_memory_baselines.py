@@ -9,6 +9,8 @@ import itertools
 import gymnasium as gym
 import numpy as np
 import pytest
+
+import schedgym  # noqa: F401
 from schedgym.baselines._memory import greedy_offsets
 from schedgym.baselines.cpsat_memory import solve_mapping, solve_offsets
 from schedgym.baselines.minimalloc_dfs import CanonicalSearch, search_offsets
@@ -17,8 +19,6 @@ from schedgym.envs.memory.io import load_minimalloc, load_shipped_program
 from schedgym.envs.memory.sim import CostModel
 from schedgym.envs.memory.types import MemoryProgram, MemorySpec, OffsetInstance, TierMapping
 from schedgym.envs.memory.validator import execution_time, validate_mapping, validate_offsets
-
-import schedgym  # noqa: F401
 from schedgym.evaluation import evaluate, run_episode
 from schedgym.policy import baselines, make_policy
 

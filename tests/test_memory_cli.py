@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
+from schedgym import cli
 from schedgym.envs.memory.io import load_minimalloc
 from schedgym.envs.memory.validator import validate_offsets
-
-from schedgym import cli
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:

@@ -8,6 +8,8 @@ from importlib import resources
 
 import numpy as np
 import pytest
+
+from schedgym import datasets
 from schedgym.envs.memory.datasets import PROGRAMS, PROGRAMS_TEST, PROGRAMS_TRAIN, program_buffers
 from schedgym.envs.memory.generator import random_offsets, random_program
 from schedgym.envs.memory.io import (
@@ -24,8 +26,6 @@ from schedgym.envs.memory.io import (
 )
 from schedgym.envs.memory.types import MemoryProgram, MemorySpec, OffsetInstance
 from schedgym.envs.memory.validator import validate_offsets
-
-from schedgym import datasets
 
 # README of schedgym/data/memory/minimalloc: buffers and peak live / capacity per instance.
 MINIMALLOC = {

@@ -8,11 +8,11 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
+
+import schedgym  # noqa: F401
 from schedgym.envs.memory.io import load_minimalloc
 from schedgym.envs.memory.types import MemoryProgram, MemorySpec, OffsetInstance
 from schedgym.envs.memory.validator import validate_mapping
-
-import schedgym  # noqa: F401
 
 MAPPING = "schedgym/MemoryMapping-v0"
 OFFSETS = "schedgym/MemoryOffsets-v0"

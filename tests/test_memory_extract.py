@@ -7,6 +7,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
+
 from schedgym.envs.memory.io import load_shipped_program, program_to_dict
 
 

@@ -7,6 +7,7 @@ import inspect
 
 import numpy as np
 import pytest
+
 from schedgym.envs.memory import validator
 from schedgym.envs.memory.generator import random_program
 from schedgym.envs.memory.io import load_minimalloc

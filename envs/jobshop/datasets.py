@@ -6,11 +6,11 @@ import re
 from functools import partial
 
 import numpy as np
+
+from schedgym import datasets
 from schedgym.envs.jobshop.generator import random_instance
 from schedgym.envs.jobshop.io import benchmark_bounds, load_benchmark, load_instance
 from schedgym.envs.jobshop.types import JobShopInstance
-
-from schedgym import datasets
 
 ENV_ID = "schedgym/JobShop-v0"
 TAILLARD_GROUPS = ("15x15", "20x15", "20x20", "30x15", "30x20", "50x15", "50x20", "100x20")

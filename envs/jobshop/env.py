@@ -124,6 +124,9 @@ class JobShopEnv(SchedulingEnv):
         self.observation_space = self.graph_spec.space(0.0, np.inf)
         self.action_space = spaces.Discrete(self.max_jobs)
         self._buf = self.graph_spec.zeros()
+        self._bind_buffers()
+        self._tables_for: JobShopInstance | None = None  # the instance whose static tables are cached
+        self._lb = 0  # makespan lower bound of the current episode
         self.state: JobShopState | None = None
 
     # ------------------------------------------------------------------ Gymnasium API
@@ -147,13 +150,14 @@ class JobShopEnv(SchedulingEnv):
         j = int(action)
         if not 0 <= j < self.max_jobs:
             raise ValueError(f"action {action!r} is outside the action space Discrete({self.max_jobs})")
-        if not self._buf["action_mask"][j]:
+        if not self._valid[j]:
             return self._invalid(j)
-        k, m, s, e, prev = st.dispatch(j)
-        self._encode_dispatch(j, k, m, s, e, prev)
-        lb = self._job_lb_end
-        lb[j] = e + int(st.remaining_work[j])
-        new_lb = max(lb)
+        k, m, _, e, prev = st.dispatch(j)
+        self._encode_dispatch(j, k, m, e, prev)
+        # Job j's bound (its completion + remaining work) only grows and no other job's changes, so the new
+        # maximum over jobs is max(old maximum, job j's new bound).
+        lb_j = e + self._work_after[j][k]
+        new_lb = lb_j if lb_j > self._lb else self._lb
         reward = lower_bound_reward(self._lb, new_lb, self.time_scale)
         self._lb = new_lb
         terminated = st.done
@@ -186,13 +190,48 @@ class JobShopEnv(SchedulingEnv):
         return self._buf["action_mask"].astype(bool)
 
     # ------------------------------------------------------------------ encoding
+    _BUFFER_REFS = ("_obs_keys", "_obs_bufs", "_nf", "_nf_flat", "_edge_index", "_edge_features",
+                    "_edge_mask", "_action_mask", "_action_node")
+
+    def _bind_buffers(self) -> None:
+        """Direct references to (views of) the buffers, so the hot path does no dict lookups."""
+        b = self._buf
+        self._obs_keys, self._obs_bufs = tuple(b), tuple(b.values())
+        self._nf, self._nf_flat = b["node_features"], b["node_features"].reshape(-1)
+        self._edge_index, self._edge_features = b["edge_index"], b["edge_features"]
+        self._edge_mask = b["edge_mask"]
+        self._action_mask, self._action_node = b["action_mask"], b["action_node"]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickling would turn the views into independent arrays: drop them and rebind after loading.
+        return {k: v for k, v in self.__dict__.items() if k not in self._BUFFER_REFS}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bind_buffers()
+
     def _start_episode(self, inst: JobShopInstance) -> None:
-        self.state = st = JobShopState(inst)
+        self.state = JobShopState(inst)
+        if inst is not self._tables_for:  # a fixed instance (or a repeated one) reuses its tables
+            self._prepare_tables(inst)
+        for buf, initial in zip(self._obs_bufs, self._initial_bufs, strict=True):
+            np.copyto(buf, initial)
+        self._n_invalid = 0
+        self._n_edges = self._n_precedence
+        self._valid = [1] * inst.n_jobs + [0] * (self.max_jobs - inst.n_jobs)  # mirrors action_mask
+        self._lb = self._initial_lb
+
+    def _prepare_tables(self, inst: JobShopInstance) -> None:
+        """Static per-instance tables and the episode's initial observation buffers."""
         J, K, KK = inst.n_jobs, inst.n_ops_per_job, self.max_machines
         self.time_scale = ts = max(1.0, float(inst.durations.sum()) / inst.n_machines)
-        self._n_invalid = 0
+        self._inv_ts = 1.0 / ts
         dur = inst.durations.astype(np.float64)
-        self._cum = np.cumsum(dur, axis=1)  # inclusive prefix sums per job
+        cum = np.cumsum(dur, axis=1)  # inclusive prefix sums per job
+        self._cum = cum.tolist()
+        total = cum[:, -1].astype(np.int64)
+        self._work_after = (total[:, None] - cum.astype(np.int64)).tolist()  # work of ops k+1.. of job j
+        self._initial_lb = int(total.max())
         b = self._buf
         for v in b.values():
             v.fill(0)
@@ -201,66 +240,66 @@ class JobShopEnv(SchedulingEnv):
         work_left = dur[:, ::-1].cumsum(axis=1)[:, ::-1]
         nf[nodes, F_DURATION] = (dur / ts).ravel()
         nf[nodes, F_MACHINE] = (inst.machines / max(1, inst.n_machines - 1)).ravel()
-        nf[nodes, F_LB] = (self._cum / ts).ravel()
+        nf[nodes, F_LB] = (cum / ts).ravel()
         nf[nodes, F_WORK_LEFT] = (work_left / ts).ravel()
         nf[nodes, F_OPS_LEFT] = ((K - np.arange(K))[None, :].repeat(J, 0) / KK).ravel()
         nf[np.arange(J) * KK, F_NEXT] = 1.0
         b["node_mask"][nodes] = 1
         # Static precedence edges k -> k+1 fill the first slots; machine edges are appended after them.
         src = (np.arange(J)[:, None] * KK + np.arange(K - 1)[None, :]).ravel()
-        self._n_edges = p = src.size
+        self._n_precedence = p = src.size
         b["edge_index"][0, :p], b["edge_index"][1, :p] = src, src + 1
         b["edge_features"][:p, EDGE_PRECEDENCE] = 1.0
         b["edge_mask"][:p] = 1
         b["action_mask"][:J] = 1
         b["action_node"][:] = np.arange(self.max_jobs) * KK
-        # Nodes of the unscheduled operations on each machine, for the machine-ready feature.
-        self._machine_nodes = [nodes[(inst.machines == m).ravel()] for m in range(inst.n_machines)]
-        self._job_lb_end = self._cum[:, -1].astype(np.int64).tolist()
-        self._lb = max(self._job_lb_end)
-        self._inv_ts = 1.0 / ts
-        self._nf = nf
+        # Flat node_features positions of the machine-ready feature of every operation on each machine.
+        self._machine_slots = [nodes[(inst.machines == m).ravel()] * NODE_DIM + F_MACHINE_READY
+                               for m in range(inst.n_machines)]
+        self._initial_bufs = tuple(v.copy() for v in self._obs_bufs)
+        self._tables_for = inst
 
-    def _encode_dispatch(self, j: int, k: int, m: int, s: int, e: int, prev: int) -> None:
-        """Update the observation buffers in place after dispatching operation (j, k)."""
-        st = self.state
-        KK, K = self.max_machines, st.n_ops  # type: ignore[union-attr]
+    def _encode_dispatch(self, j: int, k: int, m: int, e: int, prev: int) -> None:
+        """Update the observation buffers in place after dispatching operation (j, k), ending at ``e``."""
+        KK, K = self.max_machines, self.state.n_ops  # type: ignore[union-attr]
         node = j * KK + k
-        nf, inv = self._nf, self._inv_ts
+        nf, flat, inv = self._nf, self._nf_flat, self._inv_ts
         nf[node, F_SCHEDULED] = 1.0
         nf[node, F_NEXT] = 0.0
-        # Completion lower bounds of this job's operations from k on: e, e + d_{k+1}, ...
-        nf[node:node + K - k, F_LB] = (self._cum[j, k:] + (e - self._cum[j, k])) * inv
-        nf[self._machine_nodes[m], F_MACHINE_READY] = e * inv
-        b = self._buf
+        # Completion lower bounds of this job's operations from k on: e, e + d_{k+1}, ... (column F_LB of
+        # nodes node .. j*KK+K-1, strided in the flat buffer); Python floats round exactly like numpy's.
+        cum = self._cum[j]
+        shift = e - cum[k]
+        flat[node * NODE_DIM + F_LB:(j * KK + K) * NODE_DIM:NODE_DIM] = [(c + shift) * inv for c in cum[k:]]
+        flat[self._machine_slots[m]] = e * inv
         if k + 1 < K:
             nf[node + 1, F_NEXT] = 1.0
-            b["action_node"][j] = node + 1
+            self._action_node[j] = node + 1
         else:
-            b["action_mask"][j] = 0
+            self._action_mask[j] = self._valid[j] = 0
         if prev >= 0:
             i = self._n_edges
             pj, pk = divmod(prev, K)
-            b["edge_index"][0, i] = pj * KK + pk
-            b["edge_index"][1, i] = node
-            b["edge_features"][i, EDGE_MACHINE] = 1.0
-            b["edge_mask"][i] = 1
+            self._edge_index[0, i] = pj * KK + pk
+            self._edge_index[1, i] = node
+            self._edge_features[i, EDGE_MACHINE] = 1.0
+            self._edge_mask[i] = 1
             self._n_edges = i + 1
 
     def _invalid(self, j: int) -> tuple[dict, float, bool, bool, dict]:
-        valid = np.flatnonzero(self._buf["action_mask"]).tolist()
         if self.strict:
+            valid = np.flatnonzero(self._action_mask).tolist()
             raise ValueError(f"action {j} is masked out (job finished or padding); valid actions: {valid}")
         self._n_invalid += 1
         truncated = self._n_invalid >= self.state.n_jobs * self.state.n_ops  # type: ignore[union-attr]
         return self._obs(), -self.invalid_action_penalty, False, truncated, self._info(invalid=True)
 
     def _obs(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self._buf.items()}
+        """Fresh copies of the buffers (callers may keep or modify them)."""
+        return dict(zip(self._obs_keys, map(np.ndarray.copy, self._obs_bufs), strict=True))
 
     def _info(self, invalid: bool) -> dict[str, Any]:
-        return {"action_mask": self._buf["action_mask"].copy(), "invalid_action": invalid,
-                "makespan_lb": self._lb}
+        return {"action_mask": self._action_mask.copy(), "invalid_action": invalid, "makespan_lb": self._lb}
 
 
 def _resolve_instance(instance: JobShopInstance | str) -> JobShopInstance:
@@ -271,12 +310,17 @@ def _resolve_instance(instance: JobShopInstance | str) -> JobShopInstance:
         if any(c in instance for c in "/\\.") or not instance.isalnum():
             return load_instance(instance)
         return load_benchmark(instance)
-    raise TypeError(f"instance must be a JobShopInstance, a benchmark name or a file path, got {type(instance).__name__}")
+    raise TypeError(
+        f"instance must be a JobShopInstance, a benchmark name or a file path, got {type(instance).__name__}"
+    )
 
 
 def _dataset_size(ds: datasets.Dataset, split: str) -> tuple[int, int]:
     """Largest (jobs, operations per job) in a dataset split, from its metadata or its instances."""
     if "max_size" in ds.meta:
         return ds.meta["max_size"]
-    insts = list(ds.instances(split)) if ds.split_size(split) is not None else [ds.sample(np.random.default_rng(0), split)]
+    if ds.split_size(split) is None:
+        insts = [ds.sample(np.random.default_rng(0), split)]
+    else:
+        insts = list(ds.instances(split))
     return max(i.n_jobs for i in insts), max(i.n_ops_per_job for i in insts)

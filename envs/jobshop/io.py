@@ -53,7 +53,9 @@ def parse_instance(text: str, name: str = "instance") -> JobShopInstance:
             m = _int(toks[2 * k], name, no, f"machine of operation {k}")
             d = _int(toks[2 * k + 1], name, no, f"duration of operation {k}")
             if not 0 <= m < n_machines:
-                raise InstanceFormatError(f"{name}:{no}: machine {m} of operation {k} is out of range 0..{n_machines - 1}")
+                raise InstanceFormatError(
+                    f"{name}:{no}: machine {m} of operation {k} is out of range 0..{n_machines - 1}"
+                )
             if m in seen:
                 raise InstanceFormatError(f"{name}:{no}: job {j} visits machine {m} twice (operation {k})")
             if d < 0:

@@ -37,13 +37,20 @@ class JobShopState:
         self.start = np.full((j, k), -1, np.int64)
         self.n_scheduled = 0
         self.makespan = 0
-        # Python-list mirrors of the static tables: scalar reads from lists are ~3x faster than numpy's.
+        self._n_total = j * k
+        # Python-list mirrors: dispatch() reads scalars from these (~5x faster than numpy scalar reads) and
+        # writes through to the public arrays above, which therefore stay current after every dispatch.
         self._mach = instance.machines.tolist()
         self._dur = instance.durations.tolist()
+        self._next = [0] * j
+        self._job_ready = [0] * j
+        self._machine_ready = [0] * instance.n_machines
+        self._last = [-1] * instance.n_machines
+        self._rem = self.remaining_work.tolist()
 
     @property
     def done(self) -> bool:
-        return self.n_scheduled == self.n_jobs * self.n_ops
+        return self.n_scheduled == self._n_total
 
     def legal(self) -> np.ndarray:
         """(J,) bool: jobs that still have an unscheduled operation."""
@@ -64,22 +71,27 @@ class JobShopState:
 
     def dispatch(self, j: int) -> tuple[int, int, int, int, int]:
         """Schedule job ``j``'s next operation; return (k, machine, start, end, previous op on machine)."""
-        k = int(self.next_op[j])
+        k = self._next[j]
         if k >= self.n_ops:
             raise ValueError(f"job {j} has no unscheduled operation")
         m = self._mach[j][k]
         d = self._dur[j][k]
-        jr = int(self.job_ready[j])
-        mr = int(self.machine_ready[m])
+        jr = self._job_ready[j]
+        mr = self._machine_ready[m]
         s = jr if jr > mr else mr
         e = s + d
-        prev = int(self.last_on_machine[m])
+        prev = self._last[m]
+        op = j * self.n_ops + k
+        rem = self._rem[j] - d
+        self._next[j] = k + 1
+        self._job_ready[j] = self._machine_ready[m] = e
+        self._last[m] = op
+        self._rem[j] = rem
         self.start[j, k] = s
-        self.job_ready[j] = e
-        self.machine_ready[m] = e
-        self.last_on_machine[m] = j * self.n_ops + k
         self.next_op[j] = k + 1
-        self.remaining_work[j] -= d
+        self.job_ready[j] = self.machine_ready[m] = e
+        self.last_on_machine[m] = op
+        self.remaining_work[j] = rem
         self.n_scheduled += 1
         if e > self.makespan:
             self.makespan = e

@@ -29,6 +29,7 @@ def render_ansi(state: JobShopState) -> str:
 
 
 def render_rgb_array(state: JobShopState) -> np.ndarray:
-    fig = gantt_figure(intervals(state.instance, state.start), title=f"{state.instance.name}  makespan {state.makespan}",
+    title = f"{state.instance.name}  makespan {state.makespan}"
+    fig = gantt_figure(intervals(state.instance, state.start), title=title,
                        resource_label="machine")
     return render_rgb(fig)

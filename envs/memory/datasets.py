@@ -7,6 +7,8 @@ import re
 from functools import partial
 
 import numpy as np
+
+from schedgym import datasets
 from schedgym.envs.memory.generator import random_offsets, random_program
 from schedgym.envs.memory.io import (
     MINIMALLOC_NAMES,
@@ -16,8 +18,6 @@ from schedgym.envs.memory.io import (
     load_shipped_program,
 )
 from schedgym.envs.memory.types import MemoryProgram, OffsetInstance
-
-from schedgym import datasets
 
 MAPPING = "schedgym/MemoryMapping-v0"
 OFFSETS = "schedgym/MemoryOffsets-v0"

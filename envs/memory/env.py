@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from schedgym.envs.memory import viewer
 from schedgym.envs.memory.envbase import MemoryEnvBase, merge_config
 from schedgym.envs.memory.io import load_program, load_shipped_program
@@ -13,7 +14,6 @@ from schedgym.envs.memory.reward import saving_reward
 from schedgym.envs.memory.sim import FIT_RULES, ORDERS, CostModel, MappingState
 from schedgym.envs.memory.types import MemoryProgram, TierMapping
 from schedgym.envs.memory.validator import validate_mapping
-
 from schedgym.graph import GraphSpec
 
 # MemoryMapping node feature columns: op nodes use 2-6, buffer nodes 7-15.

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from schedgym.envs.memory.io import write_program
 from schedgym.envs.memory.types import MemoryProgram, MemorySpec
 
@@ -228,6 +229,7 @@ def extract_program(
 def extract_named(name: str) -> MemoryProgram:
     """Build the named model with seed 0 and extract its program."""
     import torch
+
     from schedgym.envs.memory.models import MODELS
 
     if name not in MODELS:
@@ -249,6 +251,7 @@ def extract_named(name: str) -> MemoryProgram:
 
 def main(argv: list[str] | None = None) -> int:
     import torch
+
     from schedgym.envs.memory.models import MODELS
 
     p = argparse.ArgumentParser(

@@ -6,6 +6,7 @@ Both take an ``np.random.Generator``; nothing here touches a global RNG.
 from __future__ import annotations
 
 import numpy as np
+
 from schedgym.envs.memory.types import MemoryProgram, MemorySpec, OffsetInstance
 
 KIB = 1024

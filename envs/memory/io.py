@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from schedgym.envs.memory.types import MemoryProgram, MemorySpec, OffsetInstance
 
 PROGRAM_FORMAT = "schedgym-memory-program/1"

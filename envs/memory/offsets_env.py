@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from schedgym.envs.memory import viewer
 from schedgym.envs.memory.envbase import MemoryEnvBase, merge_config
 from schedgym.envs.memory.io import load_minimalloc, load_offsets_csv
@@ -12,7 +13,6 @@ from schedgym.envs.memory.reward import peak_reward
 from schedgym.envs.memory.sim import OffsetState, OrderedOffsetState
 from schedgym.envs.memory.types import OffsetAssignment, OffsetInstance
 from schedgym.envs.memory.validator import validate_offsets
-
 from schedgym.graph import GraphSpec
 
 # Node feature columns: section nodes use 2-6, buffer nodes 7-14.

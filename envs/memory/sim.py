@@ -21,6 +21,7 @@ skyline game loses no solution.
 from __future__ import annotations
 
 import numpy as np
+
 from schedgym.envs.memory.types import MemoryProgram, OffsetInstance
 
 FIT_RULES = ("best", "first")

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from schedgym.envs.memory.types import MemoryProgram, OffsetAssignment, OffsetInstance, TierMapping
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from schedgym.envs.memory.types import MemoryProgram, OffsetInstance
 
+from schedgym.envs.memory.types import MemoryProgram, OffsetInstance
 from schedgym.plotting import render_rgb
 
 
