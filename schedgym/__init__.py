@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 ENV_IDS = {
     "schedgym/JobShop-v0": "schedgym.envs.jobshop.env:JobShopEnv",
+    "schedgym/LLMServing-v0": "schedgym.envs.serving.env:LLMServingEnv",
 }
 
 for _id, _entry in ENV_IDS.items():
@@ -23,6 +24,7 @@ for _id, _entry in ENV_IDS.items():
 
 # Domain datasets and baselines register themselves on import.
 import schedgym.envs.jobshop.datasets  # noqa: E402,F401
+import schedgym.envs.serving.datasets  # noqa: E402,F401
 import schedgym.baselines  # noqa: E402,F401
 from schedgym.evaluation import Results, evaluate  # noqa: E402
 
