@@ -68,6 +68,15 @@ def cost_model(spec: InstanceSpec, engine: EngineConfig) -> CostModel:
                              iteration_overhead_s=engine.iteration_overhead_s)
 
 
+def cost_models(cluster: ClusterSpec) -> list[CostModel]:
+    """One cost model per instance; identical instances share one object (and its memoised tables)."""
+    by_spec: dict[InstanceSpec, CostModel] = {}
+    for s in cluster.instances:
+        if s not in by_spec:
+            by_spec[s] = cost_model(s, cluster.engine)
+    return [by_spec[s] for s in cluster.instances]
+
+
 def check_cluster(cluster: ClusterSpec) -> list[InstancePlan]:
     """Plans of every instance; errors name the instance and what was expected."""
     plans = []

@@ -146,6 +146,7 @@ class RooflineCostModel:
         self._attn_flops_per_pair = 4.0 * self._nh * d   # QK^T and PV, 2 FLOPs per multiply-add
         self._lin_cache: dict[int, float] = {}
         self._decode_cache: dict[int, tuple[float, float]] = {}
+        self._prefill_cache: dict[tuple[int, int], float] = {}
 
     # ------------------------------------------------------------------ operators (one layer, one GPU)
     def gemm(self, tokens: Any, k: float, n: float) -> Any:
@@ -242,8 +243,13 @@ class RooflineCostModel:
         return co
 
     def prefill_time(self, prompt_tokens: int, cached_tokens: int = 0) -> float:
-        """One prompt prefilled alone (the lower bound on its time to first token)."""
-        return self.iteration_time(prompt_tokens - cached_tokens, 0, 0, prefill_context_tokens=cached_tokens)
+        """One prompt prefilled alone (the lower bound on its time to first token); memoised."""
+        key = (prompt_tokens, cached_tokens)
+        t = self._prefill_cache.get(key)
+        if t is None:
+            t = self._prefill_cache[key] = self.iteration_time(prompt_tokens - cached_tokens, 0, 0,
+                                                               prefill_context_tokens=cached_tokens)
+        return t
 
 
 # ---------------------------------------------------------------------------------------------- tables

@@ -10,7 +10,7 @@ from gymnasium import spaces
 from schedgym import datasets
 from schedgym.envbase import SchedulingEnv
 from schedgym.envs.serving import catalog, features, viewer
-from schedgym.envs.serving.cluster import check_cluster, cost_model, resolve_cluster
+from schedgym.envs.serving.cluster import check_cluster, cost_models, resolve_cluster
 from schedgym.envs.serving.generator import sample_classes
 from schedgym.envs.serving.io import TRACES, load_trace, load_trace_file
 from schedgym.envs.serving.metrics import aggregate
@@ -156,7 +156,10 @@ class LLMServingEnv(SchedulingEnv):
             raise ValueError(f"class_probs has {len(self.class_probs)} entries but the SLO defines "
                              f"{self.cluster.slo.n_classes} class(es)")
         self._plans = check_cluster(self.cluster)
-        self._costs = [cost_model(s, self.cluster.engine) for s in self.cluster.instances]
+        self._costs = cost_models(self.cluster)
+        unique = list({id(c): c for c in self._costs}.values())  # identical instances share a cost model
+        self._unique_costs = unique
+        self._cost_index = np.array([next(j for j, u in enumerate(unique) if u is c) for c in self._costs])
         self._pcie = [catalog.gpu(s.gpu).pcie_bw for s in self.cluster.instances]
         self._fixed = _resolve_instance(args["instance"]) if args["instance"] is not None else None
         self._dataset_name, self._split = args["dataset"], args["split"]
@@ -169,6 +172,7 @@ class LLMServingEnv(SchedulingEnv):
         self._static = np.array([[p.num_blocks, self.cluster.engine.block_size, catalog.gpu(s.gpu).peak_flops * s.tp / 1e12,
                                   catalog.gpu(s.gpu).hbm_bw * s.tp / 1e12, catalog.gpu(s.gpu).price_per_hour * s.tp,
                                   s.context_limit] for s, p in zip(self.cluster.instances, self._plans)], np.float64)
+        self._encoder = features.FeatureEncoder(self._static)
         self._buf = features.empty_buffers(N)
         self.state: ClusterSim | None = None
 
@@ -276,17 +280,17 @@ class LLMServingEnv(SchedulingEnv):
         slo = self.cluster.slo
         est = None if self._estimates is None else float(self._estimates[r])
         view = features.RequestView(p, c, slo.ttft_s[c], slo.tpot_s[c], est)
-        prefill = np.array([cm.prefill_time(p) for cm in self._costs])
-        features.router_features(sim.live_stats(), self._static, view, prefill, sim.prefix_hits(r),  # type: ignore[union-attr]
-                                 sim.feasible[r], self._buf)  # type: ignore[union-attr]
+        prefill = np.array([cm.prefill_time(p) for cm in self._unique_costs])[self._cost_index]
+        self._encoder.encode(sim.live_stats(), view, prefill, sim.prefix_hits(r), sim.feasible[r],  # type: ignore[union-attr]
+                             self._buf)
         return {k: v.copy() for k, v in self._buf.items()}
 
     def _final_obs(self) -> dict[str, np.ndarray]:
         """After the drain there is no arriving request: instance nodes are current, the request node is zero."""
         b = self._buf
         live = self.state.live_stats()  # type: ignore[union-attr]
-        features.router_features(live, self._static, features.RequestView(0, 0, 0.0, 0.0), np.zeros(len(live)),
-                                 np.zeros(len(live)), np.zeros(len(live), np.int8), b)
+        self._encoder.encode(live, features.RequestView(0, 0, 0.0, 0.0), np.zeros(len(live)), np.zeros(len(live)),
+                             np.zeros(len(live), np.int8), b)
         b["action_mask"][:] = 0
         return {k: v.copy() for k, v in b.items()}
 

@@ -62,36 +62,55 @@ def empty_buffers(n_instances: int) -> dict[str, np.ndarray]:
             "action_mask": np.zeros(N, np.int8), "action_node": np.arange(N, dtype=np.int64)}
 
 
+class FeatureEncoder:
+    """Precomputes everything static about the instances so each observation costs a few array ops.
+
+    Instance columns are ``C0 + live[:, SRC] * COEF`` (per instance), which covers every column above: the
+    static ones have ``COEF = 0``; ``kv_used_frac`` scales used blocks by ``1 / total``; free KV tokens are
+    ``total * block_size - used * block_size``.
+    """
+
+    def __init__(self, static: np.ndarray) -> None:
+        static = np.asarray(static, np.float64)
+        if static.ndim != 2 or static.shape[1] != len(STATIC) or (static[:, 0] <= 0).any():
+            raise ValueError(f"static must be (N, {len(STATIC)}) with total_blocks > 0, got shape {static.shape}")
+        self.N = N = static.shape[0]
+        total, bs = static[:, 0], static[:, 1]
+        K = len(INSTANCE_COLS)
+        self.src = np.array([0, 0, 1, 2, 3, 3, 4, 5, 6, 0, 0, 0, 0])
+        coef = np.zeros((N, K))
+        c0 = np.zeros((N, K))
+        c0[:, 0] = 1.0
+        coef[:, 1:4] = (0.1, 0.01, 0.1)
+        coef[:, 4] = 1.0 / total
+        c0[:, 5], coef[:, 5] = total * bs * 1e-5, -bs * 1e-5
+        coef[:, 6:9] = (1e-4, 1e-5, 10.0)
+        c0[:, 9:13] = static[:, 2:6] * (1e-3, 1.0, 0.1, 1e-5)
+        self.coef, self.c0 = coef, c0
+
+    def encode(self, live: np.ndarray, request: RequestView, prefill_time_s: np.ndarray, prefix_hit: np.ndarray,
+               feasible: np.ndarray, out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Fill (or create) the observation arrays; ``live`` is (N, len(LIVE))."""
+        N = self.N
+        b = out if out is not None else empty_buffers(N)
+        nf = b["node_features"]
+        nf[:N, :len(INSTANCE_COLS)] = self.c0 + live[:, self.src] * self.coef
+        est = request.output_estimate
+        nf[N, len(INSTANCE_COLS):] = (1.0, request.prompt_tokens / 1e4, 0.0 if est is None else est / 1e3,
+                                      0.0 if est is None else 1.0, float(request.priority), request.ttft_slo,
+                                      request.tpot_slo * 10.0)
+        ef = b["edge_features"].reshape(2, N, EDGE_DIM)  # both directions share the first three columns
+        ef[:, :, 0] = prefill_time_s
+        ef[:, :, 1] = prefix_hit
+        ef[:, :, 2] = feasible
+        b["action_mask"][:] = feasible
+        return b
+
+
 def router_features(live: np.ndarray, static: np.ndarray, request: RequestView, prefill_time_s: np.ndarray,
                     prefix_hit: np.ndarray, feasible: np.ndarray, out: dict[str, np.ndarray] | None = None
                     ) -> dict[str, np.ndarray]:
     """Fill (or create) the observation arrays. ``live`` is (N, len(LIVE)), ``static`` (N, len(STATIC));
-    ``prefill_time_s``, ``prefix_hit`` (fraction) and ``feasible`` are per instance."""
-    N = live.shape[0]
-    b = out if out is not None else empty_buffers(N)
-    nf = b["node_features"]
-    total = static[:, 0]
-    free_tokens = (total - live[:, 3]) * static[:, 1]
-    nf[:N, 0] = 1.0
-    nf[:N, 1] = live[:, 0] / 10.0
-    nf[:N, 2] = live[:, 1] / 100.0
-    nf[:N, 3] = live[:, 2] / 10.0
-    nf[:N, 4] = live[:, 3] / total
-    nf[:N, 5] = free_tokens / 1e5
-    nf[:N, 6] = live[:, 4] / 1e4
-    nf[:N, 7] = live[:, 5] / 1e5
-    nf[:N, 8] = live[:, 6] * 10.0
-    nf[:N, 9] = static[:, 2] / 1e3
-    nf[:N, 10] = static[:, 3]
-    nf[:N, 11] = static[:, 4] / 10.0
-    nf[:N, 12] = static[:, 5] / 1e5
-    k = len(INSTANCE_COLS)
-    est = request.output_estimate
-    nf[N, k:] = (1.0, request.prompt_tokens / 1e4, 0.0 if est is None else est / 1e3, 0.0 if est is None else 1.0,
-                 float(request.priority), request.ttft_slo, request.tpot_slo * 10.0)
-    ef = b["edge_features"]
-    ef[:N, 0] = ef[N:, 0] = prefill_time_s
-    ef[:N, 1] = ef[N:, 1] = prefix_hit
-    ef[:N, 2] = ef[N:, 2] = feasible
-    b["action_mask"][:] = feasible
-    return b
+    ``prefill_time_s``, ``prefix_hit`` (fraction) and ``feasible`` are per instance. (Build a
+    ``FeatureEncoder`` once to encode many observations of the same cluster.)"""
+    return FeatureEncoder(static).encode(live, request, prefill_time_s, prefix_hit, feasible, out)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_right
 from collections import OrderedDict, deque
 from typing import Any
 
@@ -35,7 +36,7 @@ import numpy as np
 
 from schedgym.engine import EventQueue
 from schedgym.envs.serving import catalog
-from schedgym.envs.serving.cluster import InstancePlan, check_cluster, cost_model, request_limit
+from schedgym.envs.serving.cluster import InstancePlan, check_cluster, cost_models, request_limit
 from schedgym.envs.serving.costmodel import CostModel
 from schedgym.envs.serving.types import (
     END_FINISH, END_RECOMPUTE, END_SWAP_OUT, START_PREFILL, START_SWAP_IN, ClusterSpec, EngineConfig,
@@ -83,35 +84,35 @@ class Engine:
         self.B = 0
         self.batch: list[tuple[int, int, int]] = []  # SINGLE: (request, chunk, prior) prefilled this iteration
         self.batch_decode = False
+        self.pref: list[int] = [0] * (self.bs + 1)  # decode run: prefix sums of new blocks per iteration
         self.xfer_bytes = 0.0             # swap traffic to add to the next iteration
         self.busy_time = 0.0
         self.prefix: OrderedDict[int, None] | None = OrderedDict() if cfg.prefix_caching else None
         self.prefix_cap = max(1, self.total_blocks * self.bs // max(1, sim.prefix_block_tokens))
 
     # ------------------------------------------------------------------ block arithmetic
-    def _need(self, k: int) -> int:
-        """New blocks the running batch allocates over its next ``k`` decode iterations."""
-        if k <= 0:
-            return 0
+    def _need_prefix(self) -> list[int]:
+        """pref[j] = new blocks over the next j decode iterations, j = 0..block_size (one full cycle = batch)."""
         bs, cnt, D = self.bs, self.cnt, self.D
-        q, m = divmod(k, bs)
-        tot = len(self.running) * q
-        for j in range(m):
-            tot += cnt[(-(D + j)) % bs]
-        return tot
+        pref = [0] * (bs + 1)
+        acc = 0
+        for j in range(bs):
+            acc += cnt[(-(D + j)) % bs]
+            pref[j + 1] = acc
+        return pref
 
-    def _iters_before_exhaustion(self, limit: int) -> int:
+    def _run_need(self, k: int) -> int:
+        """New blocks over the first ``k`` iterations of the current decode run (O(1) with the run's prefix)."""
+        q, m = divmod(k, self.bs)
+        return self.B * q + self.pref[m]
+
+    def _iters_before_exhaustion(self, limit: int, pref: list[int]) -> int:
         """Decode iterations runnable with the free blocks (``limit`` if at least that many)."""
         B = len(self.running)
         if B == 0 or self.free >= B * (limit // self.bs + 1):
             return limit
         q, rem = divmod(self.free, B)
-        acc, bs, cnt, D = 0, self.bs, self.cnt, self.D
-        for j in range(bs):
-            acc += cnt[(-(D + j)) % bs]
-            if acc > rem:
-                return min(limit, q * bs + j)
-        raise AssertionError("block phases do not sum to the batch size")
+        return min(limit, q * self.bs + bisect_right(pref, rem) - 1)
 
     def _blocks_of(self, r: int) -> int:
         """Blocks held by running request ``r`` now."""
@@ -138,7 +139,7 @@ class Engine:
         blocks = -(-(s.prompt[r] + s.gen[r]) // self.bs)
         # Blocks only get scarcer during the run: check against the end of the run (conservative is fine,
         # a completion at the run's end replans anyway).
-        free_end = self.free - self._need(self.k_end)
+        free_end = self.free - self._run_need(self.k_end)
         return free_end - blocks >= self.watermark and (self.chunked or s.prompt[r] + s.gen[r] <= self.max_tokens)
 
     def _kick(self, t: float) -> None:
@@ -170,16 +171,16 @@ class Engine:
         if self.state != DECODE_RUN or t <= self.t0:
             return 0
         dt = t - self.t0
-        a = 0.5 * self.beta * self.B
-        b = self.alpha + self.beta * self.S0 - a
-        if a > 0:
-            k = int((-b + math.sqrt(b * b + 4 * a * dt)) / (2 * a))
-        else:
-            k = int(dt / b)
-        k = max(0, min(k, self.k_end))
-        while k > 0 and self._run_time(k) > dt:
+        al, be, B, S0, k_end = self.alpha, self.beta, self.B, self.S0, self.k_end
+        a = 0.5 * be * B
+        b = al + be * S0 - a
+        k = int((-b + math.sqrt(b * b + 4 * a * dt)) / (2 * a)) if a > 0 else int(dt / b)
+        if k > k_end:
+            k = k_end
+        # Correct floating-point rounding against the exact run time.
+        while k > 0 and k * al + be * (k * S0 + B * k * (k - 1) * 0.5) > dt:
             k -= 1
-        while k < self.k_end and self._run_time(k + 1) <= dt:
+        while k < k_end and (k + 1) * al + be * ((k + 1) * S0 + B * (k + 1) * k * 0.5) <= dt:
             k += 1
         return k
 
@@ -194,7 +195,7 @@ class Engine:
 
     def _finish_decode_run(self, t: float) -> None:
         k = self.k_end
-        self.free -= self._need(k)
+        self.free -= self._run_need(k)
         self.D += k
         self.S += self.B * k
         self.sim.log_segment(self.idx, self.seg_t0, t, k, True, 0)
@@ -431,7 +432,8 @@ class Engine:
         while fin and (s.fin_key[fin[0][1]] != fin[0][0] or s.where[fin[0][1]] != self.idx):
             heapq.heappop(fin)  # drop stale entries so the top is the next completion
         k_c = fin[0][0] - self.D
-        k = self._iters_before_exhaustion(k_c)
+        self.pref = pref = self._need_prefix()
+        k = self._iters_before_exhaustion(k_c, pref)
         if k < 1:
             raise AssertionError("preemption left a decode iteration without blocks")
         self.alpha, self.beta = self.cost.decode_coefficients(B)
@@ -450,18 +452,21 @@ class Engine:
         used = self.total_blocks - self.free
         S = self.S
         B = len(self.running)
+        step = 0.0
         if self.state == DECODE_RUN:
             k = self.iters_done(t)
-            used += self._need(min(k + 1, self.k_end))
+            q, m = divmod(k + 1 if k < self.k_end else k, self.bs)
+            used += B * q + self.pref[m]
             S += B * k
-        pending = self.waiting_tokens
-        s = self.sim
-        for r in self.prefilling:
-            pending += s.prefill_target[r] - s.prefill_done[r]
-        step = 0.0
-        if B:
+            step = self.alpha + self.beta * S
+        elif B:
             a, b = self.cost.decode_coefficients(B)
             step = a + b * S
+        pending = self.waiting_tokens
+        if self.prefilling:
+            s = self.sim
+            for r in self.prefilling:
+                pending += s.prefill_target[r] - s.prefill_done[r]
         return len(self.waiting), B + len(self.prefilling), len(self.swapped), used, pending, S, step
 
 
@@ -533,7 +538,7 @@ class ClusterSim:
         """A simulator for ``workload`` on ``cluster`` (cost models built from the specs unless given)."""
         plans = check_cluster(cluster)
         if costs is None:
-            costs = [cost_model(s, cluster.engine) for s in cluster.instances]
+            costs = cost_models(cluster)
         pcie = [catalog.gpu(s.gpu).pcie_bw for s in cluster.instances]
         return cls(workload, cluster, costs, plans, pcie)
 
