@@ -128,19 +128,28 @@ class Engine:
         self.waiting_tokens += s.prompt[r]
         if self.state == IDLE:
             self._kick(t)
-        elif self.state == DECODE_RUN and len(self.waiting) == 1 and not self.swapped and self._admittable(r):
-            self._truncate(t)
+        elif self.state == DECODE_RUN and len(self.waiting) == 1 and not self.swapped:
+            self._truncate_if_admittable(r, t)
 
-    def _admittable(self, r: int) -> bool:
-        """Could ``r`` be admitted at the next iteration boundary of the current decode run?"""
+    def _truncate_if_admittable(self, r: int, t: float) -> None:
+        """End the decode run at the next iteration boundary if ``r`` could be admitted there (vLLM
+        prioritises prefills). Free blocks only shrink during a run, so if ``r`` does not fit at the next
+        boundary it waits for the run's end (a completion or block exhaustion) anyway."""
         s = self.sim
         if len(self.running) + len(self.prefilling) >= self.max_seqs:
-            return False
-        blocks = -(-(s.prompt[r] + s.gen[r]) // self.bs)
-        # Blocks only get scarcer during the run: check against the end of the run (conservative is fine,
-        # a completion at the run's end replans anyway).
-        free_end = self.free - self._run_need(self.k_end)
-        return free_end - blocks >= self.watermark and (self.chunked or s.prompt[r] + s.gen[r] <= self.max_tokens)
+            return
+        total = s.prompt[r] + s.gen[r]
+        if not self.chunked and total > self.max_tokens:
+            return
+        k = self.iters_done(t)
+        if k >= self.k_end:
+            return  # the run ends now anyway
+        boundary = k if k > 0 and self.t0 + self._run_time(k) == t else k + 1
+        if self.free - self._run_need(boundary) - (-(-total // self.bs)) < self.watermark:
+            return
+        self.k_end = boundary
+        self.version += 1
+        self.sim.events.push(max(t, self.t0 + self._run_time(boundary)), (self.idx, self.version))
 
     def _kick(self, t: float) -> None:
         self.version += 1
@@ -149,18 +158,6 @@ class Engine:
         self.batch_decode = False
         self.seg_t0 = t
         self.sim.events.push(t, (self.idx, self.version))
-
-    def _truncate(self, t: float) -> None:
-        """End the current decode run after the iteration in progress at ``t``."""
-        k = self.iters_done(t)
-        if k >= self.k_end:
-            return
-        if k > 0 and self._run_time(k) + self.t0 == t:
-            self.k_end = k
-        else:
-            self.k_end = k + 1
-        self.version += 1
-        self.sim.events.push(max(t, self.t0 + self._run_time(self.k_end)), (self.idx, self.version))
 
     # ------------------------------------------------------------------ decode-run closed forms
     def _run_time(self, k: int) -> float:
@@ -270,9 +267,11 @@ class Engine:
         s.fin_key[r] = -1
         return blocks
 
-    def _preempt_for_next_decode(self, t: float) -> None:
-        """Preempt the latest admitted sequences until the next decode iteration's new blocks fit."""
+    def _preempt_for_next_decode(self, t: float) -> bool:
+        """Preempt the latest admitted sequences until the next decode iteration's new blocks fit; True if any."""
+        preempted = False
         while self.running and self.cnt[(-self.D) % self.bs] > self.free:
+            preempted = True
             r = self.running.pop()
             blocks = self._leave_running(r)
             self.free += blocks
@@ -288,13 +287,14 @@ class Engine:
                 self.waiting.appendleft(r)
                 self.waiting_tokens += s.prompt[r] + s.gen[r]
                 s.finish_request(r, t, END_RECOMPUTE)
+        return preempted
 
     def _swap_in(self, t: float) -> None:
         s = self.sim
         while self.swapped and len(self.running) + len(self.prefilling) < self.max_seqs:
             r = self.swapped[0]
             blocks = s.swap_blocks[r]
-            if self.free - blocks - 1 < self.watermark:
+            if self.free - blocks < self.watermark:
                 break
             self.swapped.popleft()
             self.free -= blocks
@@ -363,57 +363,80 @@ class Engine:
         return n
 
     def _plan(self, t: float) -> None:
-        """Choose the next iteration (or run) at time ``t`` and schedule its end."""
-        if self.running:
-            self._preempt_for_next_decode(t)
-        if self.swapped:
-            self._swap_in(t)
-        xfer = self.xfer_bytes / self.pcie_bw if self.xfer_bytes else 0.0
-        self.xfer_bytes = 0.0
-        cost = self.cost
+        """Choose the next iteration (or run) at time ``t`` and schedule its end (vLLM v0's scheduler order:
+        without chunking, new prefills first unless requests are swapped out, else decode the running batch,
+        preempting as needed, and swap in only if nothing was preempted in this step)."""
         if self.chunked:
-            budget = self.max_tokens - len(self.running)
-            batch: list[tuple[int, int, int]] = []
-            P = prior_sum = 0
-            pairs = 0.0
-            s = self.sim
-            for r in self.prefilling:
-                if budget <= 0:
-                    break
-                done = s.prefill_done[r]
-                c = min(s.prefill_target[r] - done, budget)
-                batch.append((r, c, done))
-                P += c
-                prior_sum += done
-                pairs += c * (done + (c + 1) * 0.5)
-                budget -= c
-            if not self.swapped and budget > 0:
-                new, _, _ = self._admit(t, budget, self.cnt[(-self.D) % self.bs] if self.running else 0)
-                for r, c, done in new:
-                    self.prefilling.append(r)
-                    batch.append((r, c, done))
-                    P += c
-                    prior_sum += done
-                    pairs += c * (done + (c + 1) * 0.5)
-            if batch:
-                B = len(self.running)
-                dt = cost.iteration_time(P, B, self.S, prefill_context_tokens=prior_sum,
-                                         prefill_attention_pairs=pairs) + xfer
-                self._start_single(t, dt, batch, B > 0)
-                return
-        elif not self.swapped and self.waiting:
-            batch, P, prior_sum = self._admit(t, self.max_tokens)
-            if batch:
-                pairs = sum(c * (pr + (c + 1) * 0.5) for _, c, pr in batch)
-                dt = cost.iteration_time(P, 0, 0, prefill_context_tokens=prior_sum, prefill_attention_pairs=pairs)
-                self._start_single(t, dt + xfer, batch, False)
-                return
+            self._plan_chunked(t)
+            return
+        if not self.swapped and self.waiting and self._try_prefill(t):
+            return
+        preempted = self._preempt_for_next_decode(t) if self.running else False
+        if self.swapped and (not preempted or not self.running):
+            self._swap_in(t)
         if self.running:
+            self._start_decode_run(t, self._take_xfer())
+        elif self.waiting and not self.swapped and self._try_prefill(t):
+            return  # everything was preempted: re-admit at once
+        elif self.waiting or self.swapped:
+            self._stuck(t)
+
+    def _take_xfer(self) -> float:
+        """Seconds of pending swap traffic over PCIe, charged to the next iteration."""
+        x = self.xfer_bytes / self.pcie_bw if self.xfer_bytes else 0.0
+        self.xfer_bytes = 0.0
+        return x
+
+    def _try_prefill(self, t: float) -> bool:
+        """Start a prefill-only iteration with the admissible waiting requests, if any."""
+        batch, P, prior_sum = self._admit(t, self.max_tokens)
+        if not batch:
+            return False
+        pairs = sum(c * (pr + (c + 1) * 0.5) for _, c, pr in batch)
+        dt = self.cost.iteration_time(P, 0, 0, prefill_context_tokens=prior_sum, prefill_attention_pairs=pairs)
+        self._start_single(t, dt + self._take_xfer(), batch, False)
+        return True
+
+    def _plan_chunked(self, t: float) -> None:
+        """Sarathi-style: decode every running sequence and fill the token budget with prompt chunks
+        (in-progress prefills first, then new admissions)."""
+        preempted = self._preempt_for_next_decode(t) if self.running else False
+        if self.swapped and (not preempted or not self.running):
+            self._swap_in(t)
+        xfer = self._take_xfer()
+        budget = self.max_tokens - len(self.running)
+        batch: list[tuple[int, int, int]] = []
+        P = prior_sum = 0
+        pairs = 0.0
+        s = self.sim
+        for r in self.prefilling:
+            if budget <= 0:
+                break
+            done = s.prefill_done[r]
+            c = min(s.prefill_target[r] - done, budget)
+            batch.append((r, c, done))
+            budget -= c
+        if not self.swapped and budget > 0:
+            new, _, _ = self._admit(t, budget, self.cnt[(-self.D) % self.bs] if self.running else 0)
+            self.prefilling.extend(r for r, _, _ in new)
+            batch.extend(new)
+        for _, c, done in batch:
+            P += c
+            prior_sum += done
+            pairs += c * (done + (c + 1) * 0.5)
+        if batch:
+            B = len(self.running)
+            dt = self.cost.iteration_time(P, B, self.S, prefill_context_tokens=prior_sum,
+                                          prefill_attention_pairs=pairs)
+            self._start_single(t, dt + xfer, batch, B > 0)
+        elif self.running:
             self._start_decode_run(t, xfer)
         elif self.waiting or self.swapped:
-            raise RuntimeError(f"instance {self.idx}: requests wait at t={t} but nothing can run "
-                               f"(free blocks {self.free}/{self.total_blocks}); a request larger than the cache "
-                               "was routed here")
+            self._stuck(t)
+
+    def _stuck(self, t: float) -> None:
+        raise RuntimeError(f"instance {self.idx}: requests wait at t={t} but nothing can run (free blocks "
+                           f"{self.free}/{self.total_blocks}); a request larger than the cache was routed here")
 
     def _start_single(self, t: float, dt: float, batch: list[tuple[int, int, int]], decode: bool) -> None:
         if not dt > 0:
