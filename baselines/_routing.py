@@ -12,7 +12,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
 from schedgym.envs.serving.sim import ClusterSim
 
 SERVING = "schedgym/LLMServing-v0"

@@ -11,11 +11,14 @@ from importlib import resources
 
 import numpy as np
 import pytest
-
 from schedgym.envs.serving import catalog, profiling
 from schedgym.envs.serving.cluster import check_cluster, instance_plan
 from schedgym.envs.serving.costmodel import (
-    RooflineCostModel, TableCostModel, calibration_from_rows, fitted_efficiency, load_calibration_table,
+    RooflineCostModel,
+    TableCostModel,
+    calibration_from_rows,
+    fitted_efficiency,
+    load_calibration_table,
 )
 from schedgym.envs.serving.sim import ClusterSim
 from schedgym.envs.serving.types import ClusterSpec, EngineConfig, InstanceSpec, ServingWorkload

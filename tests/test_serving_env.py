@@ -8,13 +8,13 @@ from dataclasses import replace
 import gymnasium as gym
 import numpy as np
 import pytest
+from schedgym.envs.serving import features
+from schedgym.envs.serving.datasets import part
+from schedgym.envs.serving.types import ServingWorkload
 
 import schedgym
 from schedgym import evaluate, make_policy
 from schedgym.policy import baselines
-from schedgym.envs.serving import features
-from schedgym.envs.serving.datasets import part
-from schedgym.envs.serving.types import ServingWorkload
 
 ENV = "schedgym/LLMServing-v0"
 ROUTERS = ("round_robin", "random", "jsq", "least_kv", "power_of_two", "llumnix", "cache_aware")

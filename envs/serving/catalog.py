@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -90,7 +90,7 @@ class ModelSpec:
         return float(2 * self.n_layers * self.n_kv_heads * self.head_dim * self.bytes_per_param)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(kind: str) -> dict[str, dict[str, Any]]:
     text = resources.files("schedgym.data").joinpath(f"serving/catalog/{kind}.json").read_text()
     return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
@@ -118,7 +118,7 @@ def _resolve(name: str, table: dict[str, dict[str, Any]], aliases: dict[str, str
     raise ValueError(f"unknown {what} {name!r}; expected one of {sorted(table)} (aliases: {sorted(aliases)})")
 
 
-@lru_cache(maxsize=None)
+@cache
 def gpu(name: str) -> GpuSpec:
     """The catalog entry of GPU ``name`` (exact name or alias)."""
     key = _resolve(name, _load("gpus"), GPU_ALIASES, "GPU")
@@ -128,7 +128,7 @@ def gpu(name: str) -> GpuSpec:
                    e["efficiency_from"], e.get("source", ""))
 
 
-@lru_cache(maxsize=None)
+@cache
 def model(name: str) -> ModelSpec:
     """The catalog entry of model ``name`` (exact name or alias)."""
     key = _resolve(name, _load("models"), MODEL_ALIASES, "model")

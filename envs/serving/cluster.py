@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 from schedgym.envs.serving import catalog
 from schedgym.envs.serving.costmodel import (
-    CostModel, RooflineCostModel, TableCostModel, load_calibration_table,
+    CostModel,
+    RooflineCostModel,
+    TableCostModel,
+    load_calibration_table,
 )
 from schedgym.envs.serving.types import ClusterSpec, EngineConfig, InstanceSpec
 

@@ -31,13 +31,12 @@ import csv
 import json
 import math
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-
 from schedgym.envs.serving.catalog import GpuSpec, ModelSpec
 
 DEFAULT_ITERATION_OVERHEAD_S = 1.0e-3  # engine CPU work per iteration (schedule, sample, detokenise): not in Vidur's GPU profiles
@@ -85,7 +84,7 @@ class Efficiency:
         return asdict(self)
 
 
-@lru_cache(maxsize=None)
+@cache
 def fitted_efficiency(gpu_name: str) -> Efficiency:
     """The shipped constants fitted for ``gpu_name`` (an A100/H100 profile; others borrow via the catalog)."""
     text = resources.files("schedgym.data").joinpath("serving/costmodel_fit.json").read_text()

@@ -20,14 +20,14 @@ first 80 % of its rows for train and the rest for test.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
-
-from schedgym import datasets
 from schedgym.envs.serving.generator import synthetic_workload, trace_window
 from schedgym.envs.serving.io import TRACES, load_sharegpt, load_trace, load_trace_file
 from schedgym.envs.serving.types import ServingWorkload
+
+from schedgym import datasets
 
 ENV_ID = "schedgym/LLMServing-v0"
 TRAIN_FRACTION = 0.8
@@ -42,7 +42,7 @@ DESCRIPTIONS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def split_index(trace: str) -> int:
     """Index of the first test request: the first arriving after 80 % of the trace's time span."""
     w = load_trace(trace)
@@ -120,7 +120,7 @@ def _lazy_windows(trace: str) -> tuple[str, ...]:
 TEST_WINDOWS = {"azure-conv-2023": 6, "azure-code-2023": 2, "mooncake-conversation": 6, "mooncake-synthetic": 2}
 
 
-@lru_cache(maxsize=None)
+@cache
 def length_samples(source: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(prompt, output) length samples for synthetic workloads: ShareGPT rows or a trace part."""
     if source == "sharegpt":

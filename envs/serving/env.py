@@ -6,9 +6,6 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-
-from schedgym import datasets
-from schedgym.envbase import SchedulingEnv
 from schedgym.envs.serving import catalog, features, viewer
 from schedgym.envs.serving.cluster import check_cluster, cost_models, resolve_cluster
 from schedgym.envs.serving.generator import sample_classes
@@ -18,6 +15,9 @@ from schedgym.envs.serving.reward import REWARDS, step_reward, tally
 from schedgym.envs.serving.sim import ClusterSim
 from schedgym.envs.serving.types import SLO, ClusterSpec, EngineConfig, ServingSchedule, ServingWorkload
 from schedgym.envs.serving.validator import validate_schedule
+
+from schedgym import datasets
+from schedgym.envbase import SchedulingEnv
 from schedgym.graph import GraphSpec
 
 ESTIMATES = ("none", "oracle", "noisy")
@@ -173,6 +173,7 @@ class LLMServingEnv(SchedulingEnv):
                                   catalog.gpu(s.gpu).hbm_bw * s.tp / 1e12, catalog.gpu(s.gpu).price_per_hour * s.tp,
                                   s.context_limit] for s, p in zip(self.cluster.instances, self._plans)], np.float64)
         self._encoder = features.FeatureEncoder(self._static)
+        self._prefill_memo: dict[int, np.ndarray] = {}
         self._buf = features.empty_buffers(N)
         self.state: ClusterSim | None = None
 
@@ -280,7 +281,9 @@ class LLMServingEnv(SchedulingEnv):
         slo = self.cluster.slo
         est = None if self._estimates is None else float(self._estimates[r])
         view = features.RequestView(p, c, slo.ttft_s[c], slo.tpot_s[c], est)
-        prefill = np.array([cm.prefill_time(p) for cm in self._unique_costs])[self._cost_index]
+        prefill = self._prefill_memo.get(p)
+        if prefill is None:  # memoised per prompt length: the request alone on each instance
+            prefill = self._prefill_memo[p] = np.array([cm.prefill_time(p) for cm in self._unique_costs])[self._cost_index]
         self._encoder.encode(sim.live_stats(), view, prefill, sim.prefix_hits(r), sim.feasible[r],  # type: ignore[union-attr]
                              self._buf)
         return {k: v.copy() for k, v in self._buf.items()}

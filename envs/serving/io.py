@@ -10,12 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
-
 from schedgym.envs.serving.types import ServingWorkload
 
 TRACES = {
@@ -132,7 +131,7 @@ def _shipped(filename: str) -> str:
     return resources.files("schedgym.data").joinpath(f"serving/traces/{filename}").read_text()
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_trace(name: str) -> ServingWorkload:
     """A shipped trace by name (``TRACES``), whole, times starting at 0."""
     if name not in TRACES:
@@ -143,7 +142,7 @@ def load_trace(name: str) -> ServingWorkload:
     return parse(_shipped(filename), src, name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_sharegpt() -> tuple[np.ndarray, np.ndarray]:
     """The shipped ShareGPT length statistics (read-only arrays)."""
     p, o = parse_sharegpt(_shipped(SHAREGPT), f"schedgym/data/serving/traces/{SHAREGPT}")

@@ -20,12 +20,11 @@ import csv
 import gzip
 import io
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
 import numpy as np
-
 from schedgym.envs.serving import catalog
 from schedgym.envs.serving.catalog import GpuSpec, ModelSpec
 from schedgym.envs.serving.costmodel import Efficiency, RooflineCostModel
@@ -46,7 +45,7 @@ ALLREDUCE = {"A100-80GB": "network/a100_dgx/all_reduce.csv.gz", "H100-80GB": "ne
 MS = 1e-3
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_rows(relpath: str) -> tuple[dict[str, str], ...]:
     """Rows of one shipped profile CSV (decompressed in memory)."""
     raw = resources.files("schedgym.data").joinpath(f"{ROOT}/{relpath}").read_bytes()

@@ -33,15 +33,22 @@ from collections import OrderedDict, deque
 from typing import Any
 
 import numpy as np
-
-from schedgym.engine import EventQueue
 from schedgym.envs.serving import catalog
 from schedgym.envs.serving.cluster import InstancePlan, check_cluster, cost_models, request_limit
 from schedgym.envs.serving.costmodel import CostModel
 from schedgym.envs.serving.types import (
-    END_FINISH, END_RECOMPUTE, END_SWAP_OUT, START_PREFILL, START_SWAP_IN, ClusterSpec, EngineConfig,
-    ServingSchedule, ServingWorkload,
+    END_FINISH,
+    END_RECOMPUTE,
+    END_SWAP_OUT,
+    START_PREFILL,
+    START_SWAP_IN,
+    ClusterSpec,
+    EngineConfig,
+    ServingSchedule,
+    ServingWorkload,
 )
+
+from schedgym.engine import EventQueue
 
 IDLE, DECODE_RUN, SINGLE = 0, 1, 2
 NAN = float("nan")
@@ -477,9 +484,9 @@ class Engine:
         B = len(self.running)
         step = 0.0
         if self.state == DECODE_RUN:
-            k = self.iters_done(t)
-            q, m = divmod(k + 1 if k < self.k_end else k, self.bs)
-            used += B * q + self.pref[m]
+            k = self.iters_done(t) if t > self.t0 else 0
+            n = k + 1 if k < self.k_end else k
+            used += B * (n // self.bs) + self.pref[n % self.bs]
             S += B * k
             step = self.alpha + self.beta * S
         elif B:
@@ -515,6 +522,9 @@ class ClusterSim:
         if workload.prefix_hashes is None:  # nothing to cache by
             for e in self.engines:
                 e.prefix = None
+        self._prefix_on = any(e.prefix is not None for e in self.engines)
+        self._no_hits = np.zeros(len(self.engines))
+        self._no_hits.flags.writeable = False
         limit = np.array([request_limit(spec, cfg, plan) for spec, plan in zip(cluster.instances, plans)])
         total = workload.prompt_tokens + workload.output_tokens
         self.feasible = total[:, None] <= limit[None, :]  # (R, N) bool: the routing mask
@@ -611,10 +621,6 @@ class ClusterSim:
         self._run_until(math.inf)
         self.now = max([self.now] + [f for f in self.finish if f == f])
 
-    def advance_to(self, t: float) -> None:
-        """Process every event strictly before ``t`` (used by rewards measured at a time)."""
-        self._run_until(t)
-
     @property
     def done(self) -> bool:
         return self.next_req >= len(self.arrival) and not len(self.events)
@@ -627,10 +633,11 @@ class ClusterSim:
 
     def prefix_hits(self, r: int) -> np.ndarray:
         """Fraction of request ``r``'s prefix blocks cached on each instance (0 without prefix caching)."""
-        n = self.workload.prefix_offsets[r + 1] - self.workload.prefix_offsets[r] \
-            if self.workload.prefix_offsets is not None else 0
-        if not n or all(e.prefix is None for e in self.engines):
-            return np.zeros(len(self.engines))
+        if not self._prefix_on:
+            return self._no_hits
+        n = self.workload.prefix_offsets[r + 1] - self.workload.prefix_offsets[r]
+        if not n:
+            return self._no_hits
         hs = self.workload.hashes(r).tolist()
         return np.array([e.prefix_match(hs) / n for e in self.engines])
 

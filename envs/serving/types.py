@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
-
 from schedgym.envs.serving import catalog
 
 
