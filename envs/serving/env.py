@@ -308,10 +308,15 @@ class LLMServingEnv(SchedulingEnv):
             self._info(True)
 
     def _info(self, invalid: bool) -> dict[str, Any]:
+        """Running metrics: simulated time, counts, and TTFT / SLO attainment of the requests settled so far."""
         sim = self.state
-        return {"action_mask": self._buf["action_mask"].copy(), "invalid_action": invalid, "time": sim.now,  # type: ignore[union-attr]
-                "request": -1 if self._request is None else self._request, "n_routed": sim.next_req - len(sim.rejected),  # type: ignore[union-attr]
-                "n_finished": sim.n_finished, "n_slo_met": sim.n_slo_ok, "n_rejected": len(sim.rejected)}  # type: ignore[union-attr]
+        assert sim is not None
+        return {"action_mask": self._buf["action_mask"].copy(), "invalid_action": invalid, "time": sim.now,
+                "request": -1 if self._request is None else self._request,
+                "n_routed": sim.next_req - len(sim.rejected), "n_finished": sim.n_finished,
+                "n_slo_met": sim.n_slo_ok, "n_rejected": len(sim.rejected),
+                "mean_ttft_so_far": sim.ttft_done / sim.n_first if sim.n_first else 0.0,
+                "slo_attainment_so_far": sim.n_slo_ok / sim.n_finished if sim.n_finished else 1.0}
 
 
 def _resolve_instance(instance: ServingWorkload | str) -> ServingWorkload:
