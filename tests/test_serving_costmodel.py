@@ -47,10 +47,13 @@ def test_catalogs_have_the_required_gpus_and_models_with_sources():
     (lambda: InstanceSpec.parse("H100-80GB"), "expected 'GPU/MODEL'"),
     (lambda: InstanceSpec("H100-80GB", "Llama-3-8B", tp=0), "tp must be an integer >= 1"),
     (lambda: InstanceSpec("H100-80GB", "Llama-2-7B", max_model_len=8192), r"max_model_len must be in 1\.\.4096"),
-    (lambda: instance_plan(InstanceSpec("L4", "Llama-3-70B"), EngineConfig()), "does not fit GPU L4 at tensor-parallel 1"),
-    (lambda: instance_plan(InstanceSpec("A100-80GB", "Llama-3-70B", tp=3), EngineConfig()), "tensor-parallel degree 3"),
+    (lambda: instance_plan(InstanceSpec("L4", "Llama-3-70B"), EngineConfig()),
+     "does not fit GPU L4 at tensor-parallel 1"),
+    (lambda: instance_plan(InstanceSpec("A100-80GB", "Llama-3-70B", tp=3), EngineConfig()),
+     "tensor-parallel degree 3"),
     (lambda: EngineConfig(preemption="drop"), "preemption='drop': expected 'recompute' or 'swap'"),
-    (lambda: check_cluster(ClusterSpec(("H100-80GB/Llama-3-8B", "A10G/Llama-3-70B/tp2"))), r"instance 1 \(A10G/Llama-3-70B/tp2\)"),
+    (lambda: check_cluster(ClusterSpec(("H100-80GB/Llama-3-8B", "A10G/Llama-3-70B/tp2"))),
+     r"instance 1 \(A10G/Llama-3-70B/tp2\)"),
 ])
 def test_bad_cluster_input_names_the_field(call, match):
     with pytest.raises(ValueError, match=match):
@@ -189,7 +192,8 @@ def test_calibration_table_overrides_the_analytic_model_in_a_simulation(tmp_path
     ("prefill_tokens,decode_tokens,kv_context_tokens,time_s\n1,0,0,abc\n", "row 2: .*time_s a number"),
     ("prefill_tokens,decode_tokens,kv_context_tokens,time_s\n-5,0,0,0.1\n", "row 2: expected prefill_tokens"),
     ("prefill_tokens,decode_tokens,kv_context_tokens,time_s\n0,0,0,0.1\n", "prefill \\+ decode > 0"),
-    ("prefill_tokens,decode_tokens,kv_context_tokens,time_s\n10,0,0,0\n", "row 2: time_s must be a finite number > 0"),
+    ("prefill_tokens,decode_tokens,kv_context_tokens,time_s\n10,0,0,0\n",
+     "row 2: time_s must be a finite number > 0"),
     ("prefill_tokens,decode_tokens,kv_context_tokens,time_s\n10,0,0,0.1\n0,4,40,0.1\n20,0,0,0.2\n",
      r"full grid; missing \[\(10, 4\), \(20, 4\)\]"),
     ("prefill_tokens,decode_tokens,kv_context_tokens,time_s\n1.5,0,0,0.1\n", "row 2: token columns must be integers"),

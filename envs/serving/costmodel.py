@@ -39,7 +39,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from schedgym.envs.serving.catalog import GpuSpec, ModelSpec
 
-DEFAULT_ITERATION_OVERHEAD_S = 1.0e-3  # engine CPU work per iteration (schedule, sample, detokenise): not in Vidur's GPU profiles
+# Engine CPU work per iteration (schedule, sample, detokenise): not in Vidur's GPU profiles, so not fitted.
+DEFAULT_ITERATION_OVERHEAD_S = 1.0e-3
 
 
 @runtime_checkable
@@ -70,7 +71,7 @@ class Efficiency:
     attn_overhead_s: float = 1e-5
     reshape_passes: float = 1.0
     allreduce_latency_s: float = 1e-5
-    allreduce_bw_factor: float = 0.7   # effective multiple of the catalog link bandwidth (may exceed 1: NVSwitch reduction)
+    allreduce_bw_factor: float = 0.7   # x catalog link bandwidth (may exceed 1: NVSwitch in-network reduction)
 
     @classmethod
     def from_dict(cls, d: dict[str, float]) -> Efficiency:
@@ -292,7 +293,8 @@ def load_calibration_table(path: str | Path) -> CalibrationTable:
     meta: dict[str, Any] = {"path": str(p)}
     if p.suffix.lower() == ".json":
         doc = json.loads(p.read_text())
-        if not isinstance(doc, dict) or doc.get("schema") != CALIBRATION_SCHEMA or not isinstance(doc.get("rows"), list):
+        ok = isinstance(doc, dict) and doc.get("schema") == CALIBRATION_SCHEMA and isinstance(doc.get("rows"), list)
+        if not ok:
             raise ValueError(f"{p}: expected a JSON object with schema={CALIBRATION_SCHEMA!r} and a 'rows' list")
         rows = doc["rows"]
         meta.update({k: v for k, v in doc.items() if k != "rows"})

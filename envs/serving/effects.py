@@ -45,14 +45,16 @@ class EffectsReport:
         head = f"{'experiment':<22}{'setting':<26}{'policy':<14}" + "".join(f"{c:>15}" for c in COLUMNS)
         lines = [head, "-" * len(head)]
         for r in self.rows:
-            vals = "".join(f"{r[c]:>15.0f}" if c in ("preemptions", "n_rejected") else f"{r[c]:>15.3f}" for c in COLUMNS)
+            vals = "".join(f"{r[c]:>15.0f}" if c in ("preemptions", "n_rejected") else f"{r[c]:>15.3f}"
+                           for c in COLUMNS)
             lines.append(f"{r['experiment']:<22}{r['setting']:<26}{r['policy']:<14}{vals}")
         lines.append("")
         lines += [f"[{'PASS' if ok else 'FAIL'}] {name}" for name, ok in self.checks.items()]
         return "\n".join(lines)
 
 
-def run_policy(workload: ServingWorkload, policy: str, seed: int = 0, **env_kwargs: Any) -> tuple[dict[str, Any], np.ndarray]:
+def run_policy(workload: ServingWorkload, policy: str, seed: int = 0,
+               **env_kwargs: Any) -> tuple[dict[str, Any], np.ndarray]:
     """One episode; returns the validator's metrics and the per-request TTFT (NaN for rejected requests)."""
     env = gym.make(ENV_ID, instance=workload, **env_kwargs)
     try:
@@ -66,12 +68,13 @@ def run_policy(workload: ServingWorkload, policy: str, seed: int = 0, **env_kwar
         base = env.unwrapped
         metrics = base.validate()  # type: ignore[attr-defined]
         if not np.isclose(metrics["p99_ttft"], info["p99_ttft"]):
-            raise RuntimeError(f"env reported p99_ttft {info['p99_ttft']} but the validator recomputed {metrics['p99_ttft']}")
+            raise RuntimeError(f"env reported p99_ttft {info['p99_ttft']} but the validator recomputed "
+                               f"{metrics['p99_ttft']}")
         s = base.schedule()  # type: ignore[attr-defined]
         ttft = np.full(s.instance.size, np.nan)
         first = np.full(s.instance.size, np.inf)
         np.minimum.at(first, s.res_request, s.res_alloc)
-        for r, alloc, start in zip(s.res_request, s.res_alloc, s.res_start):
+        for r, alloc, start in zip(s.res_request, s.res_alloc, s.res_start, strict=False):
             if alloc == first[r]:
                 ttft[r] = start - s.workload.arrival[r]
         return metrics, ttft

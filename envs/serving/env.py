@@ -169,9 +169,10 @@ class LLMServingEnv(SchedulingEnv):
         self.graph_spec = GraphSpec(N + 1, 2 * N, features.NODE_DIM, features.EDGE_DIM, N, action_node=True)
         self.observation_space = self.graph_spec.space(0.0, np.inf)
         self.action_space = spaces.Discrete(N)
-        self._static = np.array([[p.num_blocks, self.cluster.engine.block_size, catalog.gpu(s.gpu).peak_flops * s.tp / 1e12,
-                                  catalog.gpu(s.gpu).hbm_bw * s.tp / 1e12, catalog.gpu(s.gpu).price_per_hour * s.tp,
-                                  s.context_limit] for s, p in zip(self.cluster.instances, self._plans)], np.float64)
+        self._static = np.array([[p.num_blocks, self.cluster.engine.block_size,
+                                  catalog.gpu(s.gpu).peak_flops * s.tp / 1e12, catalog.gpu(s.gpu).hbm_bw * s.tp / 1e12,
+                                  catalog.gpu(s.gpu).price_per_hour * s.tp, s.context_limit]
+                                 for s, p in zip(self.cluster.instances, self._plans, strict=True)], np.float64)
         self._encoder = features.FeatureEncoder(self._static)
         self._prefill_memo: dict[int, np.ndarray] = {}
         self._buf = features.empty_buffers(N)
@@ -192,7 +193,8 @@ class LLMServingEnv(SchedulingEnv):
         if self.output_estimate == "oracle":
             self._estimates = w.output_tokens.astype(np.float64)
         elif self.output_estimate == "noisy":
-            self._estimates = w.output_tokens * np.exp(self.estimate_noise * self.np_random.standard_normal(w.n_requests))
+            noise = self.np_random.standard_normal(w.n_requests)
+            self._estimates = w.output_tokens * np.exp(self.estimate_noise * noise)
         self.state = sim = ClusterSim(w, self.cluster, self._costs, self._plans, self._pcie)
         self._n_invalid = 0
         self._tally = 0.0
@@ -283,7 +285,8 @@ class LLMServingEnv(SchedulingEnv):
         view = features.RequestView(p, c, slo.ttft_s[c], slo.tpot_s[c], est)
         prefill = self._prefill_memo.get(p)
         if prefill is None:  # memoised per prompt length: the request alone on each instance
-            prefill = self._prefill_memo[p] = np.array([cm.prefill_time(p) for cm in self._unique_costs])[self._cost_index]
+            alone = np.array([cm.prefill_time(p) for cm in self._unique_costs])
+            prefill = self._prefill_memo[p] = alone[self._cost_index]
         self._encoder.encode(sim.live_stats(), view, prefill, sim.prefix_hits(r), sim.feasible[r],  # type: ignore[union-attr]
                              self._buf)
         return {k: v.copy() for k, v in self._buf.items()}

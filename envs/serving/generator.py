@@ -38,7 +38,8 @@ def synthetic_workload(rng: np.random.Generator, prompt: np.ndarray, output: np.
     return ServingWorkload(name, t, np.asarray(prompt)[idx], np.asarray(output)[idx], source="synthetic")
 
 
-def trace_window(rng: np.random.Generator, trace: ServingWorkload, n: int, name: str | None = None) -> ServingWorkload:
+def trace_window(rng: np.random.Generator, trace: ServingWorkload, n: int,
+                 name: str | None = None) -> ServingWorkload:
     """A uniformly random window of ``n`` consecutive requests of ``trace`` (times rebased to 0)."""
     if not 1 <= n <= trace.n_requests:
         raise ValueError(f"window of {n} requests does not fit {trace.name} ({trace.n_requests} requests)")

@@ -66,7 +66,8 @@ def parse_azure(text: str, src: str, name: str) -> ServingWorkload:
         try:
             stamps.append(np.datetime64(ts.strip().replace(" ", "T"), "ns"))
         except ValueError:
-            raise ValueError(f"{src}: line {line}: field 'TIMESTAMP' = {ts!r}: expected 'YYYY-MM-DD HH:MM:SS.fff'") from None
+            raise ValueError(f"{src}: line {line}: field 'TIMESTAMP' = {ts!r}: "
+                             "expected 'YYYY-MM-DD HH:MM:SS.fff'") from None
         prompt.append(_tokens(src, line, "ContextTokens", row.get("ContextTokens")))
         output.append(_tokens(src, line, "GeneratedTokens", row.get("GeneratedTokens")))
     if not stamps:
@@ -78,7 +79,8 @@ def parse_azure(text: str, src: str, name: str) -> ServingWorkload:
 
 
 def parse_mooncake(text: str, src: str, name: str) -> ServingWorkload:
-    """Mooncake FAST'25 JSONL: ``timestamp`` (ms), ``input_length``, ``output_length``, ``hash_ids`` (512-token blocks)."""
+    """Mooncake FAST'25 JSONL: ``timestamp`` (ms), ``input_length``, ``output_length``, ``hash_ids``
+    (512-token prefix blocks)."""
     times, prompt, output, hashes, offsets = [], [], [], [], [0]
     for i, raw in enumerate(text.splitlines()):
         line = i + 1
@@ -92,7 +94,8 @@ def parse_mooncake(text: str, src: str, name: str) -> ServingWorkload:
             raise ValueError(f"{src}: line {line}: expected a JSON object with {list(MOONCAKE_FIELDS)}")
         for f in MOONCAKE_FIELDS:
             if f not in obj:
-                raise ValueError(f"{src}: line {line}: missing field {f!r}; expected {list(MOONCAKE_FIELDS) + ['hash_ids']}")
+                raise ValueError(f"{src}: line {line}: missing field {f!r}; "
+                                 f"expected {list(MOONCAKE_FIELDS) + ['hash_ids']}")
         ts = obj["timestamp"]
         if not isinstance(ts, (int, float)) or isinstance(ts, bool) or not np.isfinite(ts) or ts < 0:
             raise ValueError(f"{src}: line {line}: field 'timestamp' = {ts!r}: expected milliseconds >= 0")

@@ -172,11 +172,11 @@ def _fit_params(groups: list[Rows], eff: Efficiency, names: tuple[str, ...]) -> 
     x0 = np.log([getattr(eff, n) for n in names])
 
     def resid(x: np.ndarray) -> np.ndarray:
-        e = replace(eff, **dict(zip(names, np.exp(x))))
+        e = replace(eff, **dict(zip(names, np.exp(x), strict=False)))
         return np.concatenate([np.log(predict(r, e) / r.measured) for r in groups])
 
     sol = least_squares(resid, x0, method="trf", loss="soft_l1", f_scale=0.1, max_nfev=400)
-    return replace(eff, **dict(zip(names, (float(v) for v in np.exp(sol.x)))))
+    return replace(eff, **dict(zip(names, (float(v) for v in np.exp(sol.x)), strict=False)))
 
 
 def fit(gpu_name: str, groups: list[Rows], base: Efficiency | None = None, seed: int = 0) -> Efficiency:

@@ -478,7 +478,8 @@ class Engine:
 
     # ------------------------------------------------------------------ observation
     def snapshot(self, t: float) -> tuple[int, int, int, int, int, int, float]:
-        """(waiting, running, swapped, used blocks, pending prefill tokens, running context, est. decode step s) at ``t``."""
+        """Router-visible statistics at ``t`` (columns ``features.LIVE``): waiting, running, swapped, used
+        blocks, pending prefill tokens, running context tokens, current decode step (s)."""
         used = self.total_blocks - self.free
         S = self.S
         B = len(self.running)
@@ -525,7 +526,7 @@ class ClusterSim:
         self._prefix_on = any(e.prefix is not None for e in self.engines)
         self._no_hits = np.zeros(len(self.engines))
         self._no_hits.flags.writeable = False
-        limit = np.array([request_limit(spec, cfg, plan) for spec, plan in zip(cluster.instances, plans)])
+        limit = np.array([request_limit(spec, cfg, plan) for spec, plan in zip(cluster.instances, plans, strict=False)])
         total = workload.prompt_tokens + workload.output_tokens
         self.feasible = total[:, None] <= limit[None, :]  # (R, N) bool: the routing mask
         self.feasible.flags.writeable = False
@@ -567,7 +568,8 @@ class ClusterSim:
                                  f"{cluster.slo.n_classes} class(es)")
 
     @classmethod
-    def build(cls, workload: ServingWorkload, cluster: ClusterSpec, costs: list[CostModel] | None = None) -> ClusterSim:
+    def build(cls, workload: ServingWorkload, cluster: ClusterSpec,
+              costs: list[CostModel] | None = None) -> ClusterSim:
         """A simulator for ``workload`` on ``cluster`` (cost models built from the specs unless given)."""
         plans = check_cluster(cluster)
         if costs is None:

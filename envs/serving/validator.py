@@ -39,6 +39,11 @@ class ScheduleError(ValueError):
     """A serving event log violates an invariant."""
 
 
+def validate_run(workload: ServingWorkload, schedule: ServingSchedule, **kwargs: Any) -> dict[str, Any]:
+    """Alias of ``validate_schedule`` (the issue's name for the run validator)."""
+    return validate_schedule(workload, schedule, **kwargs)
+
+
 def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
                       check_prefill_bound: bool = True) -> dict[str, Any]:
     """Check ``schedule`` against ``workload``; return every metric recomputed from the log."""
@@ -50,7 +55,7 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
     eng = cl.engine
     bs = eng.block_size
     plans = [instance_plan(spec, eng) for spec in cl.instances]
-    limits = np.array([request_limit(spec, eng, p) for spec, p in zip(cl.instances, plans)])
+    limits = np.array([request_limit(spec, eng, p) for spec, p in zip(cl.instances, plans, strict=False)])
     capacity = np.array([p.num_blocks for p in plans])
     p_tok, o_tok = w.prompt_tokens, w.output_tokens
 
@@ -118,7 +123,8 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
         s0, s1 = s.seg_start[o], s.seg_end[o]
         if (s0[1:] < s1[:-1]).any():
             j = int(np.argmax(s0[1:] < s1[:-1]))
-            raise ScheduleError(f"instance {i}: an iteration starts at {s0[j + 1]} before the previous ends at {s1[j]}")
+            raise ScheduleError(f"instance {i}: an iteration starts at {s0[j + 1]} before the previous ends "
+                                f"at {s1[j]}")
         busy[i] = float(np.sum(s1 - s0))
         dec = np.cumsum(np.where(s.seg_decode[o], s.seg_iters[o], 0))
         C = np.r_[0, dec]  # decode iterations completed by the end of segment k-1 -> C[k]
@@ -166,8 +172,8 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
         for r in np.flatnonzero(routed):
             lb = costs[inst[r]].prefill_time(int(p_tok[r]), int(first_cached[r]))
             if first_token[r] - w.arrival[r] < lb * (1 - REL_TOL):
-                raise ScheduleError(f"request {r}: TTFT {first_token[r] - w.arrival[r]:.6f} s is below its own prefill "
-                                    f"time {lb:.6f} s on instance {inst[r]}")
+                raise ScheduleError(f"request {r}: TTFT {first_token[r] - w.arrival[r]:.6f} s is below its "
+                                    f"own prefill time {lb:.6f} s on instance {inst[r]}")
     preempt = np.maximum(counts - 1, 0)
     price = np.array([catalog.gpu(spec.gpu).price_per_hour * spec.tp for spec in cl.instances])
     out = metrics.aggregate(w.arrival, first_token, finish, first_alloc, p_tok, o_tok, w.priority, preempt,

@@ -19,7 +19,7 @@ def render_ansi(sim: ClusterSim) -> str:
     lines = [f"t={sim.now:.3f}s  routed {sim.next_req}/{len(sim.arrival)}  finished {sim.n_finished}  "
              f"SLO met {sim.n_slo_ok}  rejected {len(sim.rejected)}",
              f"{'inst':<5}{'instance':<34}{'wait':>6}{'run':>6}{'swap':>6}{'KV used':>10}{'step ms':>9}"]
-    for i, (e, row) in enumerate(zip(sim.engines, stats)):
+    for i, (e, row) in enumerate(zip(sim.engines, stats, strict=False)):
         spec = sim.cluster.instances[i]
         lines.append(f"{i:<5}{spec.label:<34}{int(row[0]):>6}{int(row[1]):>6}{int(row[2]):>6}"
                      f"{row[3] / e.total_blocks:>10.1%}{row[6] * 1e3:>9.2f}")
