@@ -50,6 +50,6 @@ class Router:
         return int(best[self.rng.integers(best.size)]) if best.size > 1 else int(best[0])
 
 
-def outstanding(stats: np.ndarray) -> np.ndarray:
-    """Requests on each instance: waiting + running (+ swapped out)."""
-    return stats[:, WAITING] + stats[:, RUNNING] + stats[:, SWAPPED]
+def outstanding(state: ClusterSim) -> np.ndarray:
+    """Requests on each instance: waiting + running + swapped out."""
+    return state.outstanding()

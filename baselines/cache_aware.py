@@ -40,7 +40,7 @@ class CacheAware(Router):
         self.tree_size = np.zeros(n)
 
     def choose(self, state: ClusterSim, request: int, valid: np.ndarray) -> int:
-        load = outstanding(state.live_stats())
+        load = outstanding(state)
         hashes = state.workload.hashes(request).tolist()
         lv = load[valid]
         if lv.max() - lv.min() > self.balance_abs and lv.max() > self.balance_rel * lv.min():

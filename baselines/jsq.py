@@ -18,4 +18,4 @@ class Jsq(Router):
     name = "jsq"
 
     def choose(self, state: ClusterSim, request: int, valid: np.ndarray) -> int:
-        return self.argmin(valid, outstanding(state.live_stats()))
+        return self.argmin(valid, outstanding(state))

@@ -21,4 +21,4 @@ class PowerOfTwo(Router):
         if valid.size == 1:
             return int(valid[0])
         pair = self.rng.choice(valid, size=2, replace=False)
-        return self.argmin(pair, outstanding(state.live_stats()))
+        return self.argmin(pair, outstanding(state))

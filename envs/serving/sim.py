@@ -633,6 +633,11 @@ class ClusterSim:
         t = self.now if t is None else t
         return np.array([e.snapshot(t) for e in self.engines], dtype=np.float64)
 
+    def outstanding(self) -> np.ndarray:
+        """(N,) requests on each instance: waiting + prefilling + running + swapped out (cheap: no time math)."""
+        return np.array([len(e.waiting) + len(e.prefilling) + len(e.running) + len(e.swapped)
+                         for e in self.engines], dtype=np.float64)
+
     def prefix_hits(self, r: int) -> np.ndarray:
         """Fraction of request ``r``'s prefix blocks cached on each instance (0 without prefix caching)."""
         if not self._prefix_on:
