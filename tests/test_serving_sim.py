@@ -274,3 +274,24 @@ def test_prefix_caching_reuses_shared_prompt_blocks():
     assert ttft_on[0] == pytest.approx(ttft_off[0])
     assert ttft_on[1] < ttft_off[1] and ttft_on[2] < ttft_on[1]
     validate_schedule(w, s)
+
+
+@pytest.mark.parametrize("instances,engine,rate", [
+    # Found by fuzzing: a swap-in must leave room for the next decode's new blocks (its own included).
+    (("A100-80GB/Llama-3-70B/tp4",), dict(chunked_prefill=True, preemption="swap", num_gpu_blocks=300,
+                                          max_num_seqs=16, swap_space_gb=0.01, block_size=8,
+                                          max_num_batched_tokens=256), 10.0),
+    (("L4/Llama-3-8B/tp1/len4096", "H100-80GB/Llama-3.1-8B"), dict(preemption="swap", num_gpu_blocks=700,
+                                                                   max_num_seqs=4, prefix_caching=True), 2.0),
+    (("A10G/Llama-2-7B",) * 2, dict(chunked_prefill=True, block_size=32, num_gpu_blocks=300,
+                                    prefix_caching=True), 0.5),
+])
+def test_stress_configurations_validate(instances, engine, rate):
+    from schedgym.envs.serving.io import load_trace
+
+    w = load_trace("mooncake-synthetic").slice(1500, 1596).scaled(rate)
+    rng = np.random.default_rng(0)
+    sim = run_sim(w, ClusterSpec(instances, EngineConfig(**engine)),
+                  route=lambda s, r: int(rng.choice(np.flatnonzero(s.feasible[r]))))
+    out = validate_schedule(w, sim.schedule())
+    assert out["n_served"] + out["n_rejected"] == w.n_requests

@@ -301,7 +301,9 @@ class Engine:
         while self.swapped and len(self.running) + len(self.prefilling) < self.max_seqs:
             r = self.swapped[0]
             blocks = s.swap_blocks[r]
-            if self.free - blocks < self.watermark:
+            # Room for its blocks plus every new block the next decode iteration needs (its own included).
+            need = self.cnt[(-self.D) % self.bs] + ((s.prompt[r] + s.gen[r] - 1) % self.bs == 0)
+            if self.free - blocks - need < self.watermark:
                 break
             self.swapped.popleft()
             self.free -= blocks
