@@ -1,7 +1,12 @@
-"""Classic heuristics, one file per algorithm, all satisfying ``schedgym.Policy`` (``schedgym.baselines``)."""
+"""Classic heuristics, one file per algorithm, all satisfying ``schedgym.Policy`` (``schedgym.baselines``).
+
+Each class names the env ids it serves (``env_ids``) and its CLI name (``name``); importing this package
+registers them with ``schedgym.policy.register_baseline``.
+"""
 
 from __future__ import annotations
 
+from schedgym.baselines.cache_aware import CacheAware
 from schedgym.baselines.cpop import Cpop
 from schedgym.baselines.cpsat import CpSat
 from schedgym.baselines.cpsat_memory import CpSatMemory
@@ -10,6 +15,9 @@ from schedgym.baselines.etf import Etf
 from schedgym.baselines.fifo import Fifo
 from schedgym.baselines.firstfit_start import FirstFitStart
 from schedgym.baselines.heft import Heft
+from schedgym.baselines.jsq import Jsq
+from schedgym.baselines.least_kv import LeastKv
+from schedgym.baselines.llumnix import Llumnix
 from schedgym.baselines.lor import Lor
 from schedgym.baselines.lpt import Lpt
 from schedgym.baselines.lwkr import Lwkr
@@ -21,7 +29,10 @@ from schedgym.baselines.minmin import MinMin
 from schedgym.baselines.mor import Mor
 from schedgym.baselines.mwkr import Mwkr
 from schedgym.baselines.peft import Peft
+from schedgym.baselines.power_of_two import PowerOfTwo
 from schedgym.baselines.random import Random
+from schedgym.baselines.random_routing import RandomRouting
+from schedgym.baselines.round_robin_routing import RoundRobinRouting
 from schedgym.baselines.roundrobin import RoundRobin
 from schedgym.baselines.spt import Spt
 from schedgym.baselines.tflite_bestfit import TfliteBestFit
@@ -29,15 +40,13 @@ from schedgym.baselines.tflm_firstfit import TflmFirstFit
 from schedgym.baselines.xla_msa import XlaMsa
 from schedgym.policy import register_baseline
 
-ALL = (Spt, Lpt, Mwkr, Lwkr, Mor, Lor, Fifo, Random, CpSat)
-DAG_ALL = (Heft, Cpop, Peft, Etf, MinMin, MaxMin, Met, Mct, RoundRobin, DagRandom)
-ALL = ALL + DAG_ALL
-MEMORY_ALL = (XlaMsa, TfliteBestFit, TflmFirstFit, FirstFitStart, MinimallocDfs, CpSatMemory)
-ALL = ALL + MEMORY_ALL
+JOBSHOP = (Spt, Lpt, Mwkr, Lwkr, Mor, Lor, Fifo, Random, CpSat)
+DAG = (Heft, Cpop, Peft, Etf, MinMin, MaxMin, Met, Mct, RoundRobin, DagRandom)
+MEMORY = (XlaMsa, TfliteBestFit, TflmFirstFit, FirstFitStart, MinimallocDfs, CpSatMemory)
+SERVING = (RoundRobinRouting, RandomRouting, Jsq, LeastKv, PowerOfTwo, Llumnix, CacheAware)
+ALL = JOBSHOP + DAG + MEMORY + SERVING
 for _cls in ALL:
     for _env_id in _cls.env_ids:
         register_baseline(_env_id, _cls.name, _cls)
 
-__all__ = ["CpSat", "Fifo", "Lor", "Lpt", "Lwkr", "Mor", "Mwkr", "Random", "Spt"]
-__all__ += ["Cpop", "DagRandom", "Etf", "Heft", "MaxMin", "Mct", "Met", "MinMin", "Peft", "RoundRobin"]
-__all__ += ["CpSatMemory", "FirstFitStart", "MinimallocDfs", "TfliteBestFit", "TflmFirstFit", "XlaMsa"]
+__all__ = [c.__name__ for c in ALL]

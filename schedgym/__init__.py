@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 ENV_IDS = {
     "schedgym/JobShop-v0": "schedgym.envs.jobshop.env:JobShopEnv",
+    "schedgym/LLMServing-v0": "schedgym.envs.serving.env:LLMServingEnv",
     "schedgym/DAGDispatch-v0": "schedgym.envs.dag.env:DAGDispatchEnv",
     "schedgym/MemoryMapping-v0": "schedgym.envs.memory.env:MemoryMappingEnv",
     "schedgym/MemoryOffsets-v0": "schedgym.envs.memory.offsets_env:MemoryOffsetsEnv",
@@ -29,6 +30,7 @@ import schedgym.baselines  # noqa: E402,F401
 import schedgym.envs.dag.datasets  # noqa: E402,F401
 import schedgym.envs.jobshop.datasets  # noqa: E402,F401
 import schedgym.envs.memory.datasets  # noqa: E402,F401
+import schedgym.envs.serving.datasets  # noqa: E402,F401
 from schedgym.evaluation import Results, evaluate  # noqa: E402
 
 __all__ = ["ENV_IDS", "GraphSpec", "Policy", "Results", "evaluate", "make_policy", "to_pyg"]

@@ -1,0 +1,334 @@
+"""``schedgym/LLMServing-v0``: route each arriving LLM request to a model instance of a simulated cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from schedgym.envs.serving import catalog, features, viewer
+from schedgym.envs.serving.cluster import check_cluster, cost_models, resolve_cluster
+from schedgym.envs.serving.generator import sample_classes
+from schedgym.envs.serving.io import TRACES, load_trace, load_trace_file
+from schedgym.envs.serving.metrics import aggregate
+from schedgym.envs.serving.reward import REWARDS, step_reward, tally
+from schedgym.envs.serving.sim import ClusterSim
+from schedgym.envs.serving.types import SLO, ClusterSpec, EngineConfig, ServingSchedule, ServingWorkload
+from schedgym.envs.serving.validator import validate_schedule
+
+from schedgym import datasets
+from schedgym.envbase import SchedulingEnv
+from schedgym.graph import GraphSpec
+
+ESTIMATES = ("none", "oracle", "noisy")
+
+
+class LLMServingEnv(SchedulingEnv):
+    """Request placement in a simulated LLM-serving cluster (vLLM-style engines, real traces).
+
+    ## Description
+    A cluster of model instances (GPU type, model, tensor-parallel degree) serves a stream of LLM requests
+    (real traces or synthetic arrivals). At each arrival the agent picks the instance that serves it. Each
+    instance runs continuous batching with a paged KV cache, preemption and optional chunked prefill
+    (``sim.py``); iteration times come from a roofline cost model fitted to measured GPU operator timings,
+    or from a calibration table (``costmodel.py``). Between decisions the simulator skips ahead event by
+    event; after the last arrival it drains, so every request's latency is final. Requests that no instance
+    can ever hold (prompt + output above every instance's limit) are rejected without a decision and count
+    as SLO misses (``info["n_rejected"]``).
+
+    ## Observation
+    The padded graph of ``schedgym.graph`` (built by ``features.router_features``), ``N`` instances:
+
+    - ``node_features`` (N+1, 20) float32: nodes 0..N-1 are instances (queue lengths, running batch, KV used
+      fraction and free tokens, pending prefill tokens, running context, current decode step time, GPU peak
+      FLOP/s, bandwidth, price, context limit), node N is the arriving request (prompt tokens, output-length
+      estimate if configured, priority class, its TTFT/TPOT SLOs). See ``features.py`` for columns/scales.
+    - ``edge_index`` (2, 2N) int64: request -> each instance, then each instance -> request.
+    - ``edge_features`` (2N, 4) float32: the request's prefill time alone on the instance (s), prefix-cache hit
+      fraction there, feasible flag, direction.
+    - ``node_mask`` (N+1,) int8, ``edge_mask`` (2N,) int8: all ones.
+    - ``action_mask`` (N,) int8: 1 for instances that can hold the request (prompt + output within the
+      instance's context limit and KV capacity; the router is told the token budget, as a server is told a
+      request's ``max_tokens``). ``action_node`` (N,) int64: instance i is node i.
+
+    The true output length is never observed unless ``output_estimate`` is ``"oracle"`` (exact) or
+    ``"noisy"`` (exact x lognormal noise of sigma ``estimate_noise``); with ``"none"`` (default) it is 0.
+
+    ## Action
+    ``Discrete(N)``: the instance that serves the arriving request. A masked-out instance is a no-op: reward
+    ``-invalid_action_penalty``, ``info["invalid_action"] = True``, state unchanged; with ``strict=True`` it
+    raises ``ValueError`` naming the action and the valid ones.
+
+    ## Reward
+    ``reward`` (``reward.py``): ``"slo"`` (default) = minus the SLO misses settled during the step / number
+    of requests, so the return is ``slo_attainment - 1``; ``"ttft"`` = minus the time requests spent waiting
+    for their first token during the step / number of requests (return = -mean TTFT, s); ``"latency"`` =
+    the same for time in the system (return = -mean end-to-end latency, s).
+
+    ## Episode end
+    Terminated after the last request is routed and the cluster has drained. ``info`` then carries every
+    metric (``metrics.aggregate``): p50/p90/p99 of TTFT, TPOT, end-to-end latency and queueing delay, SLO
+    attainment, goodput, throughput, utilisation, preemptions, cost per million tokens; the objective is
+    ``p99_ttft`` (recomputed by ``validate_schedule`` from the event log). Truncated after ``n_requests``
+    invalid actions in one episode.
+
+    ## Arguments
+    - ``instance``: a ``ServingWorkload``, a trace name (``"azure-conv-2023"``) or a trace file; fixed for
+      every episode. Otherwise ``dataset`` (default ``"serving/azure-conv-2023"``) and ``split`` (``"train"``):
+      each reset draws a window of ``segment_requests`` (default 128; ``None`` = the dataset's own instances)
+      consecutive requests with the env's seeded RNG.
+    - ``rate_scale`` (default 4.0): arrivals are replayed this many times faster (applied to every workload).
+    - ``cluster``: preset name (``cluster.CLUSTERS``, default ``"mixed-4"``: 2 x H100, A100, L4 with
+      Llama-3-8B) or a list of instance specs (``"GPU/MODEL[/tpN][/lenL]"`` or dicts with ``calibration``).
+    - ``engine``: ``EngineConfig`` fields (block size 16, max_num_seqs 256, chunked_prefill False,
+      preemption ``"recompute"``/``"swap"``, prefix_caching, num_gpu_blocks, ...).
+    - ``slo``: ``{"ttft_s": [...], "tpot_s": [...]}`` per priority class (default one class: 2 s, 0.2 s);
+      ``class_probs``: probabilities to draw each request's class (default: all class 0).
+    - ``output_estimate`` (``"none"``/``"oracle"``/``"noisy"``), ``estimate_noise`` (0.5), ``reward``,
+      ``strict`` (False), ``invalid_action_penalty`` (1.0), ``render_mode`` (``"ansi"``, ``"rgb_array"``).
+    - ``reset(options={"instance": workload})`` runs one episode on ``workload``.
+
+    ## Version history
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    objective = "p99_ttft"
+    validator = staticmethod(validate_schedule)
+
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        *,
+        instance: ServingWorkload | str | None = None,
+        dataset: str = "serving/azure-conv-2023",
+        split: str = "train",
+        segment_requests: int | None = 128,
+        rate_scale: float = 4.0,
+        cluster: str | list | tuple = "mixed-4",
+        engine: dict[str, Any] | EngineConfig | None = None,
+        slo: dict[str, Any] | SLO | None = None,
+        class_probs: tuple[float, ...] | list[float] | None = None,
+        output_estimate: str = "none",
+        estimate_noise: float = 0.5,
+        reward: str = "slo",
+        strict: bool = False,
+        invalid_action_penalty: float = 1.0,
+        render_mode: str | None = None,
+    ) -> None:
+        args = dict(instance=instance, dataset=dataset, split=split, segment_requests=segment_requests,
+                    rate_scale=rate_scale, cluster=cluster, engine=engine, slo=slo, class_probs=class_probs,
+                    output_estimate=output_estimate, estimate_noise=estimate_noise, reward=reward, strict=strict,
+                    invalid_action_penalty=invalid_action_penalty, render_mode=render_mode)
+        if config:  # RLlib passes an EnvContext positionally; its keys win.
+            unknown = sorted(set(config) - set(args))
+            if unknown:
+                raise TypeError(f"LLMServingEnv got unknown config keys {unknown}; expected {sorted(args)}")
+            args.update(dict(config))
+        if args["render_mode"] is not None and args["render_mode"] not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, "
+                             f"got {args['render_mode']!r}")
+        if args["reward"] not in REWARDS:
+            raise ValueError(f"reward must be one of {list(REWARDS)}, got {args['reward']!r}")
+        if args["output_estimate"] not in ESTIMATES:
+            raise ValueError(f"output_estimate must be one of {list(ESTIMATES)}, got {args['output_estimate']!r}")
+        if not float(args["estimate_noise"]) >= 0:
+            raise ValueError(f"estimate_noise must be >= 0, got {args['estimate_noise']}")
+        seg = args["segment_requests"]
+        if seg is not None and (not isinstance(seg, (int, np.integer)) or seg < 1):
+            raise ValueError(f"segment_requests must be an integer >= 1 or None, got {seg!r}")
+        if not (float(args["rate_scale"]) > 0 and np.isfinite(float(args["rate_scale"]))):
+            raise ValueError(f"rate_scale must be a finite number > 0, got {args['rate_scale']!r}")
+        self.render_mode = args["render_mode"]
+        self.strict = bool(args["strict"])
+        self.invalid_action_penalty = float(args["invalid_action_penalty"])
+        self.reward_kind = args["reward"]
+        self.output_estimate = args["output_estimate"]
+        self.estimate_noise = float(args["estimate_noise"])
+        self.segment_requests = None if seg is None else int(seg)
+        self.rate_scale = float(args["rate_scale"])
+        slo_ = args["slo"]
+        slo_ = slo_ if isinstance(slo_, SLO) or slo_ is None else SLO(**slo_)
+        self.cluster = ClusterSpec(resolve_cluster(args["cluster"]), EngineConfig.from_dict(args["engine"]),
+                                   slo_ or SLO())
+        self.class_probs = None if args["class_probs"] is None else tuple(float(p) for p in args["class_probs"])
+        if self.class_probs is not None and len(self.class_probs) != self.cluster.slo.n_classes:
+            raise ValueError(f"class_probs has {len(self.class_probs)} entries but the SLO defines "
+                             f"{self.cluster.slo.n_classes} class(es)")
+        self._plans = check_cluster(self.cluster)
+        self._costs = cost_models(self.cluster)
+        unique = list({id(c): c for c in self._costs}.values())  # identical instances share a cost model
+        self._unique_costs = unique
+        self._cost_index = np.array([next(j for j, u in enumerate(unique) if u is c) for c in self._costs])
+        self._pcie = [catalog.gpu(s.gpu).pcie_bw for s in self.cluster.instances]
+        self._fixed = _resolve_instance(args["instance"]) if args["instance"] is not None else None
+        self._dataset_name, self._split = args["dataset"], args["split"]
+        if self._fixed is None:
+            datasets.parse(f"{self._dataset_name}:{self._split}")  # validates name and split now
+        N = self.cluster.n_instances
+        self.graph_spec = GraphSpec(N + 1, 2 * N, features.NODE_DIM, features.EDGE_DIM, N, action_node=True)
+        self.observation_space = self.graph_spec.space(0.0, np.inf)
+        self.action_space = spaces.Discrete(N)
+        self._static = np.array([[p.num_blocks, self.cluster.engine.block_size,
+                                  catalog.gpu(s.gpu).peak_flops * s.tp / 1e12, catalog.gpu(s.gpu).hbm_bw * s.tp / 1e12,
+                                  catalog.gpu(s.gpu).price_per_hour * s.tp, s.context_limit]
+                                 for s, p in zip(self.cluster.instances, self._plans, strict=True)], np.float64)
+        self._encoder = features.FeatureEncoder(self._static)
+        self._prefill_memo: dict[int, np.ndarray] = {}
+        self._buf = features.empty_buffers(N)
+        self.state: ClusterSim | None = None
+
+    # ------------------------------------------------------------------ Gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        w = (options or {}).get("instance")
+        if w is None:
+            w = self._fixed if self._fixed is not None else self._sample()
+        elif not isinstance(w, ServingWorkload):
+            raise TypeError(f"options['instance'] must be a ServingWorkload, got {type(w).__name__}")
+        w = w.scaled(self.rate_scale)
+        if self.class_probs is not None:
+            w = w.with_priority(sample_classes(self.np_random, w.n_requests, self.class_probs))
+        self._estimates = None
+        if self.output_estimate == "oracle":
+            self._estimates = w.output_tokens.astype(np.float64)
+        elif self.output_estimate == "noisy":
+            noise = self.np_random.standard_normal(w.n_requests)
+            self._estimates = w.output_tokens * np.exp(self.estimate_noise * noise)
+        self.state = sim = ClusterSim(w, self.cluster, self._costs, self._plans, self._pcie)
+        self._n_invalid = 0
+        self._tally = 0.0
+        self._request = sim.next_decision()
+        if self._request is None:
+            raise ValueError(f"no instance of the cluster can serve any request of {w.name} "
+                             f"(request limits per instance: {sim.limit.tolist()})")
+        return self._obs(), self._info(False)
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        sim = self.state
+        if sim is None:
+            raise RuntimeError("call reset() before step()")
+        n = self.cluster.n_instances
+        try:
+            a = int(action)
+        except (TypeError, ValueError):
+            raise ValueError(f"action {action!r} is not an instance index in Discrete({n})") from None
+        if not 0 <= a < n:
+            raise ValueError(f"action {action!r} is outside the action space Discrete({n})")
+        if self._request is None:
+            raise RuntimeError("the episode has ended; call reset()")
+        if not sim.feasible[self._request, a]:
+            return self._invalid(a)
+        sim.route(self._request, a)
+        self._request = sim.next_decision()
+        terminated = self._request is None
+        if terminated:
+            sim.drain()
+        current = tally(self.reward_kind, sim, sim.now)
+        reward = step_reward(self._tally, current, len(sim.arrival))
+        self._tally = current
+        obs = self._final_obs() if terminated else self._obs()
+        info = self._info(False)
+        if terminated:
+            info.update(self.metrics())
+        return obs, reward, terminated, False, info
+
+    def render(self) -> str | np.ndarray | None:
+        if self.state is None or self.render_mode is None:
+            return None
+        if self.render_mode == "ansi":
+            return viewer.render_ansi(self.state)
+        return viewer.render_rgb_array(self.state)
+
+    # ------------------------------------------------------------------ schedgym API
+    @property
+    def instance(self) -> ServingWorkload:
+        if self.state is None:
+            raise RuntimeError("call reset() first")
+        return self.state.workload
+
+    def schedule(self) -> ServingSchedule:
+        return self.state.schedule()  # type: ignore[union-attr]
+
+    def validate(self) -> dict[str, Any]:
+        return validate_schedule(self.instance, self.schedule())
+
+    def action_masks(self) -> np.ndarray:
+        return self._buf["action_mask"].astype(bool)
+
+    def metrics(self) -> dict[str, float]:
+        """Every aggregate metric from the simulator's own per-request record (the validator recomputes them)."""
+        sim = self.state
+        w = sim.workload  # type: ignore[union-attr]
+        first_alloc = np.full(w.n_requests, np.nan)
+        for r, alloc, *_ in reversed(sim.res_log):  # type: ignore[union-attr]
+            first_alloc[r] = alloc
+        busy = np.array([e.busy_time for e in sim.engines])  # type: ignore[union-attr]
+        return aggregate(w.arrival, np.array(sim.first_token), np.array(sim.finish), first_alloc, w.prompt_tokens,
+                         w.output_tokens, w.priority, np.array(sim.preemptions), self.cluster.slo.ttft_s,
+                         self.cluster.slo.tpot_s, busy, self._static[:, 4])
+
+    # ------------------------------------------------------------------ internals
+    def _sample(self) -> ServingWorkload:
+        ds = datasets.get(self._dataset_name)
+        sampler = ds.meta.get("sampler", {}).get(self._split)
+        if self.segment_requests is not None and sampler is not None:
+            return sampler(self.np_random, self.segment_requests)
+        return ds.sample(self.np_random, self._split)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        sim, r = self.state, self._request
+        p = sim.prompt[r]  # type: ignore[union-attr]
+        c = sim.cls[r]  # type: ignore[union-attr]
+        slo = self.cluster.slo
+        est = None if self._estimates is None else float(self._estimates[r])
+        view = features.RequestView(p, c, slo.ttft_s[c], slo.tpot_s[c], est)
+        prefill = self._prefill_memo.get(p)
+        if prefill is None:  # memoised per prompt length: the request alone on each instance
+            alone = np.array([cm.prefill_time(p) for cm in self._unique_costs])
+            prefill = self._prefill_memo[p] = alone[self._cost_index]
+        self._encoder.encode(sim.live_stats(), view, prefill, sim.prefix_hits(r), sim.feasible[r],  # type: ignore[union-attr]
+                             self._buf)
+        return {k: v.copy() for k, v in self._buf.items()}
+
+    def _final_obs(self) -> dict[str, np.ndarray]:
+        """After the drain there is no arriving request: instance nodes are current, the request node is zero."""
+        b = self._buf
+        live = self.state.live_stats()  # type: ignore[union-attr]
+        self._encoder.encode(live, features.RequestView(0, 0, 0.0, 0.0), np.zeros(len(live)), np.zeros(len(live)),
+                             np.zeros(len(live), np.int8), b)
+        b["action_mask"][:] = 0
+        return {k: v.copy() for k, v in b.items()}
+
+    def _invalid(self, a: int) -> tuple[dict, float, bool, bool, dict]:
+        valid = np.flatnonzero(self._buf["action_mask"]).tolist()
+        if self.strict:
+            raise ValueError(f"action {a} is masked out (that instance cannot hold request {self._request}); "
+                             f"valid actions: {valid}")
+        self._n_invalid += 1
+        truncated = self._n_invalid >= len(self.state.arrival)  # type: ignore[union-attr]
+        return {k: v.copy() for k, v in self._buf.items()}, -self.invalid_action_penalty, False, truncated, \
+            self._info(True)
+
+    def _info(self, invalid: bool) -> dict[str, Any]:
+        """Running metrics: simulated time, counts, and TTFT / SLO attainment of the requests settled so far."""
+        sim = self.state
+        assert sim is not None
+        return {"action_mask": self._buf["action_mask"].copy(), "invalid_action": invalid, "time": sim.now,
+                "request": -1 if self._request is None else self._request,
+                "n_routed": sim.next_req - len(sim.rejected), "n_finished": sim.n_finished,
+                "n_slo_met": sim.n_slo_ok, "n_rejected": len(sim.rejected),
+                "mean_ttft_so_far": sim.ttft_done / sim.n_first if sim.n_first else 0.0,
+                "slo_attainment_so_far": sim.n_slo_ok / sim.n_finished if sim.n_finished else 1.0}
+
+
+def _resolve_instance(instance: ServingWorkload | str) -> ServingWorkload:
+    """A workload, a shipped trace name, or a trace file path."""
+    if isinstance(instance, ServingWorkload):
+        return instance
+    if isinstance(instance, str):
+        if instance in TRACES:
+            return load_trace(instance)
+        return load_trace_file(instance)
+    raise TypeError(f"instance must be a ServingWorkload, a trace name or a file path, got {type(instance).__name__}")
+

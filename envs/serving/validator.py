@@ -1,0 +1,182 @@
+"""Independent validator of a serving episode: replays invariants from the event log alone.
+
+It does not import the environment or the simulator. From the ``ServingSchedule`` (residencies and
+iteration segments) and the cluster specification it checks that
+
+- every request is routed once to an existing instance, or rejected only if no instance could ever hold it;
+- each request's KV stints are ordered and well formed, the last one finishes it, and it produced exactly
+  its output tokens (one per prefill completion plus one per decode iteration of its instance while it was
+  decoding; every running sequence decodes in a decode iteration);
+- no instance ever holds more KV blocks than its capacity (recomputed from the catalog), at the end of any
+  segment (block use only grows within a segment);
+- iteration segments on an instance do not overlap;
+- TTFT is at least the request's own prefill time alone on its instance (the cost model);
+
+then recomputes every metric (``metrics.aggregate``) from those times. The objective ``p99_ttft`` the env
+reports must equal the one returned here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from schedgym.envs.serving import catalog, metrics
+from schedgym.envs.serving.cluster import cost_model, instance_plan, request_limit
+from schedgym.envs.serving.types import (
+    END_FINISH,
+    END_SWAP_OUT,
+    START_PREFILL,
+    START_SWAP_IN,
+    ServingSchedule,
+    ServingWorkload,
+)
+
+REL_TOL = 1e-9
+
+
+class ScheduleError(ValueError):
+    """A serving event log violates an invariant."""
+
+
+def validate_run(workload: ServingWorkload, schedule: ServingSchedule, **kwargs: Any) -> dict[str, Any]:
+    """Alias of ``validate_schedule`` (the issue's name for the run validator)."""
+    return validate_schedule(workload, schedule, **kwargs)
+
+
+def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
+                      check_prefill_bound: bool = True) -> dict[str, Any]:
+    """Check ``schedule`` against ``workload``; return every metric recomputed from the log."""
+    w, s, cl = workload, schedule, schedule.cluster
+    R, N = w.n_requests, cl.n_instances
+    if s.workload.n_requests != R or not np.array_equal(s.workload.arrival, w.arrival) or \
+            not np.array_equal(s.workload.output_tokens, w.output_tokens):
+        raise ScheduleError(f"schedule is for workload {s.workload.name}, not {w.name}")
+    eng = cl.engine
+    bs = eng.block_size
+    plans = [instance_plan(spec, eng) for spec in cl.instances]
+    limits = np.array([request_limit(spec, eng, p) for spec, p in zip(cl.instances, plans, strict=False)])
+    capacity = np.array([p.num_blocks for p in plans])
+    p_tok, o_tok = w.prompt_tokens, w.output_tokens
+
+    # Routing.
+    inst = s.instance
+    if inst.shape != (R,) or ((inst < -1) | (inst >= N)).any():
+        raise ScheduleError(f"instance must be ({R},) with values in -1..{N - 1}")
+    rejected = np.flatnonzero(inst < 0)
+    for r in rejected:
+        if (p_tok[r] + o_tok[r] <= limits).any():
+            raise ScheduleError(f"request {r} was rejected but instance(s) "
+                                f"{np.flatnonzero(p_tok[r] + o_tok[r] <= limits).tolist()} could serve it")
+    routed = inst >= 0
+    bad = np.flatnonzero(routed & (p_tok + o_tok > limits[np.maximum(inst, 0)]))
+    if bad.size:
+        r = int(bad[0])
+        raise ScheduleError(f"request {r} ({p_tok[r] + o_tok[r]} tokens) was routed to instance {inst[r]} whose "
+                            f"limit is {limits[inst[r]]}")
+
+    # Residencies, grouped per request in time order.
+    rr = s.res_request
+    M = rr.size
+    if M and ((rr < 0) | (rr >= R)).any():
+        raise ScheduleError("a residency names a request outside the workload")
+    order = np.lexsort((s.res_alloc, rr))
+    rr, alloc, start, end = rr[order], s.res_alloc[order], s.res_start[order], s.res_end[order]
+    kv0, cached = s.res_kv_start[order], s.res_cached[order]
+    sk, ek = s.res_start_kind[order], s.res_end_kind[order]
+    counts = np.bincount(rr, minlength=R)
+    if (counts[routed] < 1).any():
+        raise ScheduleError(f"request {int(np.flatnonzero(routed & (counts < 1))[0])} was routed but never served")
+    if (counts[~routed] > 0).any():
+        raise ScheduleError(f"rejected request {int(np.flatnonzero(~routed & (counts > 0))[0])} has KV stints")
+    res_inst = inst[rr]
+    if np.isnan(start).any() or np.isnan(end).any():
+        raise ScheduleError(f"request {int(rr[np.isnan(start) | np.isnan(end)][0])} has an unfinished KV stint")
+    if (alloc < w.arrival[rr]).any():
+        raise ScheduleError(f"request {int(rr[alloc < w.arrival[rr]][0])} got KV blocks before it arrived")
+    if ((start < alloc) | (end < start)).any():
+        raise ScheduleError(f"request {int(rr[(start < alloc) | (end < start)][0])}: a stint is not "
+                            "allocation <= decode start <= end")
+    first = np.r_[True, rr[1:] != rr[:-1]] if M else np.zeros(0, bool)
+    last = np.r_[rr[1:] != rr[:-1], True] if M else np.zeros(0, bool)
+    if (ek[last] != END_FINISH).any() or (ek[~last] == END_FINISH).any():
+        raise ScheduleError("every request must finish exactly once, in its last KV stint")
+    prev_ek = np.r_[0, ek[:-1]] if M else ek
+    swap_in = sk == START_SWAP_IN
+    if (swap_in != (~first & (prev_ek == END_SWAP_OUT))).any():
+        raise ScheduleError("a swap-in must follow exactly a swap-out of the same request")
+    if (~first & (alloc < np.r_[0.0, end[:-1]])).any():
+        raise ScheduleError("a request's KV stints overlap in time")
+    if (cached < 0).any() or (cached >= p_tok[rr]).any():
+        raise ScheduleError("prefix-cache hits must be in 0..prompt-1 tokens")
+
+    # Segments per instance; decode iterations counted at segment ends.
+    si = s.seg_instance
+    if ((si < 0) | (si >= N)).any() or (s.seg_iters < 1).any() or (s.seg_end <= s.seg_start).any():
+        raise ScheduleError("segments need a valid instance, >= 1 iteration and positive duration")
+    tokens = (sk == START_PREFILL).astype(np.int64)
+    peak_blocks = np.zeros(N, np.int64)
+    busy = np.zeros(N)
+    for i in range(N):
+        mine = np.flatnonzero(si == i)
+        o = mine[np.argsort(s.seg_start[mine], kind="stable")]
+        s0, s1 = s.seg_start[o], s.seg_end[o]
+        if (s0[1:] < s1[:-1]).any():
+            j = int(np.argmax(s0[1:] < s1[:-1]))
+            raise ScheduleError(f"instance {i}: an iteration starts at {s0[j + 1]} before the previous ends "
+                                f"at {s1[j]}")
+        busy[i] = float(np.sum(s1 - s0))
+        dec = np.cumsum(np.where(s.seg_decode[o], s.seg_iters[o], 0))
+        C = np.r_[0, dec]  # decode iterations completed by the end of segment k-1 -> C[k]
+
+        def done_by(t: np.ndarray, s1: np.ndarray = s1, C: np.ndarray = C) -> np.ndarray:
+            return C[np.searchsorted(s1, t, side="right")]
+
+        ri = np.flatnonzero(res_inst == i)
+        if ri.size == 0:
+            continue
+        d_start = done_by(start[ri])
+        tokens[ri] += done_by(end[ri]) - d_start
+        # KV held at every segment end, per stint active over the whole segment.
+        j0 = np.searchsorted(s0, alloc[ri], side="left")
+        j1 = np.searchsorted(s1, end[ri], side="right")
+        n = np.maximum(j1 - j0, 0)
+        if n.sum() == 0:
+            continue
+        seg = np.repeat(j0 - np.cumsum(np.r_[0, n[:-1]]), n) + np.arange(n.sum())
+        which = np.repeat(np.arange(ri.size), n)
+        d = np.maximum(C[seg + 1] - d_start[which], 0)
+        blocks = -(-(kv0[ri][which] + d) // bs)
+        used = np.bincount(seg, weights=blocks, minlength=o.size).astype(np.int64)
+        peak_blocks[i] = used.max()
+        if used.max() > capacity[i]:
+            j = int(np.argmax(used))
+            raise ScheduleError(f"instance {i} holds {used[j]} KV blocks at t={s1[j]} but has only {capacity[i]}")
+    per_req_tokens = np.bincount(rr, weights=tokens, minlength=R).astype(np.int64)
+    wrong = np.flatnonzero(routed & (per_req_tokens != o_tok))
+    if wrong.size:
+        r = int(wrong[0])
+        raise ScheduleError(f"request {r} produced {per_req_tokens[r]} tokens, expected exactly {o_tok[r]}")
+
+    # Per-request times.
+    first_token = np.full(R, np.nan)
+    finish = np.full(R, np.nan)
+    first_alloc = np.full(R, np.nan)
+    first_token[rr[first]] = start[first]
+    first_alloc[rr[first]] = alloc[first]
+    finish[rr[last]] = end[last]
+    first_cached = np.zeros(R, np.int64)
+    first_cached[rr[first]] = cached[first]
+    if check_prefill_bound:
+        costs = [cost_model(spec, eng) for spec in cl.instances]
+        for r in np.flatnonzero(routed):
+            lb = costs[inst[r]].prefill_time(int(p_tok[r]), int(first_cached[r]))
+            if first_token[r] - w.arrival[r] < lb * (1 - REL_TOL):
+                raise ScheduleError(f"request {r}: TTFT {first_token[r] - w.arrival[r]:.6f} s is below its "
+                                    f"own prefill time {lb:.6f} s on instance {inst[r]}")
+    preempt = np.maximum(counts - 1, 0)
+    price = np.array([catalog.gpu(spec.gpu).price_per_hour * spec.tp for spec in cl.instances])
+    out = metrics.aggregate(w.arrival, first_token, finish, first_alloc, p_tok, o_tok, w.priority, preempt,
+                            cl.slo.ttft_s, cl.slo.tpot_s, busy, price)
+    out["peak_kv_fraction"] = float(np.max(peak_blocks / capacity))
+    return {"p99_ttft": out.pop("p99_ttft"), **out}  # the objective first (summaries take the first number)
