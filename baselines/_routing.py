@@ -12,6 +12,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from schedgym.envs.serving.sim import ClusterSim
 
 SERVING = "schedgym/LLMServing-v0"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+
 from schedgym.baselines._routing import Router, outstanding
 from schedgym.envs.serving.sim import ClusterSim
 

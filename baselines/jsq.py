@@ -8,6 +8,7 @@ shortest line discipline", J. Applied Probability 14(1), 1977.
 from __future__ import annotations
 
 import numpy as np
+
 from schedgym.baselines._routing import Router, outstanding
 from schedgym.envs.serving.sim import ClusterSim
 

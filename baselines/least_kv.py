@@ -8,6 +8,7 @@ inference-scheduler) and Vidur's per-replica ``memory_usage_percent``; see REFER
 from __future__ import annotations
 
 import numpy as np
+
 from schedgym.baselines._routing import PENDING_TOKENS, USED_BLOCKS, Router
 from schedgym.envs.serving.sim import ClusterSim
 

@@ -10,6 +10,7 @@ instance has infinite freeness. (Migration is not modelled here.)
 from __future__ import annotations
 
 import numpy as np
+
 from schedgym.baselines._routing import PENDING_TOKENS, RUNNING, SWAPPED, USED_BLOCKS, WAITING, Router
 from schedgym.envs.serving.sim import ClusterSim
 

@@ -8,6 +8,7 @@ Source: M. Mitzenmacher, "The Power of Two Choices in Randomized Load Balancing"
 from __future__ import annotations
 
 import numpy as np
+
 from schedgym.baselines._routing import Router, outstanding
 from schedgym.envs.serving.sim import ClusterSim
 

@@ -8,6 +8,7 @@ the d = 1 reference.
 from __future__ import annotations
 
 import numpy as np
+
 from schedgym.baselines._routing import Router
 from schedgym.envs.serving.sim import ClusterSim
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+
 from schedgym.baselines._routing import Router
 from schedgym.envs.serving.sim import ClusterSim
 

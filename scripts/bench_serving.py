@@ -19,12 +19,12 @@ import time
 
 import gymnasium as gym
 import numpy as np
+
+import schedgym  # noqa: F401  (registers the env)
 from schedgym.envs.serving.cluster import resolve_cluster
 from schedgym.envs.serving.io import load_trace
 from schedgym.envs.serving.sim import ClusterSim
 from schedgym.envs.serving.types import ClusterSpec
-
-import schedgym  # noqa: F401  (registers the env)
 
 
 def sim_only(rate_scale: float) -> tuple[float, int, ClusterSim]:

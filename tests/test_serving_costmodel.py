@@ -11,6 +11,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
+
 from schedgym.envs.serving import catalog, profiling
 from schedgym.envs.serving.cluster import check_cluster, instance_plan
 from schedgym.envs.serving.costmodel import (

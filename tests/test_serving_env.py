@@ -8,12 +8,12 @@ from dataclasses import replace
 import gymnasium as gym
 import numpy as np
 import pytest
-from schedgym.envs.serving import features
-from schedgym.envs.serving.datasets import part
-from schedgym.envs.serving.types import ServingWorkload
 
 import schedgym
 from schedgym import evaluate, make_policy
+from schedgym.envs.serving import features
+from schedgym.envs.serving.datasets import part
+from schedgym.envs.serving.types import ServingWorkload
 from schedgym.policy import baselines
 
 ENV = "schedgym/LLMServing-v0"

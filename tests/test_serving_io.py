@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from schedgym import datasets
 from schedgym.envs.serving import datasets as sd
 from schedgym.envs.serving.generator import gamma_arrivals, sample_classes, synthetic_workload
 from schedgym.envs.serving.io import load_sharegpt, load_trace, load_trace_file, parse_azure, parse_mooncake
 from schedgym.envs.serving.types import ServingWorkload
-
-from schedgym import datasets
 
 
 @pytest.mark.parametrize("name,rows,span,in_mean,out_mean", [

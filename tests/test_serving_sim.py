@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from schedgym.envs.serving.cluster import check_cluster, cost_models
 from schedgym.envs.serving.generator import synthetic_workload
 from schedgym.envs.serving.io import load_sharegpt

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
 from schedgym.envs.serving.catalog import GpuSpec, ModelSpec
 
 # Engine CPU work per iteration (schedule, sample, detokenise): not in Vidur's GPU profiles, so not fitted.

@@ -23,11 +23,11 @@ import re
 from functools import cache
 
 import numpy as np
+
+from schedgym import datasets
 from schedgym.envs.serving.generator import synthetic_workload, trace_window
 from schedgym.envs.serving.io import TRACES, load_sharegpt, load_trace, load_trace_file
 from schedgym.envs.serving.types import ServingWorkload
-
-from schedgym import datasets
 
 ENV_ID = "schedgym/LLMServing-v0"
 TRAIN_FRACTION = 0.8

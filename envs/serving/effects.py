@@ -24,9 +24,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from schedgym.envs.serving.datasets import part
 from schedgym.envs.serving.types import ServingWorkload
-
 from schedgym.policy import make_policy
 
 ENV_ID = "schedgym/LLMServing-v0"

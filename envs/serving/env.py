@@ -6,6 +6,9 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+
+from schedgym import datasets
+from schedgym.envbase import SchedulingEnv
 from schedgym.envs.serving import catalog, features, viewer
 from schedgym.envs.serving.cluster import check_cluster, cost_models, resolve_cluster
 from schedgym.envs.serving.generator import sample_classes
@@ -15,9 +18,6 @@ from schedgym.envs.serving.reward import REWARDS, step_reward, tally
 from schedgym.envs.serving.sim import ClusterSim
 from schedgym.envs.serving.types import SLO, ClusterSpec, EngineConfig, ServingSchedule, ServingWorkload
 from schedgym.envs.serving.validator import validate_schedule
-
-from schedgym import datasets
-from schedgym.envbase import SchedulingEnv
 from schedgym.graph import GraphSpec
 
 ESTIMATES = ("none", "oracle", "noisy")

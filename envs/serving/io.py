@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
 from schedgym.envs.serving.types import ServingWorkload
 
 TRACES = {

@@ -25,6 +25,7 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
+
 from schedgym.envs.serving import catalog
 from schedgym.envs.serving.catalog import GpuSpec, ModelSpec
 from schedgym.envs.serving.costmodel import Efficiency, RooflineCostModel

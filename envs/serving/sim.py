@@ -33,6 +33,8 @@ from collections import OrderedDict, deque
 from typing import Any
 
 import numpy as np
+
+from schedgym.engine import EventQueue
 from schedgym.envs.serving import catalog
 from schedgym.envs.serving.cluster import InstancePlan, check_cluster, cost_models, request_limit
 from schedgym.envs.serving.costmodel import CostModel
@@ -47,8 +49,6 @@ from schedgym.envs.serving.types import (
     ServingSchedule,
     ServingWorkload,
 )
-
-from schedgym.engine import EventQueue
 
 IDLE, DECODE_RUN, SINGLE = 0, 1, 2
 NAN = float("nan")

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from schedgym.envs.serving import catalog, metrics
 from schedgym.envs.serving.cluster import cost_model, instance_plan, request_limit
 from schedgym.envs.serving.types import (

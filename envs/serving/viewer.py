@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from schedgym.envs.serving.sim import ClusterSim
 
+from schedgym.envs.serving.sim import ClusterSim
 from schedgym.plotting import Interval, gantt_figure, render_rgb
 
 PREFILL, DECODE, MIXED = 0, 2, 4  # colours (tab20 indices)
