@@ -37,7 +37,7 @@ SYNTHETIC_TEST = 10
 DESCRIPTIONS = {
     "azure-conv-2023": "Azure LLM inference 2023, conversation: 19,366 requests over 1 h (CC-BY-4.0)",
     "azure-code-2023": "Azure LLM inference 2023, code: 8,819 requests over 1 h (CC-BY-4.0)",
-    "mooncake-conversation": "Mooncake (Kimi) conversation trace, 512-token prefix hashes: 12,031 requests (Apache-2.0)",
+    "mooncake-conversation": "Mooncake (Kimi) conversation, 512-token prefix hashes: 12,031 requests (Apache-2.0)",
     "mooncake-synthetic": "Mooncake synthetic (Poisson) trace with prefix hashes: 3,993 requests (Apache-2.0)",
 }
 
