@@ -78,7 +78,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {env_id:<28} {cls}")
     print("\nDatasets (split: size; inf = unbounded generator stream):")
     for name, _env_id, splits, desc in datasets.catalogue():
-        sizes = ", ".join(f"{s}: {'inf' if n is None else n}" for s, n in splits.items()) or "train: inf, test: 100"
+        sizes = ", ".join(f"{s}: {'inf' if n is None else n}" for s, n in splits.items())
+        sizes = sizes or "a family of datasets; splits in the description"
         print(f"  {name:<26} [{sizes}]  {desc}")
     print("\nBaselines:")
     for env_id in sorted(schedgym.ENV_IDS):
