@@ -1,0 +1,99 @@
+"""Profiler: measure one engine's iteration time over a grid of batch shapes and write the calibration table
+(schema ``schedgym.calibration/v1`` of ``envs/serving/costmodel.py``) that the simulator's cost model reads.
+
+Each shape (prefill tokens P, decode batch D, total decode context K) is set up as real engine state — D
+running sequences of K/D cached tokens each and one waiting prompt of P tokens — and timed through
+``LiveEngine.step()`` (scheduling, batch building, forward, sampling, device synchronisation), the same code
+path the live cluster runs. The table stores the median of ``repeats`` runs after ``warmup`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from schedgym.envs.serving.costmodel import CALIBRATION_SCHEMA, calibration_from_rows
+from schedgym.envs.serving.types import EngineConfig
+from schedgym.hwbackend.engine import LiveEngine, _Seq
+
+DEFAULT_PREFILL = (0, 16, 64, 256, 512)
+DEFAULT_DECODE = (0, 1, 4, 16, 48)
+DEFAULT_CONTEXT = (16, 128, 384)   # per decoding sequence
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def time_shape(eng: LiveEngine, prefill: int, decode: int, ctx_per_seq: int) -> float:
+    """Seconds of one ``eng.step()`` with ``decode`` running sequences of ``ctx_per_seq`` cached tokens and
+    one waiting prompt of ``prefill`` tokens (chunked mode: both in one iteration)."""
+    eng.waiting.clear(), eng.prefilling.clear(), eng.running.clear(), eng.open.clear()
+    eng.free_blocks = list(range(eng.num_blocks - 1, -1, -1))
+    eng.seg_log.clear()
+    rng = np.random.default_rng(0)
+    for k in range(decode):
+        s = _Seq(-1 - k, rng.integers(0, eng.cfg.vocab_size, ctx_per_seq), 1 << 30, generated=[1])
+        s.computed = s.target = ctx_per_seq
+        s.blocks = [eng.free_blocks.pop() for _ in range(-(-ctx_per_seq // eng.bs))]
+        eng.open[s.rid] = (0.0, 0.0, ctx_per_seq)
+        eng.running.append(s)
+    if prefill:
+        eng.submit(10**9, prefill, 2)
+    if not eng.step():
+        raise RuntimeError(f"shape P={prefill} D={decode} could not be scheduled")
+    _, t0, t1, *_ = eng.seg_log[-1]
+    return t1 - t0
+
+
+def calibrate(model: str | dict | None = "tiny", *, engine: dict[str, Any] | None = None,
+              prefill: tuple[int, ...] = DEFAULT_PREFILL, decode: tuple[int, ...] = DEFAULT_DECODE,
+              context: tuple[int, ...] = DEFAULT_CONTEXT, repeats: int = 5, warmup: int = 2, device: str = "cpu",
+              threads: int | None = 1, seed: int = 0, gpu: str = "CPU", catalog_model: str = "schedgym-tiny",
+              progress: bool = False) -> dict[str, Any]:
+    """Sweep the grid and return the calibration document (JSON-ready, schema ``schedgym.calibration/v1``)."""
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    if min(prefill + decode + context) < 0 or 0 not in prefill or 0 not in decode:
+        raise ValueError("prefill/decode grids need non-negative values including 0 (pure decode / pure prefill)")
+    ecfg = EngineConfig.from_dict(engine)
+    top = max(max(prefill), max(decode) + 1)
+    need = max(decode) * (max(context) // ecfg.block_size + 2) + max(prefill) // ecfg.block_size + 4
+    eng = LiveEngine(model, {**{k: getattr(ecfg, k) for k in ("block_size", "max_num_seqs")},
+                             "chunked_prefill": True, "max_num_batched_tokens": max(top, max(decode) + 1),
+                             "max_num_seqs": max(ecfg.max_num_seqs, max(decode) + 1), "watermark": 0.0},
+                     num_blocks=need, seed=seed, device=device,
+                     context_limit=max(max(context) + 2, max(prefill) + 2))
+    rows: list[dict[str, Any]] = []
+    for p in prefill:
+        for d in decode:
+            if p + d == 0:
+                continue
+            for c in (context if d else (0,)):
+                ts = [time_shape(eng, p, d, c) for _ in range(warmup + repeats)][warmup:]
+                rows.append({"prefill_tokens": p, "decode_tokens": d, "kv_context_tokens": d * c,
+                             "time_s": float(np.median(ts)), "std_s": float(np.std(ts)), "repeats": repeats})
+                if progress:
+                    print(f"P={p:5d} D={d:4d} K={d * c:7d}  {np.median(ts) * 1e3:8.3f} ms", flush=True)
+    doc = {"schema": CALIBRATION_SCHEMA, "gpu": gpu, "model": catalog_model, "tp": 1,
+           "device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "model_config": eng.cfg.to_dict(), "block_size": ecfg.block_size,
+           "created_unix": time.time(), "rows": rows}
+    calibration_from_rows(rows, "profiler output")  # the table must load in the simulator
+    return doc
+
+
+def write_table(doc: dict[str, Any], path: str | Path) -> Path:
+    p = Path(path)
+    p.write_text(json.dumps(doc, indent=1) + "\n")
+    return p
