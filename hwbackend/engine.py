@@ -257,12 +257,14 @@ class LiveEngine:
         groups = []
         start = 0
         for k, (s, q) in enumerate(chunks):
-            groups.append((torch.tensor([k], device=dev), torch.arange(start, start + q, device=dev)[None, :]))
+            groups.append((torch.tensor([k], device=dev), torch.arange(start, start + q, device=dev)[None, :],
+                           -(-(s.computed + q) // self.bs)))
             start += q
         if decodes:
             nd = len(decodes)
             groups.append((torch.arange(len(chunks), len(chunks) + nd, device=dev),
-                           torch.arange(start, start + nd, device=dev)[:, None]))
+                           torch.arange(start, start + nd, device=dev)[:, None],
+                           max(-(-(s.computed + 1) // self.bs) for s in decodes)))
 
         def lt(x: list[int] | np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.asarray(x, np.int64), device=dev)

@@ -182,7 +182,7 @@ class SeqBatch:
     query_lens: torch.Tensor
     context_lens: torch.Tensor
     block_tables: torch.Tensor
-    groups: list[tuple[torch.Tensor, torch.Tensor]]
+    groups: list[tuple[torch.Tensor, torch.Tensor, int]]
 
 
 class Transformer(nn.Module):
@@ -231,8 +231,8 @@ class Transformer(nn.Module):
             pool.k[li].view(-1, KVH, d)[batch.slots] = k
             pool.v[li].view(-1, KVH, d)[batch.slots] = v.reshape(T, KVH, d)
             o = torch.empty_like(q)
-            for seqs, toks in batch.groups:
-                o[toks] = paged_attention(q[toks], pool.k[li], pool.v[li], batch.block_tables[seqs],
+            for seqs, toks, width in batch.groups:
+                o[toks] = paged_attention(q[toks], pool.k[li], pool.v[li], batch.block_tables[seqs, :width],
                                           batch.context_lens[seqs], batch.query_lens[seqs])
             x = x + o.reshape(T, H * d) @ layer.wo.T
             gu = layer.mlp_norm(x) @ layer.w_gate_up.T
