@@ -28,9 +28,8 @@ class EngineServer:
             import torch
             torch.set_num_threads(int(threads))
         self.epoch = time.time() if epoch is None else float(epoch)
-        ep = self.epoch
         self.engine = LiveEngine(model, engine, num_blocks, context_limit=context_limit, seed=seed, device=device,
-                                 clock=lambda: time.time() - ep)
+                                 clock=lambda: time.time() - self.epoch)
         self._inbox: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -43,6 +42,10 @@ class EngineServer:
 
     def ready(self) -> bool:
         return True
+
+    def set_epoch(self, epoch: float) -> None:
+        """Time zero of the episode (``time.time()`` seconds); engine times are relative to it."""
+        self.epoch = float(epoch)
 
     def submit(self, rid: int, prompt_tokens: int, output_tokens: int) -> None:
         self._inbox.put((int(rid), int(prompt_tokens), int(output_tokens)))
@@ -110,6 +113,14 @@ class LiveCluster:
             actor = ray.remote(EngineServer).options(**opts)
             self.servers = [actor.remote(*args, **kw) for _ in range(n)]
             ray.get([s.ready.remote() for s in self.servers])
+
+    def start_clock(self, lead_s: float = 0.02) -> float:
+        """Set time zero ``lead_s`` from now on every engine (after they are up: actor start-up is not
+        charged to the first requests); returns the epoch."""
+        self.epoch = time.time() + lead_s
+        for i in range(self.n):
+            self._call(i, "set_epoch", self.epoch)
+        return self.epoch
 
     def _call(self, i: int, name: str, *args: Any) -> Any:
         """Call a server method; a dead Ray actor marks engine ``i`` dead and returns None."""

@@ -22,9 +22,9 @@ from schedgym.envs.serving.costmodel import CALIBRATION_SCHEMA, calibration_from
 from schedgym.envs.serving.types import EngineConfig
 from schedgym.hwbackend.engine import LiveEngine, _Seq
 
-DEFAULT_PREFILL = (0, 16, 64, 256, 512)
-DEFAULT_DECODE = (0, 1, 4, 16, 48)
-DEFAULT_CONTEXT = (16, 128, 384)   # per decoding sequence
+DEFAULT_PREFILL = (0, 1, 8, 32, 64, 128, 256, 512)
+DEFAULT_DECODE = (0, 1, 2, 4, 8, 16, 32, 64)
+DEFAULT_CONTEXT = (16, 256)   # per decoding sequence
 
 
 def device_name(device: str) -> str:

@@ -73,9 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                                            "calibration table the simulator's cost model reads")
     cal.add_argument("--model", default="tiny", help="hwbackend model preset: tiny (default), small, 1b")
     cal.add_argument("--out", required=True, help="output table (.json, schema schedgym.calibration/v1)")
-    cal.add_argument("--prefill", default="0,16,64,256,512", help="prefill-token grid (comma-separated, with 0)")
-    cal.add_argument("--decode", default="0,1,4,16,48", help="decode-batch grid (comma-separated, with 0)")
-    cal.add_argument("--context", default="16,128,384", help="KV context per decoding sequence")
+    cal.add_argument("--prefill", default="0,1,8,32,64,128,256,512", help="prefill-token grid (comma-separated, with 0)")
+    cal.add_argument("--decode", default="0,1,2,4,8,16,32,64", help="decode-batch grid (comma-separated, with 0)")
+    cal.add_argument("--context", default="16,256", help="KV context per decoding sequence")
     cal.add_argument("--block-size", type=int, default=16, help="KV block size (default 16)")
     cal.add_argument("--repeats", type=int, default=5, help="timed runs per shape (median kept), default 5")
     cal.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -138,6 +138,14 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         table = str(write_table(doc, args.table_out))
         print(f"calibrated: {len(doc['rows'])} shapes -> {table}")
     w = segment(args.trace, args.start, args.requests, args.rate_scale, args.token_scale)
+    if args.backend == "ray":
+        import os
+
+        import ray
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        if not ray.is_initialized():
+            ray.init(num_cpus=args.engines, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     rep = fidelity(w, table, n_engines=args.engines, model=args.model, engine=engine, num_blocks=args.num_blocks,
                    context_limit=args.context_limit, device=args.device, backend=args.backend)
     print(format_report(rep))

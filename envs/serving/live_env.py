@@ -238,7 +238,8 @@ class LLMServingLiveEnv(SchedulingEnv):
                                                              "chunked_prefill", "preemption", "watermark")}
         self.live = LiveCluster(self.cluster.n_instances, self.model_cfg.to_dict(), ecfg, int(a["num_blocks"]),
                                 int(a["context_limit"]), mode=a["backend"], seed=int(a["seed"]), device=a["device"],
-                                threads=a["threads"], epoch=time.time() + 0.05)
+                                threads=a["threads"])
+        self.live.start_clock()
         self.state = LiveRun(w, self.cluster, self.cluster.n_instances)
         self._feasible = (w.prompt_tokens + w.output_tokens) <= self._limit
         self._next = 0
