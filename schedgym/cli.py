@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
                                            "calibration table the simulator's cost model reads")
     cal.add_argument("--model", default="tiny", help="hwbackend model preset: tiny (default), small, 1b")
     cal.add_argument("--out", required=True, help="output table (.json, schema schedgym.calibration/v1)")
-    cal.add_argument("--prefill", default="0,1,8,32,64,128,256,512", help="prefill-token grid (comma-separated, with 0)")
+    cal.add_argument("--prefill", default="0,1,8,32,64,128,256,512", help="prefill-token grid (with 0)")
     cal.add_argument("--decode", default="0,1,2,4,8,16,32,64", help="decode-batch grid (comma-separated, with 0)")
     cal.add_argument("--context", default="16,256", help="KV context per decoding sequence")
     cal.add_argument("--block-size", type=int, default=16, help="KV block size (default 16)")
@@ -111,8 +111,8 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from schedgym.hwbackend.profiler import calibrate, write_table
     from schedgym.envs.serving.live_env import CATALOG_MODELS
+    from schedgym.hwbackend.profiler import calibrate, write_table
     if args.model not in CATALOG_MODELS:
         raise ValueError(f"--model {args.model!r}: expected one of {sorted(CATALOG_MODELS)}")
     doc = calibrate(args.model, engine={"block_size": args.block_size}, prefill=_ints(args.prefill),
@@ -131,8 +131,8 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     table = args.calibration
     engine = {"chunked_prefill": bool(args.chunked_prefill)}
     if table is None:
-        from schedgym.hwbackend.profiler import calibrate, write_table
         from schedgym.envs.serving.live_env import CATALOG_MODELS
+        from schedgym.hwbackend.profiler import calibrate, write_table
         doc = calibrate(args.model, device=args.device, catalog_model=CATALOG_MODELS[args.model],
                         gpu="CPU" if args.device == "cpu" else "H100-80GB")
         table = str(write_table(doc, args.table_out))

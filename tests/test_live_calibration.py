@@ -8,13 +8,13 @@ import json
 import gymnasium as gym
 import pytest
 import torch
+from tests_live_helpers import small_workload
 
 import schedgym  # noqa: F401
 from schedgym.cli import main
 from schedgym.envs.serving.costmodel import CALIBRATION_SCHEMA, TableCostModel, load_calibration_table
 from schedgym.hwbackend.fidelity import fidelity, format_report
 from schedgym.hwbackend.profiler import calibrate, write_table
-from tests_live_helpers import small_workload
 
 torch.set_num_threads(1)
 GRID = dict(prefill=(0, 1, 16, 64), decode=(0, 1, 4), context=(8, 64), repeats=2, warmup=1)

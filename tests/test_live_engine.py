@@ -82,9 +82,9 @@ def test_engine_exact_tokens_and_preemption(chunked: bool) -> None:
     eng = LiveEngine("tiny", {"block_size": 4, "chunked_prefill": chunked, "max_num_batched_tokens": 64,
                               "max_num_seqs": 8, "watermark": 0.0}, num_blocks=24, context_limit=64)
     P = rng.integers(1, 30, 12)
-    O = rng.integers(1, 30, 12)
+    OUT = rng.integers(1, 30, 12)
     for r in range(12):
-        eng.submit(r, int(P[r]), int(O[r]))
+        eng.submit(r, int(P[r]), int(OUT[r]))
     eng.run_until_idle()
     assert sorted(eng.finished) == list(range(12))
     assert len(eng.free_blocks) == eng.num_blocks
@@ -100,7 +100,7 @@ def test_engine_exact_tokens_and_preemption(chunked: bool) -> None:
             if q == r:
                 n += 1 + int(dec[np.searchsorted(seg_end, end, "right") - 1]) - \
                     int(dec[np.searchsorted(seg_end, start, "right") - 1])
-        assert n == O[r]
+        assert n == OUT[r]
     assert all(t1 > t0 for _, t0, t1, *_ in eng.seg_log)
 
 
