@@ -30,12 +30,11 @@ class EngineServer:
         self.epoch = time.time() if epoch is None else float(epoch)
         self.engine = LiveEngine(model, engine, num_blocks, context_limit=context_limit, seed=seed, device=device,
                                  clock=lambda: time.time() - self.epoch)
-        self._inbox: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[tuple[int, int, int, float]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._res_seen = 0
-        self._seg_seen = 0
+        self._res_seen = self._seg_seen = self._rcv_seen = 0
         self.error: str | None = None
         self._thread = threading.Thread(target=self._loop, name="live-engine", daemon=True)
         self._thread.start()
@@ -48,7 +47,7 @@ class EngineServer:
         self.epoch = float(epoch)
 
     def submit(self, rid: int, prompt_tokens: int, output_tokens: int) -> None:
-        self._inbox.put((int(rid), int(prompt_tokens), int(output_tokens)))
+        self._inbox.put((int(rid), int(prompt_tokens), int(output_tokens), time.time() - self.epoch))
         self._wake.set()
 
     def _loop(self) -> None:
@@ -74,9 +73,12 @@ class EngineServer:
             eng = self.engine
             res = eng.res_log[self._res_seen:]
             seg = eng.seg_log[self._seg_seen:]
+            rcv = eng.received[self._rcv_seen:]
             self._res_seen += len(res)
             self._seg_seen += len(seg)
-            return {"stats": eng.stats(), "res": list(res), "seg": list(seg), "error": self.error,
+            self._rcv_seen += len(rcv)
+            return {"stats": eng.stats(), "res": list(res), "seg": list(seg), "received": list(rcv),
+                    "error": self.error,
                     "busy_s": eng.busy_s}
 
     def stop(self) -> None:
@@ -138,9 +140,14 @@ class LiveCluster:
             return None
 
     def submit(self, i: int, rid: int, prompt_tokens: int, output_tokens: int) -> bool:
-        """Send a request to engine ``i``; False if the engine is dead."""
-        if self._call(i, "submit", rid, prompt_tokens, output_tokens) is None and not self.alive[i]:
+        """Send a request to engine ``i``; False if the engine is known dead. Ray: fire and forget (no round
+        trip on the request's critical path); a dead actor is noticed by the next ``poll()``."""
+        if not self.alive[i]:
             return False
+        if self.mode == "thread":
+            self.servers[i].submit(rid, prompt_tokens, output_tokens)
+        else:
+            self.servers[i].submit.remote(rid, prompt_tokens, output_tokens)
         return True
 
     def poll(self) -> list[dict[str, Any] | None]:

@@ -88,12 +88,14 @@ class LiveEngine:
         self.seg_log: list[Segment] = []
         self.open: dict[int, tuple[float, float, int]] = {}  # rid -> (alloc, start, kv_start)
         self.finished: list[int] = []
+        self.received: list[tuple[int, float]] = []  # (request, engine clock when it arrived at the engine)
         self.last_decode_s = 0.0
         self.busy_s = 0.0
 
     # ------------------------------------------------------------------ requests
-    def submit(self, rid: int, prompt_tokens: int, output_tokens: int) -> None:
-        """Queue request ``rid`` (synthetic prompt ids of the given length; exactly ``output_tokens`` out)."""
+    def submit(self, rid: int, prompt_tokens: int, output_tokens: int, received: float | None = None) -> None:
+        """Queue request ``rid`` (synthetic prompt ids of the given length; exactly ``output_tokens`` out).
+        ``received``: when the engine got it (engine clock; default now), reported as the dispatch time."""
         if prompt_tokens < 1 or output_tokens < 1:
             raise ValueError(f"request {rid}: prompt_tokens and output_tokens must be >= 1, got "
                              f"{prompt_tokens}, {output_tokens}")
@@ -103,6 +105,7 @@ class LiveEngine:
         s = _Seq(rid, prompt_ids(rid, prompt_tokens, self.cfg.vocab_size, self.seed), int(output_tokens))
         s.target = prompt_tokens
         self.waiting.append(s)
+        self.received.append((int(rid), self.clock() if received is None else float(received)))
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.prefilling or self.running)

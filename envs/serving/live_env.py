@@ -53,6 +53,7 @@ class LiveRun:
         self.routed = np.full(R, -1, np.int64)
         self.first_token = np.full(R, np.nan)
         self.finish = np.full(R, np.nan)
+        self.dispatched = np.full(R, np.nan)  # when the request reached its (last) engine
         self.res: list[tuple[int, tuple]] = []  # (instance, residency)
         self.seg: list[tuple] = []
         self.busy = np.zeros(n)
@@ -62,6 +63,9 @@ class LiveRun:
         self.now = 0.0
 
     def absorb(self, i: int, poll: dict[str, Any]) -> None:
+        for rid, t in poll["received"]:
+            if self.routed[rid] == i:
+                self.dispatched[rid] = t
         for r in poll["res"]:
             rid = int(r[0])
             if self.routed[rid] != i:
