@@ -4,7 +4,8 @@
 Each shape (prefill tokens P, decode batch D, total decode context K) is set up as real engine state — D
 running sequences of K/D cached tokens each and one waiting prompt of P tokens — and timed through
 ``LiveEngine.step()`` (scheduling, batch building, forward, sampling, device synchronisation), the same code
-path the live cluster runs. The table stores the median of ``repeats`` runs after ``warmup`` runs.
+path the live cluster runs. The table stores the median of ``repeats`` sweeps of the grid after ``warmup``
+sweeps.
 """
 
 from __future__ import annotations
@@ -74,17 +75,20 @@ def calibrate(model: str | dict | None = "tiny", *, engine: dict[str, Any] | Non
                              "max_num_seqs": max(ecfg.max_num_seqs, max(decode) + 1), "watermark": 0.0},
                      num_blocks=need, seed=seed, device=device,
                      context_limit=max(max(context) + 2, max(prefill) + 2))
+    shapes = [(p, d, c) for p in prefill for d in decode if p + d for c in (context if d else (0,))]
+    times = np.zeros((warmup + repeats, len(shapes)))
+    # Sweep the whole grid once per repeat (not one shape many times in a row), so slow drifts of a shared
+    # machine spread over every shape instead of biasing a few.
+    for k in range(warmup + repeats):
+        for j, (p, d, c) in enumerate(shapes):
+            times[k, j] = time_shape(eng, p, d, c)
     rows: list[dict[str, Any]] = []
-    for p in prefill:
-        for d in decode:
-            if p + d == 0:
-                continue
-            for c in (context if d else (0,)):
-                ts = [time_shape(eng, p, d, c) for _ in range(warmup + repeats)][warmup:]
-                rows.append({"prefill_tokens": p, "decode_tokens": d, "kv_context_tokens": d * c,
-                             "time_s": float(np.median(ts)), "std_s": float(np.std(ts)), "repeats": repeats})
-                if progress:
-                    print(f"P={p:5d} D={d:4d} K={d * c:7d}  {np.median(ts) * 1e3:8.3f} ms", flush=True)
+    for j, (p, d, c) in enumerate(shapes):
+        ts = times[warmup:, j]
+        rows.append({"prefill_tokens": p, "decode_tokens": d, "kv_context_tokens": d * c,
+                     "time_s": float(np.median(ts)), "std_s": float(np.std(ts)), "repeats": repeats})
+        if progress:
+            print(f"P={p:5d} D={d:4d} K={d * c:7d}  {np.median(ts) * 1e3:8.3f} ms", flush=True)
     doc = {"schema": CALIBRATION_SCHEMA, "gpu": gpu, "model": catalog_model, "tp": 1,
            "device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
            "model_config": eng.cfg.to_dict(), "block_size": ecfg.block_size,
