@@ -158,7 +158,8 @@ class LLMServingLiveEnv(SchedulingEnv):
       (``EngineConfig`` fields; ``preemption`` must be ``"recompute"``), ``num_blocks`` (256 KV blocks per
       engine), ``context_limit`` (512 tokens), ``device`` (``"cpu"``/``"cuda"``), ``threads`` (torch threads
       per engine, 1), ``backend`` (``"thread"``/``"ray"``), ``calibration`` (a calibration table path: the
-      prefill-time feature and the instances' cost model for the validator), ``drain_timeout_s`` (120).
+      prefill-time feature and the instances' cost model for the validator), ``drain_timeout_s`` (120),
+      ``weights_seed`` (0: the engines' random weights and synthetic prompt token ids).
     - ``slo``, ``reward``, ``strict``, ``invalid_action_penalty``: as ``LLMServing-v0``.
 
     ## Version history
@@ -175,7 +176,7 @@ class LLMServingLiveEnv(SchedulingEnv):
                  device: str = "cpu", threads: int | None = 1, backend: str = "thread",
                  calibration: str | None = None, drain_timeout_s: float = 120.0,
                  slo: dict[str, Any] | SLO | None = None, reward: str = "slo", strict: bool = False,
-                 invalid_action_penalty: float = 1.0, render_mode: str | None = None, seed: int = 0) -> None:
+                 invalid_action_penalty: float = 1.0, render_mode: str | None = None, weights_seed: int = 0) -> None:
         args = {k: v for k, v in locals().items() if k not in ("self", "config", "__class__")}
         if config:
             unknown = sorted(set(config) - set(args))
@@ -241,7 +242,8 @@ class LLMServingLiveEnv(SchedulingEnv):
         ecfg = {k: getattr(self.cluster.engine, k) for k in ("block_size", "max_num_seqs", "max_num_batched_tokens",
                                                              "chunked_prefill", "preemption", "watermark")}
         self.live = LiveCluster(self.cluster.n_instances, self.model_cfg.to_dict(), ecfg, int(a["num_blocks"]),
-                                int(a["context_limit"]), mode=a["backend"], seed=int(a["seed"]), device=a["device"],
+                                int(a["context_limit"]), mode=a["backend"], seed=int(a["weights_seed"]),
+                                device=a["device"],
                                 threads=a["threads"])
         self.live.start_clock()
         self.state = LiveRun(w, self.cluster, self.cluster.n_instances)
