@@ -5,8 +5,8 @@ Each shape (prefill tokens P, decode batch D, total decode context K) is set up 
 running sequences of K/D cached tokens each and one waiting prompt of P tokens — and timed through
 ``LiveEngine.step()`` (scheduling, batch building, forward, sampling, device synchronisation), the same code
 path the live cluster runs. The table stores the median of ``repeats`` sweeps of the grid after ``warmup``
-sweeps; ``time_s`` is that median made non-decreasing in the KV context of each (prefill, decode) node
-(the raw median is kept as ``median_s``).
+sweeps, fitted per (prefill, decode) node to ``a + b * kv_context`` with ``a > 0``, ``b >= 0``
+(``_fit_nodes``); the raw median is kept as ``median_s``.
 """
 
 from __future__ import annotations
@@ -83,25 +83,46 @@ def calibrate(model: str | dict | None = "tiny", *, engine: dict[str, Any] | Non
     for k in range(warmup + repeats):
         for j, (p, d, c) in enumerate(shapes):
             times[k, j] = time_shape(eng, p, d, c)
+    med = np.median(times[warmup:], axis=0)
+    std = np.std(times[warmup:], axis=0)
+    fitted = _fit_nodes(shapes, med)
     rows: list[dict[str, Any]] = []
-    floor: dict[tuple[int, int], float] = {}
     for j, (p, d, c) in enumerate(shapes):
-        ts = times[warmup:, j]
-        med = float(np.median(ts))
-        # More KV context never costs less; a noisy median that dips is raised to the node's running maximum
-        # so the fitted per-token slope is >= 0 (the simulator's closed-form decode runs need that).
-        t = max(med, floor.get((p, d), 0.0))
-        floor[(p, d)] = t
-        rows.append({"prefill_tokens": p, "decode_tokens": d, "kv_context_tokens": d * c, "time_s": t,
-                     "median_s": med, "std_s": float(np.std(ts)), "repeats": repeats})
+        rows.append({"prefill_tokens": p, "decode_tokens": d, "kv_context_tokens": d * c, "time_s": fitted[j],
+                     "median_s": float(med[j]), "std_s": float(std[j]), "repeats": repeats})
         if progress:
-            print(f"P={p:5d} D={d:4d} K={d * c:7d}  {np.median(ts) * 1e3:8.3f} ms", flush=True)
+            print(f"P={p:5d} D={d:4d} K={d * c:7d}  {med[j] * 1e3:8.3f} ms (fit {fitted[j] * 1e3:8.3f})", flush=True)
     doc = {"schema": CALIBRATION_SCHEMA, "gpu": gpu, "model": catalog_model, "tp": 1,
            "device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
            "model_config": eng.cfg.to_dict(), "block_size": ecfg.block_size,
            "created_unix": time.time(), "rows": rows}
     calibration_from_rows(rows, "profiler output")  # the table must load in the simulator
     return doc
+
+
+def _fit_nodes(shapes: list[tuple[int, int, int]], med: np.ndarray) -> list[float]:
+    """Per (prefill, decode) node, the line ``a + b * K`` through its medians over the KV context K, with
+    ``b >= 0`` (more context never costs less) and ``a >= min/4`` (an iteration has a fixed cost): what the
+    simulator's closed-form decode runs need. Noise on a shared machine otherwise yields negative slopes or
+    intercepts. Nodes with one context (pure prefill) keep their median."""
+    out = [float(m) for m in med]
+    nodes: dict[tuple[int, int], list[int]] = {}
+    for j, (p, d, _) in enumerate(shapes):
+        nodes.setdefault((p, d), []).append(j)
+    for (_, d), js in nodes.items():
+        if len(js) < 2:
+            continue
+        K = np.array([d * shapes[j][2] for j in js], float)
+        T = med[js]
+        b, a = np.polyfit(K, T, 1)
+        if b < 0:
+            b, a = 0.0, float(np.mean(T))
+        if a < 0.25 * T.min():
+            a = 0.25 * float(T.min())
+            b = max(0.0, float(np.sum((T - a) * K) / np.sum(K * K)))
+        for j, k in zip(js, K):
+            out[j] = float(a + b * k)
+    return out
 
 
 def write_table(doc: dict[str, Any], path: str | Path) -> Path:
