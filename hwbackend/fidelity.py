@@ -82,8 +82,17 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
         sim2, _ = simulate(w2)
         engine_rows = _compare(live2, sim2)
         dispatch_ms = float(np.median(run.dispatched - workload.arrival) * 1e3)
+    # Per-iteration check: measured prefill-only iterations against the table's time for the same shape.
+    from schedgym.envs.serving.costmodel import TableCostModel, load_calibration_table
+    cm = TableCostModel(load_calibration_table(calibration))
+    sched = live.unwrapped.schedule()
+    pre = ~sched.seg_decode & (sched.seg_prefill_tokens > 0)
+    ratio = [(e - s0) / cm.iteration_time(int(p), 0, 0) for s0, e, p in
+             zip(sched.seg_start[pre], sched.seg_end[pre], sched.seg_prefill_tokens[pre])]
+    iter_ratio = float(np.median(ratio)) if ratio else float("nan")
     return {"workload": workload.name, "n_requests": workload.n_requests, "same_routing": live_actions == sim_actions,
             "rows": rows, "engine_rows": engine_rows, "median_dispatch_latency_ms": dispatch_ms,
+            "prefill_iteration_live_over_table": iter_ratio,
             "live": live_info, "sim": sim_info}
 
 
@@ -99,7 +108,8 @@ def _compare(live: dict[str, Any], sim: dict[str, Any]) -> list[dict[str, Any]]:
 
 def format_report(rep: dict[str, Any]) -> str:
     lines = [f"fidelity on {rep['workload']} ({rep['n_requests']} requests, identical routing: "
-             f"{rep['same_routing']}; median dispatch latency {rep['median_dispatch_latency_ms']:.2f} ms)"]
+             f"{rep['same_routing']}; median dispatch latency {rep['median_dispatch_latency_ms']:.2f} ms; "
+             f"prefill iterations live/table x{rep['prefill_iteration_live_over_table']:.2f} (median))"]
     for title, key in (("from trace arrivals (includes router dispatch latency)", "rows"),
                        ("engine-side (arrivals = dispatch times)", "engine_rows")):
         if not rep[key]:
