@@ -80,7 +80,7 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(),                                                         # ~0.1 M params: tests
     "small": ModelConfig(4, 256, 8, 4, 688, 4096),                                 # ~5 M params: CPU figures
-    "1b": ModelConfig(16, 2048, 32, 8, 8192, 32000, dtype="bfloat16"),             # ~1.2 B params: one GPU
+    "1b": ModelConfig(16, 2048, 32, 8, 8192, 32000, dtype="bfloat16"),             # ~1.1 B params: one GPU
 }
 
 
