@@ -19,11 +19,15 @@ ENV_IDS = {
     "schedgym/DAGDispatch-v0": "schedgym.envs.dag.env:DAGDispatchEnv",
     "schedgym/MemoryMapping-v0": "schedgym.envs.memory.env:MemoryMappingEnv",
     "schedgym/MemoryOffsets-v0": "schedgym.envs.memory.offsets_env:MemoryOffsetsEnv",
+    "schedgym/LLMServingLive-v0": "schedgym.envs.serving.live_env:LLMServingLiveEnv",
 }
+# Ids whose episodes depend on wall-clock timing (real engines): registered nondeterministic=True.
+NONDETERMINISTIC_IDS = frozenset({"schedgym/LLMServingLive-v0"})
 
 for _id, _entry in ENV_IDS.items():
     if _id not in gym.registry:
-        gym.register(id=_id, entry_point=_entry, disable_env_checker=False)
+        gym.register(id=_id, entry_point=_entry, disable_env_checker=False,
+                     nondeterministic=_id in NONDETERMINISTIC_IDS)
 
 # Domain datasets and baselines register themselves on import.
 import schedgym.baselines  # noqa: E402,F401

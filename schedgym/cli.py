@@ -68,7 +68,90 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", help="DAGDispatch-v0: dataset NAME[:SPLIT] (default dag/wfinstances:test)")
     run.add_argument("--noise", type=float, default=0.0, help="DAGDispatch-v0: runtime noise CV (default 0)")
     run.set_defaults(func=cmd_run)
+
+    cal = sub.add_parser("calibrate", help="live backend: sweep batch shapes on a real engine and write the "
+                                           "calibration table the simulator's cost model reads")
+    cal.add_argument("--model", default="tiny", help="hwbackend model preset: tiny (default), small, 1b")
+    cal.add_argument("--out", required=True, help="output table (.json, schema schedgym.calibration/v1)")
+    cal.add_argument("--prefill", default="0,1,8,32,64,128,256,512", help="prefill-token grid (with 0)")
+    cal.add_argument("--decode", default="0,1,2,4,8,16,32,64", help="decode-batch grid (comma-separated, with 0)")
+    cal.add_argument("--context", default="16,256", help="KV context per decoding sequence")
+    cal.add_argument("--block-size", type=int, default=16, help="KV block size (default 16)")
+    cal.add_argument("--repeats", type=int, default=5, help="timed runs per shape (median kept), default 5")
+    cal.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    cal.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    cal.set_defaults(func=cmd_calibrate)
+
+    fid = sub.add_parser("fidelity", help="live backend: replay a trace segment on the live cluster and on the "
+                                          "calibrated simulator; relative error of TTFT/TPOT/E2E p50/p90/p99")
+    fid.add_argument("--calibration", help="calibration table; default: calibrate first (written to --table-out)")
+    fid.add_argument("--table-out", default="calibration.json", help="where a fresh calibration is written")
+    fid.add_argument("--trace", default="azure-conv-2023", help="shipped trace name (default azure-conv-2023)")
+    fid.add_argument("--start", type=int, default=0, help="first request of the segment (default 0)")
+    fid.add_argument("--requests", type=int, default=64, help="segment length (default 64)")
+    fid.add_argument("--rate-scale", type=float, default=4.0, help="arrivals replayed this many times faster")
+    fid.add_argument("--token-scale", type=float, default=0.05, help="prompt/output lengths multiplied by this")
+    fid.add_argument("--engines", type=int, default=2, help="number of engines (default 2)")
+    fid.add_argument("--model", default="tiny", help="hwbackend model preset (default tiny)")
+    fid.add_argument("--chunked-prefill", action="store_true", help="engines use chunked prefill")
+    fid.add_argument("--num-blocks", type=int, default=256, help="KV blocks per engine (default 256)")
+    fid.add_argument("--context-limit", type=int, default=512, help="max prompt + output tokens (default 512)")
+    fid.add_argument("--backend", default="thread", help="thread (default) or ray")
+    fid.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    fid.add_argument("--out", help="write the full report as JSON")
+    fid.set_defaults(func=cmd_fidelity)
     return p
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from schedgym.envs.serving.live_env import CATALOG_MODELS
+    from schedgym.hwbackend.profiler import calibrate, write_table
+    if args.model not in CATALOG_MODELS:
+        raise ValueError(f"--model {args.model!r}: expected one of {sorted(CATALOG_MODELS)}")
+    doc = calibrate(args.model, engine={"block_size": args.block_size}, prefill=_ints(args.prefill),
+                    decode=_ints(args.decode), context=_ints(args.context), repeats=args.repeats,
+                    device=args.device, threads=args.threads, catalog_model=CATALOG_MODELS[args.model],
+                    gpu="CPU" if args.device == "cpu" else "H100-80GB", progress=True)
+    path = write_table(doc, args.out)
+    print(f"wrote {len(doc['rows'])} rows ({doc['device']}) to {path}")
+    return 0
+
+
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    import json
+
+    from schedgym.hwbackend.fidelity import fidelity, format_report, segment
+    table = args.calibration
+    engine = {"chunked_prefill": bool(args.chunked_prefill)}
+    if table is None:
+        from schedgym.envs.serving.live_env import CATALOG_MODELS
+        from schedgym.hwbackend.profiler import calibrate, write_table
+        doc = calibrate(args.model, device=args.device, catalog_model=CATALOG_MODELS[args.model],
+                        gpu="CPU" if args.device == "cpu" else "H100-80GB")
+        table = str(write_table(doc, args.table_out))
+        print(f"calibrated: {len(doc['rows'])} shapes -> {table}")
+    w = segment(args.trace, args.start, args.requests, args.rate_scale, args.token_scale)
+    if args.backend == "ray":
+        import os
+
+        import ray
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        if not ray.is_initialized():
+            ray.init(num_cpus=args.engines, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    rep = fidelity(w, table, n_engines=args.engines, model=args.model, engine=engine, num_blocks=args.num_blocks,
+                   context_limit=args.context_limit, device=args.device, backend=args.backend)
+    print(format_report(rep))
+    if args.out:
+        Path(args.out).write_text(json.dumps(rep, indent=1, default=float) + "\n")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -1,0 +1,197 @@
+"""Engines as servers: each ``LiveEngine`` runs its iteration loop in a background thread, hosted either in
+this process (``mode="thread"``) or in a Ray actor (``mode="ray"``: one per GPU, or on CPU one process per
+engine with a fixed thread count), so a cluster spans one or many machines.
+
+The driver (``LiveCluster``) submits requests, polls live statistics and the incremental event log, and
+notices dead engines (a killed actor raises on the next call): their unfinished requests are reported so
+the caller can re-dispatch them.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from schedgym.hwbackend.engine import LiveEngine, Residency, Segment
+
+
+class EngineServer:
+    """A ``LiveEngine`` stepping in a background thread; every method is safe to call from other threads."""
+
+    def __init__(self, model: Any, engine: dict[str, Any], num_blocks: int, context_limit: int, *, seed: int = 0,
+                 device: str = "cpu", threads: int | None = 1, epoch: float | None = None) -> None:
+        if threads is not None:
+            import torch
+            torch.set_num_threads(int(threads))
+        self.epoch = time.time() if epoch is None else float(epoch)
+        self.engine = LiveEngine(model, engine, num_blocks, context_limit=context_limit, seed=seed, device=device,
+                                 clock=lambda: time.time() - self.epoch)
+        self._inbox: queue.SimpleQueue[tuple[int, int, int, float]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._res_seen = self._seg_seen = self._rcv_seen = 0
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._loop, name="live-engine", daemon=True)
+        self._thread.start()
+
+    def ready(self) -> bool:
+        return True
+
+    def set_epoch(self, epoch: float) -> None:
+        """Time zero of the episode (``time.time()`` seconds); engine times are relative to it."""
+        self.epoch = float(epoch)
+
+    def submit(self, rid: int, prompt_tokens: int, output_tokens: int) -> None:
+        self._inbox.put((int(rid), int(prompt_tokens), int(output_tokens), time.time() - self.epoch))
+        self._wake.set()
+
+    def _loop(self) -> None:
+        eng = self.engine
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    while True:
+                        try:
+                            eng.submit(*self._inbox.get_nowait())
+                        except queue.Empty:
+                            break
+                    ran = eng.step()
+                if not ran:
+                    self._wake.wait(0.002)
+                    self._wake.clear()
+        except Exception as exc:  # reported to the driver by poll(); the engine is dead from here on
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def poll(self) -> dict[str, Any]:
+        """Live statistics (``features.LIVE`` columns) and the log entries recorded since the last poll."""
+        with self._lock:
+            eng = self.engine
+            res = eng.res_log[self._res_seen:]
+            seg = eng.seg_log[self._seg_seen:]
+            rcv = eng.received[self._rcv_seen:]
+            self._res_seen += len(res)
+            self._seg_seen += len(seg)
+            self._rcv_seen += len(rcv)
+            return {"stats": eng.stats(), "res": list(res), "seg": list(seg), "received": list(rcv),
+                    "error": self.error,
+                    "busy_s": eng.busy_s}
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+
+class LiveCluster:
+    """N engine servers behind one driver API (submit / poll / kill / close)."""
+
+    def __init__(self, n: int, model: Any, engine: dict[str, Any], num_blocks: int, context_limit: int, *,
+                 mode: str = "thread", seed: int = 0, device: str = "cpu", threads: int | None = 1,
+                 epoch: float | None = None, ray_options: dict[str, Any] | None = None) -> None:
+        if mode not in ("thread", "ray"):
+            raise ValueError(f"mode must be 'thread' or 'ray', got {mode!r}")
+        if n < 1:
+            raise ValueError(f"a live cluster needs at least one engine, got {n}")
+        self.mode, self.n = mode, n
+        self.epoch = time.time() if epoch is None else epoch
+        args = (model, engine, num_blocks, context_limit)
+        kw = dict(seed=seed, device=device, threads=threads, epoch=self.epoch)
+        self.alive = np.ones(n, bool)
+        self.errors: list[str | None] = [None] * n
+        if mode == "thread":
+            self.servers: list[Any] = [EngineServer(*args, **kw) for _ in range(n)]
+        else:
+            import ray
+            if not ray.is_initialized():
+                raise RuntimeError("mode='ray' needs ray.init() first (e.g. ray.init(num_cpus=2) on one machine, "
+                                   "ray.init(address='auto') on a cluster)")
+            opts = {"num_cpus": 1 if device == "cpu" else 0, "num_gpus": 0 if device == "cpu" else 1,
+                    "max_restarts": 0, **(ray_options or {})}
+            actor = ray.remote(EngineServer).options(**opts)
+            self.servers = [actor.remote(*args, **kw) for _ in range(n)]
+            ray.get([s.ready.remote() for s in self.servers])
+
+    def start_clock(self, lead_s: float = 0.02) -> float:
+        """Set time zero ``lead_s`` from now on every engine (after they are up: actor start-up is not
+        charged to the first requests); returns the epoch."""
+        self.epoch = time.time() + lead_s
+        for i in range(self.n):
+            self._call(i, "set_epoch", self.epoch)
+        return self.epoch
+
+    def _call(self, i: int, name: str, *args: Any) -> Any:
+        """Call a server method; a dead Ray actor marks engine ``i`` dead and returns None."""
+        if not self.alive[i]:
+            return None
+        s = self.servers[i]
+        if self.mode == "thread":
+            return getattr(s, name)(*args)
+        import ray
+        try:
+            return ray.get(getattr(s, name).remote(*args))
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
+            self.alive[i] = False
+            self.errors[i] = f"actor died: {type(exc).__name__}"
+            return None
+
+    def submit(self, i: int, rid: int, prompt_tokens: int, output_tokens: int) -> bool:
+        """Send a request to engine ``i``; False if the engine is known dead. Ray: fire and forget (no round
+        trip on the request's critical path); a dead actor is noticed by the next ``poll()``."""
+        if not self.alive[i]:
+            return False
+        if self.mode == "thread":
+            self.servers[i].submit(rid, prompt_tokens, output_tokens)
+        else:
+            self.servers[i].submit.remote(rid, prompt_tokens, output_tokens)
+        return True
+
+    def poll(self) -> list[dict[str, Any] | None]:
+        """Each engine's poll() (None for a dead engine); an engine whose loop raised is marked dead."""
+        if self.mode == "ray":
+            import ray
+            refs = [s.poll.remote() if self.alive[i] else None for i, s in enumerate(self.servers)]
+            out: list[dict[str, Any] | None] = []
+            for i, ref in enumerate(refs):
+                if ref is None:
+                    out.append(None)
+                    continue
+                try:
+                    out.append(ray.get(ref))
+                except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
+                    self.alive[i] = False
+                    self.errors[i] = f"actor died: {type(exc).__name__}"
+                    out.append(None)
+        else:
+            out = [s.poll() if self.alive[i] else None for i, s in enumerate(self.servers)]
+        for i, p in enumerate(out):
+            if p is not None and p["error"]:
+                self.alive[i] = False
+                self.errors[i] = p["error"]
+        return out
+
+    def kill(self, i: int) -> None:
+        """Fault injection: kill engine ``i`` (its Ray actor process, or its thread in thread mode)."""
+        if self.mode == "ray":
+            import ray
+            ray.kill(self.servers[i], no_restart=True)
+        else:
+            self.servers[i].stop()
+            self.alive[i] = False
+            self.errors[i] = "killed"
+
+    def close(self) -> None:
+        for i, s in enumerate(self.servers):
+            if self.mode == "thread":
+                s.stop()
+            elif self.alive[i]:
+                import ray
+                ray.kill(s, no_restart=True)
+        self.alive[:] = False
+
+
+__all__ = ["EngineServer", "LiveCluster", "Residency", "Segment"]

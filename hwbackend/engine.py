@@ -1,0 +1,285 @@
+"""A real continuous-batching engine: the simulator's scheduler policy driving the torch transformer.
+
+Policy (the same knobs and order as ``envs/serving/sim.py``, vLLM v0): without chunked prefill an iteration
+either prefills admitted prompts (FCFS, within ``max_num_seqs``, ``max_num_batched_tokens`` and free blocks
+above the watermark; decodes stall) or decodes one token for every running sequence; with chunked prefill
+every iteration decodes all running sequences and fills the rest of the token budget with prompt chunks.
+When a decode needs a block and none is free, the most recently admitted running sequence is preempted and
+recomputed later (blocks freed; it re-prefills prompt + generated tokens). Swap preemption and prefix caching
+are not implemented here (a clear error says so).
+
+Each iteration's wall time is measured around the forward pass with device synchronisation; requests stop
+after exactly their output length (no EOS). The log uses the simulator's record format (residencies and
+segments of ``ServingSchedule``), so the validator and metrics are the simulator's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from schedgym.envs.serving.types import END_FINISH, END_RECOMPUTE, START_PREFILL, EngineConfig
+from schedgym.hwbackend.model import KVPool, ModelConfig, SeqBatch, Transformer
+
+# (request, alloc, start, end, kv_start, cached, start_kind, end_kind): the simulator's residency tuple.
+Residency = tuple[int, float, float, float, int, int, int, int]
+# (instance, t0, t1, iterations, decode, prefill_tokens): the simulator's segment tuple (instance filled later).
+Segment = tuple[int, float, float, int, bool, int]
+
+
+def prompt_ids(rid: int, n: int, vocab: int, seed: int) -> np.ndarray:
+    """Deterministic synthetic prompt token ids of request ``rid`` (traces carry lengths, not text)."""
+    return np.random.default_rng([seed, rid]).integers(0, vocab, n, dtype=np.int64)
+
+
+@dataclass
+class _Seq:
+    rid: int
+    prompt: np.ndarray
+    output_len: int
+    generated: list[int] = field(default_factory=list)
+    blocks: list[int] = field(default_factory=list)
+    computed: int = 0          # tokens whose KV is in the cache
+    target: int = 0            # tokens to prefill in the current stint (prompt + generated at admission)
+    alloc: float = float("nan")
+
+    def token(self, i: int) -> int:
+        p = self.prompt.shape[0]
+        return int(self.prompt[i]) if i < p else self.generated[i - p]
+
+
+class LiveEngine:
+    """One model instance: the transformer, its KV block pool and the scheduler. Not thread-safe by itself."""
+
+    def __init__(self, model: ModelConfig | str | dict | None, engine: EngineConfig | dict | None, num_blocks: int,
+                 *, context_limit: int | None = None, seed: int = 0, device: str = "cpu",
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.cfg = ModelConfig.from_any(model)
+        self.ecfg = EngineConfig.from_dict(engine)
+        if self.ecfg.preemption != "recompute":
+            raise ValueError(f"live engine: preemption={self.ecfg.preemption!r} is not implemented; "
+                             "expected 'recompute'")
+        if self.ecfg.prefix_caching:
+            raise ValueError("live engine: prefix_caching is not implemented; expected prefix_caching=False")
+        self.context_limit = int(context_limit or self.cfg.max_context)
+        if self.context_limit > self.cfg.max_context:
+            raise ValueError(f"context_limit {self.context_limit} exceeds the model's max_context "
+                             f"{self.cfg.max_context}")
+        self.device = torch.device(device)
+        self.model = Transformer(self.cfg, seed=seed, device=self.device)
+        self.bs = self.ecfg.block_size
+        self.pool = KVPool(self.cfg, int(num_blocks), self.bs, self.device)
+        self.num_blocks = int(num_blocks)
+        self.watermark = int(self.ecfg.watermark * self.num_blocks)
+        self.max_tokens = self.ecfg.batched_tokens(self.context_limit)
+        self.chunked = self.ecfg.chunked_prefill
+        self.seed = int(seed)
+        self.clock = clock
+        self.free_blocks: list[int] = list(range(self.num_blocks - 1, -1, -1))
+        self.waiting: deque[_Seq] = deque()
+        self.prefilling: list[_Seq] = []   # admitted, prompt not fully computed (chunked prefill)
+        self.running: list[_Seq] = []      # decoding, in admission order
+        self.res_log: list[Residency] = []
+        self.seg_log: list[Segment] = []
+        self.open: dict[int, tuple[float, float, int]] = {}  # rid -> (alloc, start, kv_start)
+        self.finished: list[int] = []
+        self.received: list[tuple[int, float]] = []  # (request, engine clock when it arrived at the engine)
+        self.last_decode_s = 0.0
+        self.busy_s = 0.0
+
+    # ------------------------------------------------------------------ requests
+    def submit(self, rid: int, prompt_tokens: int, output_tokens: int, received: float | None = None) -> None:
+        """Queue request ``rid`` (synthetic prompt ids of the given length; exactly ``output_tokens`` out).
+        ``received``: when the engine got it (engine clock; default now), reported as the dispatch time."""
+        if prompt_tokens < 1 or output_tokens < 1:
+            raise ValueError(f"request {rid}: prompt_tokens and output_tokens must be >= 1, got "
+                             f"{prompt_tokens}, {output_tokens}")
+        if prompt_tokens + output_tokens > self.context_limit:
+            raise ValueError(f"request {rid}: prompt + output = {prompt_tokens + output_tokens} tokens exceeds the "
+                             f"context limit {self.context_limit}")
+        s = _Seq(rid, prompt_ids(rid, prompt_tokens, self.cfg.vocab_size, self.seed), int(output_tokens))
+        s.target = prompt_tokens
+        self.waiting.append(s)
+        self.received.append((int(rid), self.clock() if received is None else float(received)))
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.prefilling or self.running)
+
+    def unfinished(self) -> list[int]:
+        return [s.rid for s in (*self.waiting, *self.prefilling, *self.running)]
+
+    def stats(self) -> np.ndarray:
+        """Live statistics, columns ``features.LIVE``: waiting, running, swapped, used blocks, pending prefill
+        tokens, running context tokens, last decode iteration (s)."""
+        pending = sum(s.target for s in self.waiting) + sum(s.target - s.computed for s in self.prefilling)
+        return np.array([len(self.waiting), len(self.running) + len(self.prefilling), 0,
+                         self.num_blocks - len(self.free_blocks), pending,
+                         sum(s.computed for s in self.running), self.last_decode_s], np.float64)
+
+    # ------------------------------------------------------------------ scheduling
+    def _blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.bs)
+
+    def _admit(self, t: float, budget: int, reserve: int) -> list[tuple[_Seq, int]]:
+        out: list[tuple[_Seq, int]] = []
+        while self.waiting and budget > 0 and \
+                len(self.running) + len(self.prefilling) + len(out) < self.ecfg.max_num_seqs:
+            s = self.waiting[0]
+            need = self._blocks_for(s.target)
+            if len(self.free_blocks) - reserve - need < self.watermark:
+                break
+            if not self.chunked and s.target > budget:
+                break
+            self.waiting.popleft()
+            s.blocks = [self.free_blocks.pop() for _ in range(need)]
+            s.computed = 0
+            s.alloc = t
+            chunk = min(s.target, budget)
+            out.append((s, chunk))
+            budget -= chunk
+        return out
+
+    def _decode_need(self) -> int:
+        """New blocks the next decode iteration needs (a sequence whose cache fills its last block)."""
+        return sum(1 for s in self.running if s.computed % self.bs == 0)
+
+    def _preempt_for_decode(self, t: float) -> None:
+        while self.running and self._decode_need() > len(self.free_blocks):
+            s = self.running.pop()
+            self.free_blocks.extend(s.blocks)
+            s.blocks = []
+            alloc, start, kv = self.open.pop(s.rid)
+            self.res_log.append((s.rid, alloc, start, t, kv, 0, START_PREFILL, END_RECOMPUTE))
+            s.target = s.prompt.shape[0] + len(s.generated)
+            s.computed = 0
+            self.waiting.appendleft(s)
+
+    def _plan(self, t: float) -> tuple[list[tuple[_Seq, int]], list[_Seq]]:
+        """This iteration's (prefill chunks, decoding sequences)."""
+        if self.chunked:
+            self._preempt_for_decode(t)
+            decodes = list(self.running)
+            budget = self.max_tokens - len(decodes)
+            chunks: list[tuple[_Seq, int]] = []
+            for s in self.prefilling:
+                if budget <= 0:
+                    break
+                c = min(s.target - s.computed, budget)
+                chunks.append((s, c))
+                budget -= c
+            new = self._admit(t, budget, self._decode_need())
+            self.prefilling.extend(s for s, _ in new)
+            return chunks + new, decodes
+        if self.waiting:
+            new = self._admit(t, self.max_tokens, 0)
+            if new:
+                self.prefilling.extend(s for s, _ in new)
+                return new, []
+        self._preempt_for_decode(t)
+        if self.running:
+            return [], list(self.running)
+        new = self._admit(t, self.max_tokens, 0)
+        self.prefilling.extend(s for s, _ in new)
+        return new, []
+
+    # ------------------------------------------------------------------ one iteration
+    def step(self) -> bool:
+        """Run one iteration if there is work; returns whether one ran."""
+        if not self.has_work():
+            return False
+        t0 = self.clock()
+        chunks, decodes = self._plan(t0)
+        if not chunks and not decodes:
+            if self.waiting and not self.prefilling and not self.running:
+                s = self.waiting[0]
+                raise RuntimeError(f"request {s.rid} ({s.target} tokens) can never be admitted: "
+                                   f"{self.num_blocks} blocks of {self.bs} tokens, watermark {self.watermark}")
+            return False
+        for s in decodes:  # a slot for the token being decoded
+            if s.computed % self.bs == 0:
+                s.blocks.append(self.free_blocks.pop())
+        batch = self._build(chunks, decodes)
+        logits = self.model(batch, self.pool)
+        nxt = logits.argmax(-1).tolist()  # .tolist() synchronises the device (as torch.cuda.synchronize)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t1 = self.clock()
+        P = sum(c for _, c in chunks)
+        self.seg_log.append((-1, t0, t1, 1, bool(decodes), P))
+        self.busy_s += t1 - t0
+        if decodes and not chunks:
+            self.last_decode_s = t1 - t0
+        i = 0
+        for s, c in chunks:
+            s.computed += c
+            if s.computed == s.target:
+                self.prefilling.remove(s)
+                s.generated.append(int(nxt[i]))
+                self.open[s.rid] = (s.alloc, t1, s.computed)
+                self._after_token(s, t1, joined=True)
+            i += 1
+        for s in decodes:
+            s.computed += 1
+            s.generated.append(int(nxt[i]))
+            self._after_token(s, t1, joined=False)
+            i += 1
+        return True
+
+    def _after_token(self, s: _Seq, t: float, joined: bool) -> None:
+        if len(s.generated) >= s.output_len:
+            if not joined:
+                self.running.remove(s)
+            self.free_blocks.extend(s.blocks)
+            s.blocks = []
+            alloc, start, kv = self.open.pop(s.rid)
+            self.res_log.append((s.rid, alloc, start, t, kv, 0, START_PREFILL, END_FINISH))
+            self.finished.append(s.rid)
+        elif joined:
+            self.running.append(s)
+
+    def _build(self, chunks: list[tuple[_Seq, int]], decodes: list[_Seq]) -> SeqBatch:
+        seqs = [s for s, _ in chunks] + decodes
+        qlens = [c for _, c in chunks] + [1] * len(decodes)
+        tok, pos, slots = [], [], []
+        for s, q in zip(seqs, qlens):
+            for j in range(s.computed, s.computed + q):
+                tok.append(s.token(j))
+                pos.append(j)
+                slots.append(s.blocks[j // self.bs] * self.bs + j % self.bs)
+        ctx = [s.computed + q for s, q in zip(seqs, qlens)]
+        width = max(len(s.blocks) for s in seqs)
+        tables = np.zeros((len(seqs), width), np.int64)
+        for k, s in enumerate(seqs):
+            tables[k, :len(s.blocks)] = s.blocks
+        dev = self.device
+        groups = []
+        start = 0
+        for k, (s, q) in enumerate(chunks):
+            groups.append((torch.tensor([k], device=dev), torch.arange(start, start + q, device=dev)[None, :],
+                           -(-(s.computed + q) // self.bs)))
+            start += q
+        if decodes:
+            nd = len(decodes)
+            groups.append((torch.arange(len(chunks), len(chunks) + nd, device=dev),
+                           torch.arange(start, start + nd, device=dev)[:, None],
+                           max(-(-(s.computed + 1) // self.bs) for s in decodes)))
+
+        def lt(x: list[int] | np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(x, np.int64), device=dev)
+
+        return SeqBatch(lt(tok), lt(pos), lt(slots), lt(qlens), lt(ctx), lt(tables), groups)
+
+    def run_until_idle(self, max_iters: int = 10_000_000) -> None:
+        """Step until every queued request has finished (offline use: profiling, tests)."""
+        n = 0
+        while self.has_work():
+            if not self.step():
+                raise RuntimeError("engine has work but cannot schedule an iteration")
+            n += 1
+            if n >= max_iters:
+                raise RuntimeError(f"engine did not drain within {max_iters} iterations")

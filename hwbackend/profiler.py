@@ -1,0 +1,131 @@
+"""Profiler: measure one engine's iteration time over a grid of batch shapes and write the calibration table
+(schema ``schedgym.calibration/v1`` of ``envs/serving/costmodel.py``) that the simulator's cost model reads.
+
+Each shape (prefill tokens P, decode batch D, total decode context K) is set up as real engine state — D
+running sequences of K/D cached tokens each and one waiting prompt of P tokens — and timed through
+``LiveEngine.step()`` (scheduling, batch building, forward, sampling, device synchronisation), the same code
+path the live cluster runs. The table stores the median of ``repeats`` sweeps of the grid after ``warmup``
+sweeps, fitted per (prefill, decode) node to ``a + b * kv_context`` with ``a > 0``, ``b >= 0``
+(``_fit_nodes``); the raw median is kept as ``median_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from schedgym.envs.serving.costmodel import CALIBRATION_SCHEMA, calibration_from_rows
+from schedgym.envs.serving.types import EngineConfig
+from schedgym.hwbackend.engine import LiveEngine, _Seq
+
+DEFAULT_PREFILL = (0, 1, 8, 32, 64, 128, 256, 512)
+DEFAULT_DECODE = (0, 1, 2, 4, 8, 16, 32, 64)
+DEFAULT_CONTEXT = (16, 256)   # per decoding sequence
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def time_shape(eng: LiveEngine, prefill: int, decode: int, ctx_per_seq: int) -> float:
+    """Seconds of one ``eng.step()`` with ``decode`` running sequences of ``ctx_per_seq`` cached tokens and
+    one waiting prompt of ``prefill`` tokens (chunked mode: both in one iteration)."""
+    eng.waiting.clear(), eng.prefilling.clear(), eng.running.clear(), eng.open.clear()
+    eng.free_blocks = list(range(eng.num_blocks - 1, -1, -1))
+    eng.seg_log.clear()
+    rng = np.random.default_rng(0)
+    for k in range(decode):
+        s = _Seq(-1 - k, rng.integers(0, eng.cfg.vocab_size, ctx_per_seq), 1 << 30, generated=[1])
+        s.computed = s.target = ctx_per_seq
+        s.blocks = [eng.free_blocks.pop() for _ in range(-(-ctx_per_seq // eng.bs))]
+        eng.open[s.rid] = (0.0, 0.0, ctx_per_seq)
+        eng.running.append(s)
+    if prefill:
+        eng.submit(10**9, prefill, 2)
+    if not eng.step():
+        raise RuntimeError(f"shape P={prefill} D={decode} could not be scheduled")
+    _, t0, t1, *_ = eng.seg_log[-1]
+    return t1 - t0
+
+
+def calibrate(model: str | dict | None = "tiny", *, engine: dict[str, Any] | None = None,
+              prefill: tuple[int, ...] = DEFAULT_PREFILL, decode: tuple[int, ...] = DEFAULT_DECODE,
+              context: tuple[int, ...] = DEFAULT_CONTEXT, repeats: int = 5, warmup: int = 2, device: str = "cpu",
+              threads: int | None = 1, seed: int = 0, gpu: str = "CPU", catalog_model: str = "schedgym-tiny",
+              progress: bool = False) -> dict[str, Any]:
+    """Sweep the grid and return the calibration document (JSON-ready, schema ``schedgym.calibration/v1``)."""
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    if min(prefill + decode + context) < 0 or 0 not in prefill or 0 not in decode:
+        raise ValueError("prefill/decode grids need non-negative values including 0 (pure decode / pure prefill)")
+    ecfg = EngineConfig.from_dict(engine)
+    top = max(max(prefill), max(decode) + 1)
+    need = max(decode) * (max(context) // ecfg.block_size + 2) + max(prefill) // ecfg.block_size + 4
+    eng = LiveEngine(model, {**{k: getattr(ecfg, k) for k in ("block_size", "max_num_seqs")},
+                             "chunked_prefill": True, "max_num_batched_tokens": max(top, max(decode) + 1),
+                             "max_num_seqs": max(ecfg.max_num_seqs, max(decode) + 1), "watermark": 0.0},
+                     num_blocks=need, seed=seed, device=device,
+                     context_limit=max(max(context) + 2, max(prefill) + 2))
+    shapes = [(p, d, c) for p in prefill for d in decode if p + d for c in (sorted(context) if d else (0,))]
+    times = np.zeros((warmup + repeats, len(shapes)))
+    # Sweep the whole grid once per repeat (not one shape many times in a row), so slow drifts of a shared
+    # machine spread over every shape instead of biasing a few.
+    for k in range(warmup + repeats):
+        for j, (p, d, c) in enumerate(shapes):
+            times[k, j] = time_shape(eng, p, d, c)
+    med = np.median(times[warmup:], axis=0)
+    std = np.std(times[warmup:], axis=0)
+    fitted = _fit_nodes(shapes, med)
+    rows: list[dict[str, Any]] = []
+    for j, (p, d, c) in enumerate(shapes):
+        rows.append({"prefill_tokens": p, "decode_tokens": d, "kv_context_tokens": d * c, "time_s": fitted[j],
+                     "median_s": float(med[j]), "std_s": float(std[j]), "repeats": repeats})
+        if progress:
+            print(f"P={p:5d} D={d:4d} K={d * c:7d}  {med[j] * 1e3:8.3f} ms (fit {fitted[j] * 1e3:8.3f})", flush=True)
+    doc = {"schema": CALIBRATION_SCHEMA, "gpu": gpu, "model": catalog_model, "tp": 1,
+           "device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "model_config": eng.cfg.to_dict(), "block_size": ecfg.block_size,
+           "created_unix": time.time(), "rows": rows}
+    calibration_from_rows(rows, "profiler output")  # the table must load in the simulator
+    return doc
+
+
+def _fit_nodes(shapes: list[tuple[int, int, int]], med: np.ndarray) -> list[float]:
+    """Per (prefill, decode) node, the line ``a + b * K`` through its medians over the KV context K, with
+    ``b >= 0`` (more context never costs less) and ``a >= min/4`` (an iteration has a fixed cost): what the
+    simulator's closed-form decode runs need. Noise on a shared machine otherwise yields negative slopes or
+    intercepts. Nodes with one context (pure prefill) keep their median."""
+    out = [float(m) for m in med]
+    nodes: dict[tuple[int, int], list[int]] = {}
+    for j, (p, d, _) in enumerate(shapes):
+        nodes.setdefault((p, d), []).append(j)
+    for (_, d), js in nodes.items():
+        if len(js) < 2:
+            continue
+        K = np.array([d * shapes[j][2] for j in js], float)
+        T = med[js]
+        b, a = np.polyfit(K, T, 1)
+        if b < 0:
+            b, a = 0.0, float(np.mean(T))
+        if a < 0.25 * T.min():
+            a = 0.25 * float(T.min())
+            b = max(0.0, float(np.sum((T - a) * K) / np.sum(K * K)))
+        for j, k in zip(js, K):
+            out[j] = float(a + b * k)
+    return out
+
+
+def write_table(doc: dict[str, Any], path: str | Path) -> Path:
+    p = Path(path)
+    p.write_text(json.dumps(doc, indent=1) + "\n")
+    return p
