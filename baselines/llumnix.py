@@ -4,7 +4,8 @@ the waiting requests' prompts, per request (an estimate of the decode steps it c
 Source: B. Sun et al., "Llumnix: Dynamic Scheduling for Large Language Model Serving", OSDI 2024;
 ``llumnix/load_computation.py``: remaining_steps = (available blocks - blocks wanted by waiting requests)
 / (running + waiting requests); dispatch policy ``load`` picks the least loaded (most free) instance. An idle
-instance has infinite freeness. (Migration is not modelled here.)
+instance has infinite freeness. Migration is a simulator option (``migration="llumnix"``, ``migration.py``):
+run this dispatcher with it on for the full Llumnix policy.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@
   memory-constrained cluster like Llumnix's (7B model on 24 GB GPUs: 4 x A10G / Llama-2-7B), Azure conv
   test part replayed at x0.5. Expect JSQ and Llumnix's freeness below round-robin on p99 TTFT (requests
   over the 4096-token context are rejected and counted, identically for every policy).
+- Live migration (Llumnix, OSDI'24: migrating running requests off memory-pressed instances cuts tail
+  latency and preemptions): the same cluster and load, Llumnix dispatch without and with the simulator's
+  Llumnix migration policy (``migration="llumnix"``). Expect lower p99 TTFT and p99 end-to-end latency.
 - Chunked prefill (Sarathi-Serve, OSDI'24: stall-free batching lowers time between tokens): 4 x H100 /
   Llama-3-8B, Azure conv x12, JSQ; vLLM v0 prefill-priority batching vs a 512-token (Sarathi's default) and
   a 2048-token budget. Expect a lower p99 TPOT with chunking.
@@ -30,7 +33,9 @@ from schedgym.envs.serving.types import ServingWorkload
 from schedgym.policy import make_policy
 
 ENV_ID = "schedgym/LLMServing-v0"
-COLUMNS = ("mean_ttft", "p50_ttft", "p99_ttft", "p99_tpot", "p99_e2e", "preemptions", "slo_attainment", "n_rejected")
+COLUMNS = ("mean_ttft", "p50_ttft", "p99_ttft", "p99_tpot", "p99_e2e", "preemptions", "migrations", "slo_attainment",
+           "n_rejected")
+COUNTS = ("preemptions", "migrations", "n_rejected")
 
 
 @dataclass
@@ -45,7 +50,7 @@ class EffectsReport:
         head = f"{'experiment':<22}{'setting':<26}{'policy':<14}" + "".join(f"{c:>15}" for c in COLUMNS)
         lines = [head, "-" * len(head)]
         for r in self.rows:
-            vals = "".join(f"{r[c]:>15.0f}" if c in ("preemptions", "n_rejected") else f"{r[c]:>15.3f}"
+            vals = "".join(f"{r[c]:>15.0f}" if c in COUNTS else f"{r[c]:>15.3f}"
                            for c in COLUMNS)
             lines.append(f"{r['experiment']:<22}{r['setting']:<26}{r['policy']:<14}{vals}")
         lines.append("")
@@ -83,7 +88,7 @@ def run_policy(workload: ServingWorkload, policy: str, seed: int = 0,
 
 
 def serving_effects(out_dir: str | Path | None = None, seed: int = 0) -> EffectsReport:
-    """Run the four experiments (about a minute on one core); write TTFT CDF plots to ``out_dir`` if given."""
+    """Run the experiments (about a minute on one core); write TTFT CDF plots to ``out_dir`` if given."""
     rep = EffectsReport()
 
     def add(experiment: str, setting: str, policy: str, w: ServingWorkload, **kw: Any) -> dict[str, Any]:
@@ -101,6 +106,11 @@ def serving_effects(out_dir: str | Path | None = None, seed: int = 0) -> Effects
         routing["jsq"]["p99_ttft"] < routing["round_robin"]["p99_ttft"]
     rep.checks["Llumnix freeness beats round-robin on p99 TTFT at high load"] = \
         routing["llumnix"]["p99_ttft"] < routing["round_robin"]["p99_ttft"]
+    mig = {name: add("migration@high-load", name, "llumnix", conv, cluster=a10g, rate_scale=0.5, migration=m)
+           for name, m in (("dispatch only", None), ("+ migration (Llumnix)", "llumnix"))}
+    rep.checks["Llumnix migration lowers p99 TTFT and p99 latency against dispatch only"] = \
+        mig["+ migration (Llumnix)"]["p99_ttft"] < mig["dispatch only"]["p99_ttft"] and \
+        mig["+ migration (Llumnix)"]["p99_e2e"] < mig["dispatch only"]["p99_e2e"]
 
     h100 = "h100-4"
     chunk = {name: add("chunked-prefill", name, "jsq", conv, cluster=h100, rate_scale=12.0, engine=eng)

@@ -82,6 +82,8 @@ class LLMServingEnv(SchedulingEnv):
       Llama-3-8B) or a list of instance specs (``"GPU/MODEL[/tpN][/lenL]"`` or dicts with ``calibration``).
     - ``engine``: ``EngineConfig`` fields (block size 16, max_num_seqs 256, chunked_prefill False,
       preemption ``"recompute"``/``"swap"``, prefix_caching, num_gpu_blocks, ...).
+    - ``migration``: live migration of running requests (Llumnix; ``migration.py``): ``None`` (default, off),
+      ``"llumnix"`` or a dict of ``MigrationConfig`` fields; the simulator's timer runs Llumnix's policy.
     - ``slo``: ``{"ttft_s": [...], "tpot_s": [...]}`` per priority class (default one class: 2 s, 0.2 s);
       ``class_probs``: probabilities to draw each request's class (default: all class 0).
     - ``output_estimate`` (``"none"``/``"oracle"``/``"noisy"``), ``estimate_noise`` (0.5), ``reward``,
@@ -89,7 +91,7 @@ class LLMServingEnv(SchedulingEnv):
     - ``reset(options={"instance": workload})`` runs one episode on ``workload``.
 
     ## Version history
-    - v0: initial version.
+    - v0: initial version; ``migration`` option added (off by default, so v0 episodes are unchanged).
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
@@ -108,6 +110,7 @@ class LLMServingEnv(SchedulingEnv):
         cluster: str | list | tuple = "mixed-4",
         engine: dict[str, Any] | EngineConfig | None = None,
         slo: dict[str, Any] | SLO | None = None,
+        migration: str | dict[str, Any] | None = None,
         class_probs: tuple[float, ...] | list[float] | None = None,
         output_estimate: str = "none",
         estimate_noise: float = 0.5,
@@ -117,7 +120,8 @@ class LLMServingEnv(SchedulingEnv):
         render_mode: str | None = None,
     ) -> None:
         args = dict(instance=instance, dataset=dataset, split=split, segment_requests=segment_requests,
-                    rate_scale=rate_scale, cluster=cluster, engine=engine, slo=slo, class_probs=class_probs,
+                    rate_scale=rate_scale, cluster=cluster, engine=engine, slo=slo, migration=migration,
+                    class_probs=class_probs,
                     output_estimate=output_estimate, estimate_noise=estimate_noise, reward=reward, strict=strict,
                     invalid_action_penalty=invalid_action_penalty, render_mode=render_mode)
         if config:  # RLlib passes an EnvContext positionally; its keys win.
@@ -150,7 +154,7 @@ class LLMServingEnv(SchedulingEnv):
         slo_ = args["slo"]
         slo_ = slo_ if isinstance(slo_, SLO) or slo_ is None else SLO(**slo_)
         self.cluster = ClusterSpec(resolve_cluster(args["cluster"]), EngineConfig.from_dict(args["engine"]),
-                                   slo_ or SLO())
+                                   slo_ or SLO(), args["migration"])
         self.class_probs = None if args["class_probs"] is None else tuple(float(p) for p in args["class_probs"])
         if self.class_probs is not None and len(self.class_probs) != self.cluster.slo.n_classes:
             raise ValueError(f"class_probs has {len(self.class_probs)} entries but the SLO defines "
@@ -264,9 +268,11 @@ class LLMServingEnv(SchedulingEnv):
         for r, alloc, *_ in reversed(sim.res_log):  # type: ignore[union-attr]
             first_alloc[r] = alloc
         busy = np.array([e.busy_time for e in sim.engines])  # type: ignore[union-attr]
-        return aggregate(w.arrival, np.array(sim.first_token), np.array(sim.finish), first_alloc, w.prompt_tokens,
-                         w.output_tokens, w.priority, np.array(sim.preemptions), self.cluster.slo.ttft_s,
-                         self.cluster.slo.tpot_s, busy, self._static[:, 4])
+        out = aggregate(w.arrival, np.array(sim.first_token), np.array(sim.finish), first_alloc, w.prompt_tokens,
+                        w.output_tokens, w.priority, np.array(sim.preemptions), self.cluster.slo.ttft_s,
+                        self.cluster.slo.tpot_s, busy, self._static[:, 4])
+        out["migrations"] = float(sum(sim.migrations))  # type: ignore[union-attr]
+        return out
 
     # ------------------------------------------------------------------ internals
     def _sample(self) -> ServingWorkload:

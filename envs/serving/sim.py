@@ -38,10 +38,13 @@ from schedgym.engine import EventQueue
 from schedgym.envs.serving import catalog
 from schedgym.envs.serving.cluster import InstancePlan, check_cluster, cost_models, request_limit
 from schedgym.envs.serving.costmodel import CostModel
+from schedgym.envs.serving.migration import llumnix_moves
 from schedgym.envs.serving.types import (
     END_FINISH,
+    END_MIGRATE_OUT,
     END_RECOMPUTE,
     END_SWAP_OUT,
+    START_MIGRATE_IN,
     START_PREFILL,
     START_SWAP_IN,
     ClusterSpec,
@@ -96,6 +99,9 @@ class Engine:
         self.busy_time = 0.0
         self.prefix: OrderedDict[int, None] | None = OrderedDict() if cfg.prefix_caching else None
         self.prefix_cap = max(1, self.total_blocks * self.bs // max(1, sim.prefix_block_tokens))
+        self.mig_out: list[tuple[int, int]] = []  # (request, destination) to migrate at the next boundary
+        self.incoming = 0                 # requests in transfer towards this instance
+        self.incoming_blocks = 0
 
     # ------------------------------------------------------------------ block arithmetic
     def _need_prefix(self) -> list[int]:
@@ -195,7 +201,71 @@ class Engine:
         elif self.state == SINGLE and (self.batch or self.batch_decode):
             self._finish_single(t)
         self.state = IDLE
+        if self.mig_out:
+            self._migrate_out(t)
         self._plan(t)
+
+    # ------------------------------------------------------------------ live migration (migration.py)
+    def migratable(self) -> bool:
+        return bool(self.running) and not self.mig_out
+
+    def cheapest_running(self, dst: int) -> int | None:
+        """The running request with the fewest KV blocks that ``dst`` can hold (``None`` if there is none)."""
+        s = self.sim
+        best, best_kv = None, 1 << 62
+        for r in self.running:
+            kv = s.prompt[r] + s.gen[r] - s.dbase[r]
+            if kv < best_kv and s.feasible[r, dst] and s.same_model[self.idx, dst]:
+                best, best_kv = r, kv
+        return best
+
+    def request_migration(self, r: int, dst: int, t: float) -> None:
+        """Migrate running ``r`` to ``dst`` at this instance's next iteration boundary."""
+        self.mig_out.append((r, dst))
+        self._end_run_at_next_boundary(t)
+
+    def _end_run_at_next_boundary(self, t: float) -> None:
+        """Cut the current decode run at the next iteration boundary (a single iteration ends by itself)."""
+        if self.state != DECODE_RUN:
+            return
+        k = self.iters_done(t)
+        if k >= self.k_end:
+            return
+        boundary = k if k > 0 and self.t0 + self._run_time(k) == t else k + 1
+        if boundary >= self.k_end:
+            return
+        self.k_end = boundary
+        self.version += 1
+        self.sim.events.push(max(t, self.t0 + self._run_time(boundary)), (self.idx, self.version))
+
+    def _migrate_out(self, t: float) -> None:
+        """Release every requested migrant still running here and send its KV blocks over the link."""
+        s = self.sim
+        for r, dst in self.mig_out:
+            if s.where[r] != self.idx or r not in self.running:
+                continue  # finished or preempted since the policy chose it
+            self.running.remove(r)
+            blocks = self._leave_running(r)
+            self.free += blocks
+            s.finish_request(r, t, END_MIGRATE_OUT)
+            s.swap_blocks[r] = blocks
+            s.migrating[r] = True
+            s.migrations[r] += 1
+            d = s.engines[dst]
+            d.incoming += 1
+            d.incoming_blocks += blocks
+            s.events.push(t + blocks * self.block_bytes / s.link_bw, (dst, -(r + 1)))
+        self.mig_out.clear()
+
+    def migrate_in(self, r: int, t: float) -> None:
+        """Migrant ``r``'s blocks have arrived: it waits in the swapped queue for room (then resumes)."""
+        self.incoming -= 1
+        self.incoming_blocks -= self.sim.swap_blocks[r]
+        self.swapped.append(r)
+        if self.state == IDLE:
+            self._kick(t)
+        else:
+            self._end_run_at_next_boundary(t)
 
     def _finish_decode_run(self, t: float) -> None:
         k = self.k_end
@@ -307,10 +377,15 @@ class Engine:
                 break
             self.swapped.popleft()
             self.free -= blocks
-            self.host_free += blocks
-            self.xfer_bytes += blocks * self.block_bytes
-            s.open_residency(r, t, 0)
-            s.start_decoding(r, t, START_SWAP_IN, s.prompt[r] + s.gen[r] - 1)
+            if s.migrating[r]:  # already transferred over the link
+                s.migrating[r] = False
+                kind = START_MIGRATE_IN
+            else:
+                self.host_free += blocks
+                self.xfer_bytes += blocks * self.block_bytes
+                kind = START_SWAP_IN
+            s.open_residency(r, t, 0, self.idx)
+            s.start_decoding(r, t, kind, s.prompt[r] + s.gen[r] - 1)
             self._join_running(r)
 
     def _admit(self, t: float, budget: int, reserve: int = 0) -> tuple[list[tuple[int, int, int]], int, int]:
@@ -334,7 +409,7 @@ class Engine:
             self.free -= blocks
             s.prefill_target[r] = total
             s.prefill_done[r] = cached
-            s.open_residency(r, t, cached)
+            s.open_residency(r, t, cached, self.idx)
             chunk = min(todo, budget)
             out.append((r, chunk, cached))
             P += chunk
@@ -534,6 +609,12 @@ class ClusterSim:
         self.feasible.flags.writeable = False
         self._any_feasible: list[bool] = self.feasible.any(axis=1).tolist()
         self.limit = limit
+        self.migration = cluster.migration
+        self.migrating = [False] * R   # blocks arrived by migration (not from host memory)
+        self.migrations = [0] * R
+        models = [s.model for s in cluster.instances]
+        self.same_model = np.array([[a == b for b in models] for a in models])
+        self.link_bw = self.migration.link_bw if self.migration is not None else math.inf
         self.events: EventQueue[tuple[int, int]] = EventQueue()
         self.where = [-1] * R          # instance a request is running (decoding) on, -1 otherwise
         self.routed = [-1] * R
@@ -547,7 +628,8 @@ class ClusterSim:
         self.first_token = [NAN] * R
         self.finish = [NAN] * R
         self.res_open: list[tuple[float, float, int, int, int] | None] = [None] * R  # alloc, start, kv, cached, kind
-        self.res_log: list[tuple[int, float, float, float, int, int, int, int]] = []
+        self.res_where = [-1] * R      # instance of each open residency
+        self.res_log: list[tuple[int, float, float, float, int, int, int, int, int]] = []
         self.seg_log: list[tuple[int, float, float, int, bool, int]] = []
         self.next_req = 0
         self.now = 0.0
@@ -564,6 +646,8 @@ class ClusterSim:
         self.e2e_done = 0.0
         self.slo_ttft = cluster.slo.ttft_s
         self.slo_tpot = cluster.slo.tpot_s
+        if self.migration is not None:
+            self.events.push(self.migration.interval_s, (-1, -1))
         for c in set(self.cls):
             if c >= cluster.slo.n_classes:
                 raise ValueError(f"workload {workload.name} has priority class {c} but the SLO defines only "
@@ -587,6 +671,19 @@ class ClusterSim:
             e = engines[i]
             if version == e.version:
                 e.wake(time)
+            elif version < 0:
+                self._special(i, version, time)
+
+    def _special(self, i: int, version: int, t: float) -> None:
+        """A non-engine event: the migration timer (``i == -1``) or a migrant's arrival at instance ``i``."""
+        if i >= 0:
+            self.engines[i].migrate_in(-version - 1, t)
+            return
+        cfg = self.migration
+        for r, src, dst in llumnix_moves(self, cfg, t):  # type: ignore[arg-type]
+            self.engines[src].request_migration(r, dst, t)
+        if self.next_req < len(self.arrival) or self.in_system > 0:
+            self.events.push(t + cfg.interval_s, (-1, -1))  # type: ignore[union-attr]
 
     def next_decision(self) -> int | None:
         """Advance to the next arrival that needs a routing decision (rejecting any no instance can serve)."""
@@ -651,8 +748,9 @@ class ClusterSim:
         return np.array([e.prefix_match(hs) / n for e in self.engines])
 
     # ------------------------------------------------------------------ request bookkeeping
-    def open_residency(self, r: int, t: float, cached: int) -> None:
+    def open_residency(self, r: int, t: float, cached: int, instance: int) -> None:
         self.res_open[r] = (t, NAN, 0, cached, START_PREFILL)
+        self.res_where[r] = instance
 
     def start_decoding(self, r: int, t: float, kind: int, kv: int) -> None:
         alloc, _, _, cached, _ = self.res_open[r]  # type: ignore[misc]
@@ -668,7 +766,7 @@ class ClusterSim:
     def finish_request(self, r: int, t: float, end_kind: int) -> None:
         """Close ``r``'s residency; on ``END_FINISH`` the request is complete."""
         alloc, start, kv, cached, kind = self.res_open[r]  # type: ignore[misc]
-        self.res_log.append((r, alloc, start, t, kv, cached, kind, end_kind))
+        self.res_log.append((r, alloc, start, t, kv, cached, kind, end_kind, self.res_where[r]))
         self.res_open[r] = None
         if end_kind != END_FINISH:
             return
@@ -714,4 +812,5 @@ class ClusterSim:
             col(res, 4, np.int64), col(res, 5, np.int64), col(res, 6, np.int8), col(res, 7, np.int8),
             col(seg, 0, np.int64), col(seg, 1, np.float64), col(seg, 2, np.float64), col(seg, 3, np.int64),
             col(seg, 4, np.bool_), col(seg, 5, np.int64),
+            col(res, 8, np.int64) if self.migration is not None else None,
         )

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from schedgym.envs.serving import catalog
+from schedgym.envs.serving.migration import MigrationConfig, resolve_migration
 
 
 def _ro(a: Any, dtype: Any) -> np.ndarray:
@@ -265,16 +266,22 @@ class SLO:
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """The instances, their engine configuration, and the SLOs requests are judged by."""
+    """The instances, their engine configuration, the SLOs requests are judged by, and optional live migration
+    of running requests between instances (``migration.py``; ``None`` = off)."""
 
     instances: tuple[InstanceSpec, ...]
     engine: EngineConfig = field(default_factory=EngineConfig)
     slo: SLO = field(default_factory=SLO)
+    migration: MigrationConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.instances:
             raise ValueError("a cluster needs at least one instance")
         object.__setattr__(self, "instances", tuple(InstanceSpec.parse(s) for s in self.instances))
+        object.__setattr__(self, "migration", resolve_migration(self.migration))
+        if self.migration is not None and len({s.model for s in self.instances}) == len(self.instances) > 1:
+            raise ValueError("migration moves KV caches between instances of the same model, but every instance "
+                             f"serves a different model: {[s.model for s in self.instances]}")
 
     @property
     def n_instances(self) -> int:
@@ -283,12 +290,13 @@ class ClusterSpec:
     def to_json(self) -> dict[str, Any]:
         return {"instances": [i.label for i in self.instances],
                 "engine": {f.name: getattr(self.engine, f.name) for f in fields(self.engine)},
-                "slo": {"ttft_s": list(self.slo.ttft_s), "tpot_s": list(self.slo.tpot_s)}}
+                "slo": {"ttft_s": list(self.slo.ttft_s), "tpot_s": list(self.slo.tpot_s)},
+                **({"migration": self.migration.to_json()} if self.migration is not None else {})}
 
 
 # Residency start/end kinds (see ServingSchedule).
-START_PREFILL, START_SWAP_IN = 0, 1
-END_FINISH, END_RECOMPUTE, END_SWAP_OUT = 0, 1, 2
+START_PREFILL, START_SWAP_IN, START_MIGRATE_IN = 0, 1, 2
+END_FINISH, END_RECOMPUTE, END_SWAP_OUT, END_MIGRATE_OUT = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,8 +308,9 @@ class ServingSchedule:
       ``res_request``, ``res_alloc`` (blocks allocated: admission or swap-in), ``res_start`` (decoding
       starts: end of its prefill iteration, i.e. a new token, or the swap-in), ``res_end`` (finish or
       preemption), ``res_kv_start`` (KV tokens held when decoding starts), ``res_cached`` (prompt tokens
-      served from the prefix cache), ``res_start_kind`` (0 prefill, 1 swap-in), ``res_end_kind`` (0 finish,
-      1 preempted for recompute, 2 swapped out).
+      served from the prefix cache), ``res_start_kind`` (0 prefill, 1 swap-in, 2 migrated in),
+      ``res_end_kind`` (0 finish, 1 preempted for recompute, 2 swapped out, 3 migrated out),
+      ``res_instance`` (the instance holding the blocks; ``None`` = the routed one, i.e. no migration).
     Per segment (S,) — a run of identical iterations on one instance: ``seg_instance``, ``seg_start``,
       ``seg_end``, ``seg_iters``, ``seg_decode`` (every running sequence decodes one token per iteration),
       ``seg_prefill_tokens`` (prompt tokens per iteration).
@@ -324,6 +333,7 @@ class ServingSchedule:
     seg_iters: np.ndarray
     seg_decode: np.ndarray
     seg_prefill_tokens: np.ndarray
+    res_instance: np.ndarray | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"workload": self.workload.name, "cluster": self.cluster.to_json()}

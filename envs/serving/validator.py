@@ -11,6 +11,10 @@ iteration segments) and the cluster specification it checks that
   segment (block use only grows within a segment);
 - iteration segments on an instance do not overlap;
 - TTFT is at least the request's own prefill time alone on its instance (the cost model);
+- with migration: a request's first stint is on its routed instance; a migrated-in stint follows exactly a
+  migrated-out one, on another instance of the same model, after at least the KV transfer time over the
+  link, and resumes with exactly the KV tokens (so blocks) the previous stint ended with; a migrated
+  request still finishes exactly once, with exactly its output tokens;
 
 then recomputes every metric (``metrics.aggregate``) from those times. The objective ``p99_ttft`` the env
 reports must equal the one returned here.
@@ -26,7 +30,9 @@ from schedgym.envs.serving import catalog, metrics
 from schedgym.envs.serving.cluster import cost_model, instance_plan, request_limit
 from schedgym.envs.serving.types import (
     END_FINISH,
+    END_MIGRATE_OUT,
     END_SWAP_OUT,
+    START_MIGRATE_IN,
     START_PREFILL,
     START_SWAP_IN,
     ServingSchedule,
@@ -90,7 +96,9 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
         raise ScheduleError(f"request {int(np.flatnonzero(routed & (counts < 1))[0])} was routed but never served")
     if (counts[~routed] > 0).any():
         raise ScheduleError(f"rejected request {int(np.flatnonzero(~routed & (counts > 0))[0])} has KV stints")
-    res_inst = inst[rr]
+    res_inst = inst[rr] if s.res_instance is None else s.res_instance[order]
+    if ((res_inst < 0) | (res_inst >= N)).any():
+        raise ScheduleError("a KV stint is on an instance outside the cluster")
     if np.isnan(start).any() or np.isnan(end).any():
         raise ScheduleError(f"request {int(rr[np.isnan(start) | np.isnan(end)][0])} has an unfinished KV stint")
     if (alloc < w.arrival[rr]).any():
@@ -106,6 +114,16 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
     swap_in = sk == START_SWAP_IN
     if (swap_in != (~first & (prev_ek == END_SWAP_OUT))).any():
         raise ScheduleError("a swap-in must follow exactly a swap-out of the same request")
+    mig_in = sk == START_MIGRATE_IN
+    if (mig_in != (~first & (prev_ek == END_MIGRATE_OUT))).any():
+        raise ScheduleError("a migrated-in stint must follow exactly a migrated-out stint of the same request")
+    if mig_in.any() and cl.migration is None:
+        raise ScheduleError("the log has migrations but the cluster has no migration configured")
+    if (res_inst[first] != inst[rr[first]]).any():
+        raise ScheduleError(f"request {int(rr[first][res_inst[first] != inst[rr[first]]][0])} starts on an "
+                            "instance it was not routed to")
+    if (~mig_in[1:] & ~first[1:] & (res_inst[1:] != res_inst[:-1])).any() if M else False:
+        raise ScheduleError("only a migration may move a request to another instance")
     if (~first & (alloc < np.r_[0.0, end[:-1]])).any():
         raise ScheduleError("a request's KV stints overlap in time")
     if (cached < 0).any() or (cached >= p_tok[rr]).any():
@@ -116,6 +134,7 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
     if ((si < 0) | (si >= N)).any() or (s.seg_iters < 1).any() or (s.seg_end <= s.seg_start).any():
         raise ScheduleError("segments need a valid instance, >= 1 iteration and positive duration")
     tokens = (sk == START_PREFILL).astype(np.int64)
+    decoded = np.zeros(M, np.int64)  # decode iterations per stint
     peak_blocks = np.zeros(N, np.int64)
     busy = np.zeros(N)
     for i in range(N):
@@ -137,7 +156,8 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
         if ri.size == 0:
             continue
         d_start = done_by(start[ri])
-        tokens[ri] += done_by(end[ri]) - d_start
+        decoded[ri] = done_by(end[ri]) - d_start
+        tokens[ri] += decoded[ri]
         # KV held at every segment end, per stint active over the whole segment.
         j0 = np.searchsorted(s0, alloc[ri], side="left")
         j1 = np.searchsorted(s1, end[ri], side="right")
@@ -153,6 +173,7 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
         if used.max() > capacity[i]:
             j = int(np.argmax(used))
             raise ScheduleError(f"instance {i} holds {used[j]} KV blocks at t={s1[j]} but has only {capacity[i]}")
+    _check_migrations(cl, plans, mig_in, rr, res_inst, alloc, end, kv0, decoded)
     per_req_tokens = np.bincount(rr, weights=tokens, minlength=R).astype(np.int64)
     wrong = np.flatnonzero(routed & (per_req_tokens != o_tok))
     if wrong.size:
@@ -175,9 +196,40 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
             if first_token[r] - w.arrival[r] < lb * (1 - REL_TOL):
                 raise ScheduleError(f"request {r}: TTFT {first_token[r] - w.arrival[r]:.6f} s is below its "
                                     f"own prefill time {lb:.6f} s on instance {inst[r]}")
-    preempt = np.maximum(counts - 1, 0)
+    n_mig = np.bincount(rr[mig_in], minlength=R)
+    preempt = np.maximum(counts - 1 - n_mig, 0)
     price = np.array([catalog.gpu(spec.gpu).price_per_hour * spec.tp for spec in cl.instances])
     out = metrics.aggregate(w.arrival, first_token, finish, first_alloc, p_tok, o_tok, w.priority, preempt,
                             cl.slo.ttft_s, cl.slo.tpot_s, busy, price)
     out["peak_kv_fraction"] = float(np.max(peak_blocks / capacity))
+    out["migrations"] = float(n_mig.sum())
     return {"p99_ttft": out.pop("p99_ttft"), **out}  # the objective first (summaries take the first number)
+
+
+def _check_migrations(cl: Any, plans: list[Any], mig_in: np.ndarray, rr: np.ndarray, res_inst: np.ndarray,
+                      alloc: np.ndarray, end: np.ndarray, kv0: np.ndarray, decoded: np.ndarray) -> None:
+    """Migrated-in stints: another instance of the same model, after the KV transfer, with the same KV tokens."""
+    j = np.flatnonzero(mig_in)
+    if j.size == 0:
+        return
+    src, dst = res_inst[j - 1], res_inst[j]
+    models = np.array([spec.model for spec in cl.instances])
+    bad = np.flatnonzero((src == dst) | (models[src] != models[dst]))
+    if bad.size:
+        k = j[bad[0]]
+        raise ScheduleError(f"request {rr[k]} migrated from instance {src[bad[0]]} to {dst[bad[0]]}: a migration "
+                            "must go to another instance of the same model")
+    kv_end = kv0[j - 1] + decoded[j - 1]
+    bad = np.flatnonzero(kv0[j] != kv_end)
+    if bad.size:
+        k = j[bad[0]]
+        raise ScheduleError(f"request {rr[k]} left instance {src[bad[0]]} with {kv_end[bad[0]]} KV tokens but "
+                            f"resumed on {dst[bad[0]]} with {kv0[k]}: KV blocks must be conserved by a migration")
+    bs = cl.engine.block_size
+    block_bytes = np.array([p.block_bytes for p in plans])
+    need = -(-kv_end // bs) * block_bytes[src] / (cl.migration.link_gbps * 1e9)
+    bad = np.flatnonzero(alloc[j] - end[j - 1] < need * (1 - REL_TOL))
+    if bad.size:
+        k = j[bad[0]]
+        raise ScheduleError(f"request {rr[k]} resumed {alloc[k] - end[k - 1]:.6f} s after leaving instance "
+                            f"{src[bad[0]]}, faster than its KV transfer ({need[bad[0]]:.6f} s)")
