@@ -12,7 +12,8 @@ blocks, and runs iterations:
 When a decode needs a new block and none is free, the most recently admitted running sequence is
 preempted: recomputed later (default; its blocks are freed, it re-prefills prompt + generated tokens) or
 swapped to host memory (PCIe transfer time added to the iteration). Prefix caching (optional) reuses cached
-prompt blocks by their hashes (Mooncake traces) in an LRU as large as the KV cache.
+prompt blocks by their hashes (Mooncake traces): a hit on the leading blocks skips their prefill; entries no
+resident request uses occupy free KV blocks and are evicted least recently used as allocations need room.
 
 Skip-ahead: while the running batch does not change, consecutive decode iterations are one *run*: with
 iteration ``j`` costing ``alpha + beta * (S + B*j)`` (``CostModel.decode_coefficients``), the run's end time,
@@ -97,8 +98,11 @@ class Engine:
         self.pref: list[int] = [0] * (self.bs + 1)  # decode run: prefix sums of new blocks per iteration
         self.xfer_bytes = 0.0             # swap traffic to add to the next iteration
         self.busy_time = 0.0
-        self.prefix: OrderedDict[int, None] | None = OrderedDict() if cfg.prefix_caching else None
-        self.prefix_cap = max(1, self.total_blocks * self.bs // max(1, sim.prefix_block_tokens))
+        # Prefix cache: hash -> number of resident requests using it, in LRU order. Entries no resident uses
+        # occupy free KV blocks (``per_entry`` each) and are evicted LRU when allocations need the room.
+        self.prefix: OrderedDict[int, int] | None = OrderedDict() if cfg.prefix_caching else None
+        self.per_entry = -(-min(sim.prefix_block_tokens, 1 << 20) // self.bs)
+        self.unref = 0
         self.mig_out: list[tuple[int, int]] = []  # (request, destination) to migrate at the next boundary
         self.incoming = 0                 # requests in transfer towards this instance
         self.incoming_blocks = 0
@@ -272,6 +276,8 @@ class Engine:
         self.free -= self._run_need(k)
         self.D += k
         self.S += self.B * k
+        if self.unref:
+            self.trim_prefix()
         self.sim.log_segment(self.idx, self.seg_t0, t, k, True, 0)
         self.busy_time += t - self.seg_t0
         self._pop_completions(t)
@@ -297,6 +303,8 @@ class Engine:
             self.free -= self.cnt[(-self.D) % self.bs]
             self.D += 1
             self.S += B
+            if self.unref:
+                self.trim_prefix()
         P = 0
         for r, chunk, prior in self.batch:
             P += chunk
@@ -387,6 +395,8 @@ class Engine:
             s.open_residency(r, t, 0, self.idx)
             s.start_decoding(r, t, kind, s.prompt[r] + s.gen[r] - 1)
             self._join_running(r)
+        if self.unref:
+            self.trim_prefix()
 
     def _admit(self, t: float, budget: int, reserve: int = 0) -> tuple[list[tuple[int, int, int]], int, int]:
         """Admit waiting requests FCFS into the token ``budget``, keeping ``reserve`` blocks for this
@@ -400,13 +410,17 @@ class Engine:
             blocks = -(-total // self.bs)
             if self.free - reserve - blocks < self.watermark:
                 break
-            cached = self._prefix_lookup(r) if self.prefix is not None and s.gen[r] == 0 else 0
+            hs = s.workload.hashes(r).tolist() if self.prefix is not None and s.gen[r] == 0 else None
+            hit = self.prefix_match(hs) if hs else 0
+            cached = min(hit * s.prefix_block_tokens, s.prompt[r] - 1)
             todo = total - cached
             if not self.chunked and todo > budget:
                 break
             self.waiting.popleft()
             self.waiting_tokens -= total
             self.free -= blocks
+            if hs:
+                self._prefix_insert(r, hs)
             s.prefill_target[r] = total
             s.prefill_done[r] = cached
             s.open_residency(r, t, cached, self.idx)
@@ -417,22 +431,46 @@ class Engine:
             budget -= chunk
         return out, P, prior_sum
 
-    def _prefix_lookup(self, r: int) -> int:
-        """Cached prompt tokens of ``r`` (leading hash blocks present), then insert its blocks (LRU)."""
-        s, cache = self.sim, self.prefix
-        hs = s.workload.hashes(r).tolist()
-        hit = 0
+    def _prefix_insert(self, r: int, hs: list[int]) -> None:
+        """Admitted ``r`` uses (and refreshes) its prefix blocks until its KV stint ends."""
+        cache = self.prefix
         for h in hs:
-            if h in cache:
-                hit += 1
-                cache.move_to_end(h)
+            c = cache.get(h)  # type: ignore[union-attr]
+            if c is None:
+                cache[h] = 1  # type: ignore[index]
             else:
-                break
-        for h in hs[hit:]:
-            cache[h] = None
-        while len(cache) > self.prefix_cap:
-            cache.popitem(last=False)
-        return min(hit * s.prefix_block_tokens, s.prompt[r] - 1)
+                if c == 0:
+                    self.unref -= 1
+                cache[h] = c + 1  # type: ignore[index]
+                cache.move_to_end(h)  # type: ignore[union-attr]
+        self.sim.prefix_held[r] = hs
+        self.trim_prefix()
+
+    def release_prefix(self, r: int) -> None:
+        """``r``'s KV stint here ended: its prefix entries stay cached, evictable once nobody uses them."""
+        cache = self.prefix
+        for h in self.sim.prefix_held[r]:  # type: ignore[union-attr]
+            c = cache[h] - 1  # type: ignore[index]
+            cache[h] = c  # type: ignore[index]
+            if c == 0:
+                self.unref += 1
+        self.sim.prefix_held[r] = None
+        self.trim_prefix()
+
+    def trim_prefix(self) -> None:
+        """Evict least recently used unreferenced entries until they fit in the free KV blocks."""
+        excess = self.unref - self.free // self.per_entry
+        if excess <= 0:
+            return
+        victims = []
+        for h, c in self.prefix.items():  # type: ignore[union-attr]
+            if c == 0:
+                victims.append(h)
+                if len(victims) == excess:
+                    break
+        for h in victims:
+            del self.prefix[h]  # type: ignore[union-attr]
+        self.unref -= len(victims)
 
     def prefix_match(self, hashes: list[int]) -> int:
         """Leading blocks of ``hashes`` present in this instance's prefix cache (read-only peek)."""
@@ -629,6 +667,7 @@ class ClusterSim:
         self.finish = [NAN] * R
         self.res_open: list[tuple[float, float, int, int, int] | None] = [None] * R  # alloc, start, kv, cached, kind
         self.res_where = [-1] * R      # instance of each open residency
+        self.prefix_held: list[list[int] | None] = [None] * R  # prefix hashes a resident request uses
         self.res_log: list[tuple[int, float, float, float, int, int, int, int, int]] = []
         self.seg_log: list[tuple[int, float, float, int, bool, int]] = []
         self.next_req = 0
@@ -768,6 +807,8 @@ class ClusterSim:
         alloc, start, kv, cached, kind = self.res_open[r]  # type: ignore[misc]
         self.res_log.append((r, alloc, start, t, kv, cached, kind, end_kind, self.res_where[r]))
         self.res_open[r] = None
+        if self.prefix_held[r] is not None:
+            self.engines[self.res_where[r]].release_prefix(r)
         if end_kind != END_FINISH:
             return
         self.where[r] = -1

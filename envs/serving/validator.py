@@ -11,6 +11,8 @@ iteration segments) and the cluster specification it checks that
   segment (block use only grows within a segment);
 - iteration segments on an instance do not overlap;
 - TTFT is at least the request's own prefill time alone on its instance (the cost model);
+- a prefix-cache hit covers only leading prompt blocks whose hashes an earlier (or simultaneous) admission
+  on the same instance brought in;
 - with migration: a request's first stint is on its routed instance; a migrated-in stint follows exactly a
   migrated-out one, on another instance of the same model, after at least the KV transfer time over the
   link, and resumes with exactly the KV tokens (so blocks) the previous stint ended with; a migrated
@@ -128,6 +130,7 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
         raise ScheduleError("a request's KV stints overlap in time")
     if (cached < 0).any() or (cached >= p_tok[rr]).any():
         raise ScheduleError("prefix-cache hits must be in 0..prompt-1 tokens")
+    _check_prefix_hits(w, eng.prefix_caching, rr, res_inst, alloc, cached, sk)
 
     # Segments per instance; decode iterations counted at segment ends.
     si = s.seg_instance
@@ -203,6 +206,7 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
                             cl.slo.ttft_s, cl.slo.tpot_s, busy, price)
     out["peak_kv_fraction"] = float(np.max(peak_blocks / capacity))
     out["migrations"] = float(n_mig.sum())
+    out["prefix_hit_fraction"] = float(first_cached.sum() / max(1, p_tok[routed].sum()))
     return {"p99_ttft": out.pop("p99_ttft"), **out}  # the objective first (summaries take the first number)
 
 
@@ -233,3 +237,38 @@ def _check_migrations(cl: Any, plans: list[Any], mig_in: np.ndarray, rr: np.ndar
         k = j[bad[0]]
         raise ScheduleError(f"request {rr[k]} resumed {alloc[k] - end[k - 1]:.6f} s after leaving instance "
                             f"{src[bad[0]]}, faster than its KV transfer ({need[bad[0]]:.6f} s)")
+
+
+def _check_prefix_hits(w: ServingWorkload, caching: bool, rr: np.ndarray, res_inst: np.ndarray,
+                       alloc: np.ndarray, cached: np.ndarray, sk: np.ndarray) -> None:
+    """Replay each instance's admissions: a hit may only cover leading blocks admitted there before."""
+    hit = np.flatnonzero(cached > 0)
+    if hit.size == 0:
+        return
+    if not caching or w.prefix_hashes is None:
+        raise ScheduleError(f"request {rr[hit[0]]} has prefix-cache hits but prefix caching is off or the "
+                            "workload has no prefix hashes")
+    bt = w.prefix_block_tokens
+    for i in np.unique(res_inst[hit]):
+        adm = np.flatnonzero((res_inst == i) & (sk == 0))
+        adm = adm[np.argsort(alloc[adm], kind="stable")]
+        seen: set[int] = set()
+        k = 0
+        while k < adm.size:
+            group = adm[k:np.searchsorted(alloc[adm], alloc[adm[k]], side="right")]
+            k += group.size
+            mine = [w.hashes(int(rr[j])).tolist() for j in group]
+            for x, j in enumerate(group):
+                if cached[j] == 0:
+                    continue
+                others = {h for y, hs in enumerate(mine) if y != x for h in hs}  # same-time admissions
+                n = 0
+                for h in mine[x]:
+                    if h not in seen and h not in others:
+                        break
+                    n += 1
+                if cached[j] > n * bt:
+                    raise ScheduleError(f"request {rr[j]} claims {cached[j]} cached prompt tokens on instance {i} "
+                                        f"but only {n} leading prefix block(s) were ever admitted there")
+            for hs in mine:
+                seen.update(hs)
