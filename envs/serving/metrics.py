@@ -47,6 +47,13 @@ def aggregate(arrival: np.ndarray, first_token: np.ndarray, finish: np.ndarray, 
             out[f"p{q}_{key}"] = float(np.percentile(vs, q)) if vs.size else float("nan")
         out[f"mean_{key}"] = float(vs.mean()) if vs.size else float("nan")
     ok = slo_met(m["ttft"], m["tpot"], priority, ttft_slo, tpot_slo)
+    if len(ttft_slo) > 1:  # per priority class: tails and attainment
+        for c in range(len(ttft_slo)):
+            mine = served & (priority == c)
+            for key in ("ttft", "tpot", "e2e"):
+                out[f"p99_{key}_class{c}"] = float(np.percentile(m[key][mine], 99)) if mine.any() else float("nan")
+            n_c = int((priority == c).sum())
+            out[f"slo_attainment_class{c}"] = float(ok[priority == c].sum() / n_c) if n_c else float("nan")
     start = float(arrival[0])
     end = float(np.nanmax(finish)) if served.any() else start
     span = max(end - start, 1e-12)

@@ -39,6 +39,8 @@ class MigrationConfig:
     out_threshold: an instance with freeness below this migrates out (blocks per request)
     in_threshold:  an instance with freeness above this may receive (blocks per request), > out_threshold
     max_per_tick:  migrations started per tick, >= 1
+    priority_headroom_blocks: virtual KV usage charged to instances holding a high-priority (class 0)
+                   request when the SLO has several classes (``freeness``), >= 0
     """
 
     interval_s: float = 0.1
@@ -46,6 +48,7 @@ class MigrationConfig:
     out_threshold: float = 4.0
     in_threshold: float = 16.0
     max_per_tick: int = 1
+    priority_headroom_blocks: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {"interval_s": (self.interval_s > 0 and math.isfinite(self.interval_s), "a finite number > 0"),
@@ -54,7 +57,10 @@ class MigrationConfig:
                   "in_threshold": (math.isfinite(self.in_threshold) and self.in_threshold > self.out_threshold,
                                    f"a finite number > out_threshold ({self.out_threshold})"),
                   "max_per_tick": (isinstance(self.max_per_tick, (int, np.integer)) and self.max_per_tick >= 1,
-                                   "an integer >= 1")}
+                                   "an integer >= 1"),
+                  "priority_headroom_blocks": (self.priority_headroom_blocks >= 0
+                                               and math.isfinite(self.priority_headroom_blocks),
+                                               "a finite number >= 0")}
         for k, (ok, expect) in checks.items():
             if not ok:
                 raise ValueError(f"MigrationConfig.{k}={getattr(self, k)!r}: expected {expect}")
@@ -68,7 +74,11 @@ class MigrationConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-MIGRATION_PRESETS: dict[str, MigrationConfig] = {"llumnix": MigrationConfig()}
+MIGRATION_PRESETS: dict[str, MigrationConfig] = {
+    "llumnix": MigrationConfig(),
+    # Llumnix with priorities: high-priority (class 0) instances keep headroom, normal requests move first.
+    "llumnix-priority": MigrationConfig(priority_headroom_blocks=64.0),
+}
 
 
 def resolve_migration(m: str | dict[str, Any] | MigrationConfig | None) -> MigrationConfig | None:
@@ -89,20 +99,28 @@ def resolve_migration(m: str | dict[str, Any] | MigrationConfig | None) -> Migra
     raise TypeError(f"migration must be None, a preset name, a dict or a MigrationConfig, got {type(m).__name__}")
 
 
-def freeness(sim: ClusterSim, t: float) -> np.ndarray:
-    """Llumnix's freeness per instance at ``t``: (free blocks - blocks of waiting prompts) / requests; inf idle."""
+def freeness(sim: ClusterSim, t: float, headroom: float = 0.0) -> np.ndarray:
+    """Llumnix's freeness per instance at ``t``: (free blocks - blocks of waiting prompts - headroom) / requests
+    (inf when idle). ``headroom`` blocks of virtual usage are charged to every instance that holds a
+    high-priority request (class 0 when the SLO has several classes), so normal requests avoid it and it
+    migrates them out: Llumnix's priority headroom, which keeps high-priority batches small and fast."""
     bs = sim.cluster.engine.block_size
+    prio = headroom > 0 and sim.cluster.slo.n_classes > 1
     out = np.empty(len(sim.engines))
     for i, e in enumerate(sim.engines):
         waiting, running, swapped, used, pending, _, _ = e.snapshot(t)
         n = waiting + running + swapped + e.incoming
-        out[i] = (e.total_blocks - used - math.ceil(pending / bs) - e.incoming_blocks) / n if n else math.inf
+        if not n:
+            out[i] = math.inf
+            continue
+        virtual = headroom if prio and e.holds_class(0) else 0.0
+        out[i] = (e.total_blocks - used - math.ceil(pending / bs) - e.incoming_blocks - virtual) / n
     return out
 
 
 def llumnix_moves(sim: ClusterSim, cfg: MigrationConfig, t: float) -> list[tuple[int, int, int]]:
     """Migrations to start at ``t``: (request, src, dst), most loaded source paired with the freest target."""
-    f = freeness(sim, t)
+    f = freeness(sim, t, cfg.priority_headroom_blocks)
     order = np.argsort(f, kind="stable")
     srcs = [int(i) for i in order if f[i] < cfg.out_threshold and sim.engines[i].migratable()]
     dsts = [int(i) for i in order[::-1] if f[i] > cfg.in_threshold]
@@ -110,7 +128,7 @@ def llumnix_moves(sim: ClusterSim, cfg: MigrationConfig, t: float) -> list[tuple
     for src, dst in zip(srcs, dsts, strict=False):
         if len(moves) >= cfg.max_per_tick:
             break
-        r = sim.engines[src].cheapest_running(dst)
+        r = sim.engines[src].cheapest_running(dst, normal_first=cfg.priority_headroom_blocks > 0)
         if r is not None:
             moves.append((r, src, dst))
     return moves

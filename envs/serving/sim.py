@@ -213,15 +213,21 @@ class Engine:
     def migratable(self) -> bool:
         return bool(self.running) and not self.mig_out
 
-    def cheapest_running(self, dst: int) -> int | None:
-        """The running request with the fewest KV blocks that ``dst`` can hold (``None`` if there is none)."""
+    def cheapest_running(self, dst: int, normal_first: bool = False) -> int | None:
+        """The running request with the fewest KV blocks that ``dst`` can hold (``None`` if there is none);
+        with ``normal_first``, high-priority (class 0) requests move only if no other can."""
         s = self.sim
-        best, best_kv = None, 1 << 62
+        best, best_key = None, (2, 1 << 62)
         for r in self.running:
-            kv = s.prompt[r] + s.gen[r] - s.dbase[r]
-            if kv < best_kv and s.feasible[r, dst] and s.same_model[self.idx, dst]:
-                best, best_kv = r, kv
+            key = (int(normal_first and s.cls[r] == 0), s.prompt[r] + s.gen[r] - s.dbase[r])
+            if key < best_key and s.feasible[r, dst] and s.same_model[self.idx, dst]:
+                best, best_key = r, key
         return best
+
+    def holds_class(self, c: int) -> bool:
+        """Whether a request of priority class ``c`` waits, runs or is swapped out here."""
+        cls = self.sim.cls
+        return any(cls[r] == c for q in (self.running, self.waiting, self.prefilling, self.swapped) for r in q)
 
     def request_migration(self, r: int, dst: int, t: float) -> None:
         """Migrate running ``r`` to ``dst`` at this instance's next iteration boundary."""
