@@ -16,6 +16,10 @@
   a 2048-token budget. Expect a lower p99 TPOT with chunking.
 - Undersized KV cache (vLLM, SOSP'23: preemption when blocks run out): the same cluster with
   ``gpu_memory_utilization`` 0.9 vs 0.3. Expect preemptions only with the small cache.
+- Swap cost (FastSwitch, arXiv:2411.18424: KV swap-out/in over PCIe costs decode time): the undersized
+  cache with swap preemption, the swap transfer free, over the H100's PCIe link, and at an effective 1 GB/s
+  (fine-grained per-block copies); ``ttft_jain_fairness`` is Jain's index of per-request TTFT. Expect the
+  p99 TPOT to grow with the swap cost.
 - Prefix-aware routing (SGLang's cache-aware router; Mooncake, FAST'25, on KV reuse): 4 x H100 /
   Llama-3.1-8B with prefix caching on the Mooncake synthetic trace's test part (prefix hashes). Expect a
   lower mean TTFT than round-robin, from more prompt tokens served by the prefix cache
@@ -139,6 +143,19 @@ def serving_effects(out_dir: str | Path | None = None, seed: int = 0) -> Effects
                                                                            ("gpu_mem_util 0.3 (small)", 0.3))}
     rep.checks["preemptions appear when the KV cache is undersized"] = \
         kv["gpu_mem_util 0.3 (small)"]["preemptions"] > 0 and kv["gpu_mem_util 0.9"]["preemptions"] == 0
+
+    small = {"gpu_memory_utilization": 0.3, "preemption": "swap"}
+    swap = {name: add("swap-cost", name, "jsq", conv, cluster=h100, rate_scale=12.0, engine={**small, **bw})
+            for name, bw in (("swap free (1e4 GB/s)", {"swap_bw_gbps": 1e4}), ("swap over PCIe (64 GB/s)", {}),
+                             ("swap at 1 GB/s", {"swap_bw_gbps": 1.0}))}
+    rep.checks["swap overhead shows in the TPOT tail of a preemption-heavy load "
+               f"(p99 TPOT {swap['swap free (1e4 GB/s)']['p99_tpot']:.4f} / "
+               f"{swap['swap over PCIe (64 GB/s)']['p99_tpot']:.4f} / {swap['swap at 1 GB/s']['p99_tpot']:.4f} s; "
+               f"TTFT Jain fairness {swap['swap free (1e4 GB/s)']['ttft_jain_fairness']:.3f} / "
+               f"{swap['swap at 1 GB/s']['ttft_jain_fairness']:.3f})"] = \
+        swap["swap free (1e4 GB/s)"]["preemptions"] > 0 and \
+        swap["swap at 1 GB/s"]["p99_tpot"] > swap["swap over PCIe (64 GB/s)"]["p99_tpot"] >= \
+        swap["swap free (1e4 GB/s)"]["p99_tpot"]
 
     moon = part("mooncake-synthetic", "test")
     prefix = {p: add("prefix-aware", "4xH100 Llama-3.1-8B x1", p, moon, cluster="h100-long-4", rate_scale=1.0,

@@ -67,7 +67,16 @@ def aggregate(arrival: np.ndarray, first_token: np.ndarray, finish: np.ndarray, 
         "makespan_s": span,
         "utilization": float(np.mean(busy_s) / span),
         "preemptions": float(preemptions.sum()),
+        "ttft_jain_fairness": _jain(m["ttft"][served]),
         "cost_per_mtok_output": dollars / out_tok * 1e6 if out_tok else float("nan"),
         "cost_per_mtok_total": dollars / all_tok * 1e6 if all_tok else float("nan"),
     })
     return out
+
+
+def _jain(x: np.ndarray) -> float:
+    """Jain's fairness index of ``x`` (1 = all equal, 1/n = one request takes everything); nan if empty."""
+    if x.size == 0:
+        return float("nan")
+    sq = float(np.sum(x * x))
+    return float(np.sum(x) ** 2 / (x.size * sq)) if sq > 0 else 1.0

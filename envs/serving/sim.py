@@ -73,7 +73,7 @@ class Engine:
         self.chunked = cfg.chunked_prefill
         self.swap = cfg.preemption == "swap"
         self.block_bytes = float(block_bytes)
-        self.pcie_bw = float(pcie_bw)
+        self.pcie_bw = float(pcie_bw) if cfg.swap_bw_gbps is None else cfg.swap_bw_gbps * 1e9
         self.host_free = int(cfg.swap_space_gb * 1e9 // block_bytes) if self.swap else 0
         self.waiting: deque[int] = deque()
         self.swapped: deque[int] = deque()

@@ -208,6 +208,9 @@ class EngineConfig:
     iteration_overhead_s: float = 1.0e-3
     prefix_caching: bool = False
     num_gpu_blocks: int | None = None  # override the computed KV capacity (e.g. to undersize the cache)
+    # Effective swap bandwidth per GPU, GB/s (None = the GPU's PCIe link from the catalog). FastSwitch
+    # (arXiv:2411.18424) measures vLLM's per-block swap copies far below the link's peak: set it to study that.
+    swap_bw_gbps: float | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -218,13 +221,14 @@ class EngineConfig:
             "swap_space_gb": self.swap_space_gb >= 0, "watermark": 0 <= self.watermark < 1,
             "iteration_overhead_s": self.iteration_overhead_s >= 0,
             "num_gpu_blocks": self.num_gpu_blocks is None or self.num_gpu_blocks >= 1,
+            "swap_bw_gbps": self.swap_bw_gbps is None or 0 < self.swap_bw_gbps < float("inf"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             k = bad[0]
             expect = {"preemption": "'recompute' or 'swap'", "gpu_memory_utilization": "in (0, 1]",
-                      "watermark": "in [0, 1)"}.get(k, ">= 1" if k not in ("swap_space_gb", "iteration_overhead_s")
-                                                   else ">= 0")
+                      "watermark": "in [0, 1)", "swap_bw_gbps": "None or a finite number > 0",
+                      }.get(k, ">= 1" if k not in ("swap_space_gb", "iteration_overhead_s") else ">= 0")
             raise ValueError(f"EngineConfig.{k}={getattr(self, k)!r}: expected {expect}")
 
     def batched_tokens(self, context_limit: int) -> int:

@@ -7,6 +7,7 @@ iteration segments) and the cluster specification it checks that
 - each request's KV stints are ordered and well formed, the last one finishes it, and it produced exactly
   its output tokens (one per prefill completion plus one per decode iteration of its instance while it was
   decoding; every running sequence decodes in a decode iteration);
+- a swapped-in stint resumes with exactly the KV tokens its swap-out took to host memory;
 - no instance ever holds more KV blocks than its capacity (recomputed from the catalog), at the end of any
   segment (block use only grows within a segment);
 - iteration segments on an instance do not overlap;
@@ -176,6 +177,12 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
         if used.max() > capacity[i]:
             j = int(np.argmax(used))
             raise ScheduleError(f"instance {i} holds {used[j]} KV blocks at t={s1[j]} but has only {capacity[i]}")
+    j = np.flatnonzero(swap_in)
+    bad = np.flatnonzero(kv0[j] != kv0[j - 1] + decoded[j - 1])
+    if bad.size:
+        k = j[bad[0]]
+        raise ScheduleError(f"request {rr[k]} was swapped out with {kv0[k - 1] + decoded[k - 1]} KV tokens but "
+                            f"swapped in with {kv0[k]}: swapping must conserve its blocks")
     _check_migrations(cl, plans, mig_in, rr, res_inst, alloc, end, kv0, decoded)
     per_req_tokens = np.bincount(rr, weights=tokens, minlength=R).astype(np.int64)
     wrong = np.flatnonzero(routed & (per_req_tokens != o_tok))
