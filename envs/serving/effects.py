@@ -20,6 +20,10 @@
   cache with swap preemption, the swap transfer free, over the H100's PCIe link, and at an effective 1 GB/s
   (fine-grained per-block copies); ``ttft_jain_fairness`` is Jain's index of per-request TTFT. Expect the
   p99 TPOT to grow with the swap cost.
+- Disaggregation (DistServe, OSDI'24; Splitwise, ISCA'24: separate prefill and decode pools raise goodput
+  under tight TTFT and TPOT SLOs): Azure code test part (long prompts, short outputs) x4 on 4 x H100 /
+  Llama-3-8B, SLO 1 s TTFT / 50 ms TPOT, JSQ; colocated vs 3 prefill + 1 decode instances (``disagg="3p1d"``,
+  KV over a 25 GB/s link). Expect higher goodput per GPU disaggregated.
 - Prefix-aware routing (SGLang's cache-aware router; Mooncake, FAST'25, on KV reuse): 4 x H100 /
   Llama-3.1-8B with prefix caching on the Mooncake synthetic trace's test part (prefix hashes). Expect a
   lower mean TTFT than round-robin, from more prompt tokens served by the prefix cache
@@ -156,6 +160,15 @@ def serving_effects(out_dir: str | Path | None = None, seed: int = 0) -> Effects
         swap["swap free (1e4 GB/s)"]["preemptions"] > 0 and \
         swap["swap at 1 GB/s"]["p99_tpot"] > swap["swap over PCIe (64 GB/s)"]["p99_tpot"] >= \
         swap["swap free (1e4 GB/s)"]["p99_tpot"]
+
+    code = part("azure-code-2023", "test")
+    tight = {"ttft_s": [1.0], "tpot_s": [0.05]}
+    dis = {name: add("disaggregation", name, "jsq", code, cluster=h100, rate_scale=4.0, slo=tight, **kw)
+           for name, kw in (("colocated 4xH100", {}), ("3 prefill + 1 decode", {"disagg": "3p1d"}))}
+    rep.checks["disaggregation raises goodput per GPU at tight SLOs on a prefill-heavy trace "
+               f"({dis['colocated 4xH100']['goodput_rps'] / 4:.3f} -> "
+               f"{dis['3 prefill + 1 decode']['goodput_rps'] / 4:.3f} req/s/GPU)"] = \
+        dis["3 prefill + 1 decode"]["goodput_rps"] > dis["colocated 4xH100"]["goodput_rps"]
 
     moon = part("mooncake-synthetic", "test")
     prefix = {p: add("prefix-aware", "4xH100 Llama-3.1-8B x1", p, moon, cluster="h100-long-4", rate_scale=1.0,

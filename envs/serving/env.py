@@ -84,6 +84,9 @@ class LLMServingEnv(SchedulingEnv):
       preemption ``"recompute"``/``"swap"``, prefix_caching, num_gpu_blocks, ...).
     - ``migration``: live migration of running requests (Llumnix; ``migration.py``): ``None`` (default, off),
       ``"llumnix"`` or a dict of ``MigrationConfig`` fields; the simulator's timer runs Llumnix's policy.
+    - ``disagg``: disaggregated prefill/decode pools (DistServe/Splitwise; ``disagg.py``): ``None`` (default),
+      ``"1p1d"``/``"2p2d"``/``"3p1d"`` or ``{"n_prefill": P, "link_gbps": ...}``; the first P instances prefill
+      (the action picks among them), the rest decode (placed by the simulator).
     - ``slo``: ``{"ttft_s": [...], "tpot_s": [...]}`` per priority class (default one class: 2 s, 0.2 s);
       ``class_probs``: probabilities to draw each request's class (default: all class 0).
     - ``output_estimate`` (``"none"``/``"oracle"``/``"noisy"``), ``estimate_noise`` (0.5), ``reward``,
@@ -91,7 +94,7 @@ class LLMServingEnv(SchedulingEnv):
     - ``reset(options={"instance": workload})`` runs one episode on ``workload``.
 
     ## Version history
-    - v0: initial version; ``migration`` option added (off by default, so v0 episodes are unchanged).
+    - v0: initial version; ``migration`` and ``disagg`` options added (off by default, so v0 episodes are unchanged).
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
@@ -111,6 +114,7 @@ class LLMServingEnv(SchedulingEnv):
         engine: dict[str, Any] | EngineConfig | None = None,
         slo: dict[str, Any] | SLO | None = None,
         migration: str | dict[str, Any] | None = None,
+        disagg: str | dict[str, Any] | None = None,
         class_probs: tuple[float, ...] | list[float] | None = None,
         output_estimate: str = "none",
         estimate_noise: float = 0.5,
@@ -120,7 +124,7 @@ class LLMServingEnv(SchedulingEnv):
         render_mode: str | None = None,
     ) -> None:
         args = dict(instance=instance, dataset=dataset, split=split, segment_requests=segment_requests,
-                    rate_scale=rate_scale, cluster=cluster, engine=engine, slo=slo, migration=migration,
+                    rate_scale=rate_scale, cluster=cluster, engine=engine, slo=slo, migration=migration, disagg=disagg,
                     class_probs=class_probs,
                     output_estimate=output_estimate, estimate_noise=estimate_noise, reward=reward, strict=strict,
                     invalid_action_penalty=invalid_action_penalty, render_mode=render_mode)
@@ -154,7 +158,7 @@ class LLMServingEnv(SchedulingEnv):
         slo_ = args["slo"]
         slo_ = slo_ if isinstance(slo_, SLO) or slo_ is None else SLO(**slo_)
         self.cluster = ClusterSpec(resolve_cluster(args["cluster"]), EngineConfig.from_dict(args["engine"]),
-                                   slo_ or SLO(), args["migration"])
+                                   slo_ or SLO(), args["migration"], args["disagg"])
         self.class_probs = None if args["class_probs"] is None else tuple(float(p) for p in args["class_probs"])
         if self.class_probs is not None and len(self.class_probs) != self.cluster.slo.n_classes:
             raise ValueError(f"class_probs has {len(self.class_probs)} entries but the SLO defines "

@@ -39,6 +39,7 @@ from schedgym.engine import EventQueue
 from schedgym.envs.serving import catalog
 from schedgym.envs.serving.cluster import InstancePlan, check_cluster, cost_models, request_limit
 from schedgym.envs.serving.costmodel import CostModel
+from schedgym.envs.serving.disagg import place_decode
 from schedgym.envs.serving.migration import llumnix_moves
 from schedgym.envs.serving.types import (
     END_FINISH,
@@ -106,6 +107,7 @@ class Engine:
         self.mig_out: list[tuple[int, int]] = []  # (request, destination) to migrate at the next boundary
         self.incoming = 0                 # requests in transfer towards this instance
         self.incoming_blocks = 0
+        self.prefill_only = False         # disaggregated prefill pool: hand requests off after their first token
 
     # ------------------------------------------------------------------ block arithmetic
     def _need_prefix(self) -> list[int]:
@@ -257,15 +259,20 @@ class Engine:
             self.running.remove(r)
             blocks = self._leave_running(r)
             self.free += blocks
-            s.finish_request(r, t, END_MIGRATE_OUT)
-            s.swap_blocks[r] = blocks
-            s.migrating[r] = True
-            s.migrations[r] += 1
-            d = s.engines[dst]
-            d.incoming += 1
-            d.incoming_blocks += blocks
-            s.events.push(t + blocks * self.block_bytes / s.link_bw, (dst, -(r + 1)))
+            self._send(r, dst, t, blocks)
         self.mig_out.clear()
+
+    def _send(self, r: int, dst: int, t: float, blocks: int) -> None:
+        """``r`` (its blocks already released here) leaves with ``blocks`` KV blocks over the link to ``dst``."""
+        s = self.sim
+        s.finish_request(r, t, END_MIGRATE_OUT)
+        s.swap_blocks[r] = blocks
+        s.migrating[r] = True
+        s.migrations[r] += 1
+        d = s.engines[dst]
+        d.incoming += 1
+        d.incoming_blocks += blocks
+        s.events.push(t + blocks * self.block_bytes / s.link_bw, (dst, -(r + 1)))
 
     def migrate_in(self, r: int, t: float) -> None:
         """Migrant ``r``'s blocks have arrived: it waits in the swapped queue for room (then resumes)."""
@@ -324,6 +331,13 @@ class Engine:
             if s.gen[r] >= s.output[r]:
                 self.free += -(-(s.prompt[r] + s.gen[r] - 1) // self.bs)
                 s.finish_request(r, t, END_FINISH)
+            elif self.prefill_only:  # disaggregated: hand the KV cache to the decode pool
+                blocks = -(-(s.prompt[r] + s.gen[r] - 1) // self.bs)
+                self.free += blocks
+                dst = place_decode(s, r, self.idx)
+                if dst < 0:
+                    raise RuntimeError(f"request {r}: no decode instance can hold it")
+                self._send(r, dst, t, blocks)
             else:
                 self._join_running(r)
         self.sim.log_segment(self.idx, self.seg_t0, t, 1, self.batch_decode, P)
@@ -649,7 +663,19 @@ class ClusterSim:
         self._no_hits.flags.writeable = False
         limit = np.array([request_limit(spec, cfg, plan) for spec, plan in zip(cluster.instances, plans, strict=False)])
         total = workload.prompt_tokens + workload.output_tokens
-        self.feasible = total[:, None] <= limit[None, :]  # (R, N) bool: the routing mask
+        self.fits = total[:, None] <= limit[None, :]  # (R, N) bool: the instance can hold the request
+        self.feasible = self.fits  # the routing mask
+        self.disagg = cluster.disagg
+        self.decode_ids = list(range(len(self.engines)))
+        if self.disagg is not None:  # route to the prefill pool, and only requests some decode instance can hold
+            P = self.disagg.n_prefill
+            self.decode_ids = list(range(P, len(self.engines)))
+            self.feasible = self.fits.copy()
+            self.feasible[:, P:] = False
+            self.feasible[~self.fits[:, P:].any(axis=1)] = False
+            for e in self.engines[:P]:
+                e.prefill_only = True
+        self.fits.flags.writeable = False
         self.feasible.flags.writeable = False
         self._any_feasible: list[bool] = self.feasible.any(axis=1).tolist()
         self.limit = limit
@@ -658,7 +684,8 @@ class ClusterSim:
         self.migrations = [0] * R
         models = [s.model for s in cluster.instances]
         self.same_model = np.array([[a == b for b in models] for a in models])
-        self.link_bw = self.migration.link_bw if self.migration is not None else math.inf
+        self.link_bw = self.migration.link_bw if self.migration is not None else \
+            self.disagg.link_bw if self.disagg is not None else math.inf
         self.events: EventQueue[tuple[int, int]] = EventQueue()
         self.where = [-1] * R          # instance a request is running (decoding) on, -1 otherwise
         self.routed = [-1] * R
@@ -859,5 +886,5 @@ class ClusterSim:
             col(res, 4, np.int64), col(res, 5, np.int64), col(res, 6, np.int8), col(res, 7, np.int8),
             col(seg, 0, np.int64), col(seg, 1, np.float64), col(seg, 2, np.float64), col(seg, 3, np.int64),
             col(seg, 4, np.bool_), col(seg, 5, np.int64),
-            col(res, 8, np.int64) if self.migration is not None else None,
+            col(res, 8, np.int64) if self.migration is not None or self.disagg is not None else None,
         )

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from schedgym.envs.serving import catalog
+from schedgym.envs.serving.disagg import DisaggConfig, resolve_disagg
 from schedgym.envs.serving.migration import MigrationConfig, resolve_migration
 
 
@@ -271,18 +272,30 @@ class SLO:
 @dataclass(frozen=True)
 class ClusterSpec:
     """The instances, their engine configuration, the SLOs requests are judged by, and optional live migration
-    of running requests between instances (``migration.py``; ``None`` = off)."""
+    of running requests between instances (``migration.py``) or disaggregated prefill/decode pools
+    (``disagg.py``; ``None`` = off)."""
 
     instances: tuple[InstanceSpec, ...]
     engine: EngineConfig = field(default_factory=EngineConfig)
     slo: SLO = field(default_factory=SLO)
     migration: MigrationConfig | None = None
+    disagg: DisaggConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.instances:
             raise ValueError("a cluster needs at least one instance")
         object.__setattr__(self, "instances", tuple(InstanceSpec.parse(s) for s in self.instances))
         object.__setattr__(self, "migration", resolve_migration(self.migration))
+        object.__setattr__(self, "disagg", resolve_disagg(self.disagg))
+        if self.disagg is not None:
+            if self.migration is not None:
+                raise ValueError("choose live migration or disaggregated prefill/decode, not both")
+            if self.disagg.n_prefill >= len(self.instances):
+                raise ValueError(f"disagg.n_prefill={self.disagg.n_prefill} leaves no decode instance in a cluster "
+                                 f"of {len(self.instances)}; expected 1..{len(self.instances) - 1}")
+            if len({s.model for s in self.instances}) > 1:
+                raise ValueError("disaggregated pools hand KV caches over, so every instance must serve the same "
+                                 f"model, got {sorted({s.model for s in self.instances})}")
         if self.migration is not None and len({s.model for s in self.instances}) == len(self.instances) > 1:
             raise ValueError("migration moves KV caches between instances of the same model, but every instance "
                              f"serves a different model: {[s.model for s in self.instances]}")
@@ -295,7 +308,8 @@ class ClusterSpec:
         return {"instances": [i.label for i in self.instances],
                 "engine": {f.name: getattr(self.engine, f.name) for f in fields(self.engine)},
                 "slo": {"ttft_s": list(self.slo.ttft_s), "tpot_s": list(self.slo.tpot_s)},
-                **({"migration": self.migration.to_json()} if self.migration is not None else {})}
+                **({"migration": self.migration.to_json()} if self.migration is not None else {}),
+                **({"disagg": self.disagg.to_json()} if self.disagg is not None else {})}
 
 
 # Residency start/end kinds (see ServingSchedule).

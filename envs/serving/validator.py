@@ -14,6 +14,8 @@ iteration segments) and the cluster specification it checks that
 - TTFT is at least the request's own prefill time alone on its instance (the cost model);
 - a prefix-cache hit covers only leading prompt blocks whose hashes an earlier (or simultaneous) admission
   on the same instance brought in;
+- with disaggregation: arrivals go to the prefill pool, which never decodes (hand-offs are checked as
+  migrations), and a request is rejected only if no prefill or no decode instance can hold it;
 - with migration: a request's first stint is on its routed instance; a migrated-in stint follows exactly a
   migrated-out one, on another instance of the same model, after at least the KV transfer time over the
   link, and resumes with exactly the KV tokens (so blocks) the previous stint ended with; a migrated
@@ -74,10 +76,15 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
     if inst.shape != (R,) or ((inst < -1) | (inst >= N)).any():
         raise ScheduleError(f"instance must be ({R},) with values in -1..{N - 1}")
     rejected = np.flatnonzero(inst < 0)
+    P = cl.disagg.n_prefill if cl.disagg is not None else N  # routable instances: 0..P-1
     for r in rejected:
-        if (p_tok[r] + o_tok[r] <= limits).any():
-            raise ScheduleError(f"request {r} was rejected but instance(s) "
-                                f"{np.flatnonzero(p_tok[r] + o_tok[r] <= limits).tolist()} could serve it")
+        fit = p_tok[r] + o_tok[r] <= limits
+        if fit[:P].any() and (cl.disagg is None or fit[P:].any()):
+            raise ScheduleError(f"request {r} was rejected but instance(s) {np.flatnonzero(fit).tolist()} could "
+                                "serve it")
+    if (inst >= P).any():
+        raise ScheduleError(f"request {int(np.argmax(inst >= P))} was routed to decode instance "
+                            f"{inst[inst >= P][0]}; arrivals go to the prefill pool 0..{P - 1}")
     routed = inst >= 0
     bad = np.flatnonzero(routed & (p_tok + o_tok > limits[np.maximum(inst, 0)]))
     if bad.size:
@@ -120,7 +127,7 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
     mig_in = sk == START_MIGRATE_IN
     if (mig_in != (~first & (prev_ek == END_MIGRATE_OUT))).any():
         raise ScheduleError("a migrated-in stint must follow exactly a migrated-out stint of the same request")
-    if mig_in.any() and cl.migration is None:
+    if mig_in.any() and cl.migration is None and cl.disagg is None:
         raise ScheduleError("the log has migrations but the cluster has no migration configured")
     if (res_inst[first] != inst[rr[first]]).any():
         raise ScheduleError(f"request {int(rr[first][res_inst[first] != inst[rr[first]]][0])} starts on an "
@@ -184,6 +191,12 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
         raise ScheduleError(f"request {rr[k]} was swapped out with {kv0[k - 1] + decoded[k - 1]} KV tokens but "
                             f"swapped in with {kv0[k]}: swapping must conserve its blocks")
     _check_migrations(cl, plans, mig_in, rr, res_inst, alloc, end, kv0, decoded)
+    if cl.disagg is not None:
+        on_prefill = res_inst < cl.disagg.n_prefill
+        if (decoded[on_prefill] > 0).any():
+            k = int(np.flatnonzero(on_prefill & (decoded > 0))[0])
+            raise ScheduleError(f"request {rr[k]} decoded {decoded[k]} token(s) on prefill instance {res_inst[k]}; "
+                                "the prefill pool must hand requests to the decode pool after their first token")
     per_req_tokens = np.bincount(rr, weights=tokens, minlength=R).astype(np.int64)
     wrong = np.flatnonzero(routed & (per_req_tokens != o_tok))
     if wrong.size:
@@ -238,7 +251,8 @@ def _check_migrations(cl: Any, plans: list[Any], mig_in: np.ndarray, rr: np.ndar
                             f"resumed on {dst[bad[0]]} with {kv0[k]}: KV blocks must be conserved by a migration")
     bs = cl.engine.block_size
     block_bytes = np.array([p.block_bytes for p in plans])
-    need = -(-kv_end // bs) * block_bytes[src] / (cl.migration.link_gbps * 1e9)
+    link = cl.migration.link_gbps if cl.migration is not None else cl.disagg.link_gbps
+    need = -(-kv_end // bs) * block_bytes[src] / (link * 1e9)
     bad = np.flatnonzero(alloc[j] - end[j - 1] < need * (1 - REL_TOL))
     if bad.size:
         k = j[bad[0]]
