@@ -24,6 +24,10 @@
   under tight TTFT and TPOT SLOs): Azure code test part (long prompts, short outputs) x4 on 4 x H100 /
   Llama-3-8B, SLO 1 s TTFT / 50 ms TPOT, JSQ; colocated vs 3 prefill + 1 decode instances (``disagg="3p1d"``,
   KV over a 25 GB/s link). Expect higher goodput per GPU disaggregated.
+- Workflows (HEXGEN-Text2SQL: urgency-aware scheduling of multi-stage LLM workflows raises deadline
+  attainment): the ``text2sql`` preset (schema linking -> 3 SQL candidates -> selection; a stage arrives when
+  its parents finish) on 4 x A100 / Llama-3-8B with 16 sequences per batch, JSQ; FCFS vs earliest-deadline
+  waiting queues (``queue_policy``). Expect higher deadline attainment with EDF.
 - Prefix-aware routing (SGLang's cache-aware router; Mooncake, FAST'25, on KV reuse): 4 x H100 /
   Llama-3.1-8B with prefix caching on the Mooncake synthetic trace's test part (prefix hashes). Expect a
   lower mean TTFT than round-robin, from more prompt tokens served by the prefix cache
@@ -44,6 +48,7 @@ import numpy as np
 
 from schedgym.envs.serving.datasets import part
 from schedgym.envs.serving.types import ServingWorkload
+from schedgym.envs.serving.workflows import text2sql_preset
 from schedgym.policy import make_policy
 
 ENV_ID = "schedgym/LLMServing-v0"
@@ -169,6 +174,13 @@ def serving_effects(out_dir: str | Path | None = None, seed: int = 0) -> Effects
                f"({dis['colocated 4xH100']['goodput_rps'] / 4:.3f} -> "
                f"{dis['3 prefill + 1 decode']['goodput_rps'] / 4:.3f} req/s/GPU)"] = \
         dis["3 prefill + 1 decode"]["goodput_rps"] > dis["colocated 4xH100"]["goodput_rps"]
+
+    sql = text2sql_preset(seed)
+    order = {qp: add("workflows", f"Text2SQL, {qp} queues", "jsq", sql, cluster="a100-4", rate_scale=1.0,
+                     engine={"queue_policy": qp, "max_num_seqs": 16}) for qp in ("fcfs", "edf")}
+    rep.checks["urgency-aware (EDF) queues raise workflow deadline attainment over FCFS "
+               f"({order['fcfs']['deadline_attainment']:.3f} -> {order['edf']['deadline_attainment']:.3f})"] = \
+        order["edf"]["deadline_attainment"] > order["fcfs"]["deadline_attainment"]
 
     moon = part("mooncake-synthetic", "test")
     prefix = {p: add("prefix-aware", "4xH100 Llama-3.1-8B x1", p, moon, cluster="h100-long-4", rate_scale=1.0,

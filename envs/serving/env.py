@@ -272,10 +272,13 @@ class LLMServingEnv(SchedulingEnv):
         for r, alloc, *_ in reversed(sim.res_log):  # type: ignore[union-attr]
             first_alloc[r] = alloc
         busy = np.array([e.busy_time for e in sim.engines])  # type: ignore[union-attr]
-        out = aggregate(w.arrival, np.array(sim.first_token), np.array(sim.finish), first_alloc, w.prompt_tokens,
+        arrival = np.array(sim.arrival)  # with workflows, a stage arrives when released
+        out = aggregate(arrival, np.array(sim.first_token), np.array(sim.finish), first_alloc, w.prompt_tokens,
                         w.output_tokens, w.priority, np.array(sim.preemptions), self.cluster.slo.ttft_s,
                         self.cluster.slo.tpot_s, busy, self._static[:, 4])
         out["migrations"] = float(sum(sim.migrations))  # type: ignore[union-attr]
+        if w.workflows is not None:  # stages arrive when released: their parents finished
+            out["deadline_attainment"] = w.workflows.attainment(w.arrival, np.array(sim.finish))  # type: ignore[union-attr]
         return out
 
     # ------------------------------------------------------------------ internals
@@ -326,7 +329,7 @@ class LLMServingEnv(SchedulingEnv):
         assert sim is not None
         return {"action_mask": self._buf["action_mask"].copy(), "invalid_action": invalid, "time": sim.now,
                 "request": -1 if self._request is None else self._request,
-                "n_routed": sim.next_req - len(sim.rejected), "n_finished": sim.n_finished,
+                "n_routed": sim.settled - len(sim.rejected), "n_finished": sim.n_finished,
                 "n_slo_met": sim.n_slo_ok, "n_rejected": len(sim.rejected),
                 "mean_ttft_so_far": sim.ttft_done / sim.n_first if sim.n_first else 0.0,
                 "slo_attainment_so_far": sim.n_slo_ok / sim.n_finished if sim.n_finished else 1.0}

@@ -107,6 +107,7 @@ class Engine:
         self.mig_out: list[tuple[int, int]] = []  # (request, destination) to migrate at the next boundary
         self.incoming = 0                 # requests in transfer towards this instance
         self.incoming_blocks = 0
+        self.edf = cfg.queue_policy == "edf"
         self.prefill_only = False         # disaggregated prefill pool: hand requests off after their first token
 
     # ------------------------------------------------------------------ block arithmetic
@@ -141,13 +142,21 @@ class Engine:
 
     # ------------------------------------------------------------------ arrivals
     def enqueue(self, r: int, t: float) -> None:
-        """Request ``r`` routed here at time ``t``."""
+        """Request ``r`` routed here at time ``t`` (queued FCFS, or by earliest deadline with ``edf``)."""
         s = self.sim
-        self.waiting.append(r)
+        q = self.waiting
+        if self.edf:
+            key, dl = s.deadline[r], s.deadline
+            i = len(q)
+            while i > 0 and dl[q[i - 1]] > key:
+                i -= 1
+            q.insert(i, r)
+        else:
+            q.append(r)
         self.waiting_tokens += s.prompt[r]
         if self.state == IDLE:
             self._kick(t)
-        elif self.state == DECODE_RUN and len(self.waiting) == 1 and not self.swapped:
+        elif self.state == DECODE_RUN and q[0] == r and not self.swapped:
             self._truncate_if_admittable(r, t)
 
     def _truncate_if_admittable(self, r: int, t: float) -> None:
@@ -703,7 +712,18 @@ class ClusterSim:
         self.prefix_held: list[list[int] | None] = [None] * R  # prefix hashes a resident request uses
         self.res_log: list[tuple[int, float, float, float, int, int, int, int, int]] = []
         self.seg_log: list[tuple[int, float, float, int, bool, int]] = []
-        self.next_req = 0
+        self.next_req = 0              # the pending request (arrival order; release order with workflows)
+        self.settled = 0               # requests routed or rejected
+        self.wf = workload.workflows
+        self.deadline = [math.inf] * R
+        if self.wf is not None:
+            wa = self.wf.workflow_arrival(workload.arrival)
+            self.deadline = (wa + self.wf.deadline_s)[self.wf.workflow].tolist()
+            self.children = self.wf.children()
+            self.n_parents = np.diff(self.wf.parent_offsets).tolist()
+            self.doomed = [False] * R  # a parent was rejected
+            self.ready: list[tuple[float, int]] = [(self.arrival[r], r) for r in range(R) if not self.n_parents[r]]
+            heapq.heapify(self.ready)
         self.now = 0.0
         self.rejected: list[int] = []
         # Running tallies for rewards and info.
@@ -754,11 +774,13 @@ class ClusterSim:
         cfg = self.migration
         for r, src, dst in llumnix_moves(self, cfg, t):  # type: ignore[arg-type]
             self.engines[src].request_migration(r, dst, t)
-        if self.next_req < len(self.arrival) or self.in_system > 0:
+        if self.settled < len(self.arrival) or self.in_system > 0:
             self.events.push(t + cfg.interval_s, (-1, -1))  # type: ignore[union-attr]
 
     def next_decision(self) -> int | None:
         """Advance to the next arrival that needs a routing decision (rejecting any no instance can serve)."""
+        if self.wf is not None:
+            return self._next_stage()
         R = len(self.arrival)
         while self.next_req < R:
             r = self.next_req
@@ -769,7 +791,39 @@ class ClusterSim:
                 return r
             self.rejected.append(r)
             self.next_req += 1
+            self.settled += 1
         return None
+
+    def _next_stage(self) -> int | None:
+        """Workflows: the next released stage in release order (a stage is released when its parents finish)."""
+        R, ready = len(self.arrival), self.ready
+        while self.settled < R:
+            if not ready:
+                if not len(self.events):
+                    raise RuntimeError("workflow stages wait for parents that can never finish")
+                self._run_until(self.events.peek_time(), inclusive=True)
+                continue
+            t, r = ready[0]
+            if len(self.events) and self.events.peek_time() < t:  # one event time at a time: releases
+                self._run_until(self.events.peek_time(), inclusive=True)  # may put an earlier stage first
+                continue
+            heapq.heappop(ready)
+            self.now = max(self.now, t)
+            self.next_req = r
+            if self._any_feasible[r] and not self.doomed[r]:
+                return r
+            self.rejected.append(r)
+            self.settled += 1
+            for c in self.children[r]:  # a rejected stage never finishes: its descendants are rejected too
+                self.doomed[c] = True
+                self._release(c, t)
+        return None
+
+    def _release(self, c: int, t: float) -> None:
+        self.n_parents[c] -= 1
+        if self.n_parents[c] == 0:
+            self.arrival[c] = max(t, self.arrival[c])
+            heapq.heappush(self.ready, (self.arrival[c], c))
 
     def route(self, r: int, i: int) -> None:
         """Send the pending request ``r`` to instance ``i`` (must be feasible)."""
@@ -779,7 +833,9 @@ class ClusterSim:
             raise ValueError(f"instance {i} cannot serve request {r} (prompt + output "
                              f"{self.prompt[r] + self.output[r]} > limit {int(self.limit[i])})")
         self.routed[r] = i
-        self.next_req += 1
+        self.settled += 1
+        if self.wf is None:
+            self.next_req += 1
         a = self.arrival[r]
         self.wait_first += 1
         self.wait_first_arrival += a
@@ -789,14 +845,14 @@ class ClusterSim:
 
     def drain(self) -> None:
         """Run every instance until all routed requests have finished."""
-        if self.next_req < len(self.arrival):
-            raise RuntimeError(f"drain() with {len(self.arrival) - self.next_req} requests not yet routed")
+        if self.settled < len(self.arrival):
+            raise RuntimeError(f"drain() with {len(self.arrival) - self.settled} requests not yet routed")
         self._run_until(math.inf)
         self.now = max([self.now] + [f for f in self.finish if f == f])
 
     @property
     def done(self) -> bool:
-        return self.next_req >= len(self.arrival) and not len(self.events)
+        return self.settled >= len(self.arrival) and not len(self.events)
 
     # ------------------------------------------------------------------ router's view
     def live_stats(self, t: float | None = None) -> np.ndarray:
@@ -852,6 +908,9 @@ class ClusterSim:
         self.in_system -= 1
         self.in_system_arrival -= a
         self.e2e_done += t - a
+        if self.wf is not None:
+            for c in self.children[r]:
+                self._release(c, t)
         ttft = self.first_token[r] - a
         o = self.output[r]
         tpot = (t - self.first_token[r]) / (o - 1) if o > 1 else 0.0

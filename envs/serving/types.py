@@ -14,6 +14,7 @@ import numpy as np
 from schedgym.envs.serving import catalog
 from schedgym.envs.serving.disagg import DisaggConfig, resolve_disagg
 from schedgym.envs.serving.migration import MigrationConfig, resolve_migration
+from schedgym.envs.serving.workflows import Workflows
 
 
 def _ro(a: Any, dtype: Any) -> np.ndarray:
@@ -43,6 +44,7 @@ class ServingWorkload:
     prefix_offsets: np.ndarray | None = None
     prefix_block_tokens: int = 512
     source: str = ""
+    workflows: Workflows | None = None  # stages of workflow DAGs with deadlines (``workflows.py``)
 
     def __post_init__(self) -> None:
         a = np.array(self.arrival, dtype=np.float64)
@@ -86,6 +88,11 @@ class ServingWorkload:
             object.__setattr__(self, "prefix_offsets", _ro(off, np.int64))
         if self.prefix_block_tokens < 1:
             raise ValueError(f"workload {self.name}: prefix_block_tokens must be >= 1")
+        if self.workflows is not None:
+            if self.workflows.workflow.shape != (n,):
+                raise ValueError(f"workload {self.name}: workflows describe {self.workflows.workflow.size} stages, "
+                                 f"expected {n}")
+            self.workflows.check_roots(self.arrival)
 
     @property
     def n_requests(self) -> int:
@@ -109,6 +116,8 @@ class ServingWorkload:
         """Requests ``start:stop`` (times shifted so the first arrives at 0 when ``rebase``)."""
         if not 0 <= start < stop <= self.n_requests:
             raise ValueError(f"workload {self.name}: slice {start}:{stop} is outside 0:{self.n_requests}")
+        if self.workflows is not None:
+            raise ValueError(f"workload {self.name}: a workflow workload cannot be sliced (it would cut DAGs)")
         a = self.arrival[start:stop]
         a = a - a[0] if rebase else a
         hashes = offsets = None
@@ -212,6 +221,7 @@ class EngineConfig:
     # Effective swap bandwidth per GPU, GB/s (None = the GPU's PCIe link from the catalog). FastSwitch
     # (arXiv:2411.18424) measures vLLM's per-block swap copies far below the link's peak: set it to study that.
     swap_bw_gbps: float | None = None
+    queue_policy: str = "fcfs"  # waiting-queue order: "fcfs", or "edf" (earliest workflow deadline first)
 
     def __post_init__(self) -> None:
         checks = {
@@ -223,12 +233,14 @@ class EngineConfig:
             "iteration_overhead_s": self.iteration_overhead_s >= 0,
             "num_gpu_blocks": self.num_gpu_blocks is None or self.num_gpu_blocks >= 1,
             "swap_bw_gbps": self.swap_bw_gbps is None or 0 < self.swap_bw_gbps < float("inf"),
+            "queue_policy": self.queue_policy in ("fcfs", "edf"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             k = bad[0]
             expect = {"preemption": "'recompute' or 'swap'", "gpu_memory_utilization": "in (0, 1]",
                       "watermark": "in [0, 1)", "swap_bw_gbps": "None or a finite number > 0",
+                      "queue_policy": "'fcfs' or 'edf'",
                       }.get(k, ">= 1" if k not in ("swap_space_gb", "iteration_overhead_s") else ">= 0")
             raise ValueError(f"EngineConfig.{k}={getattr(self, k)!r}: expected {expect}")
 

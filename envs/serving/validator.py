@@ -14,6 +14,8 @@ iteration segments) and the cluster specification it checks that
 - TTFT is at least the request's own prefill time alone on its instance (the cost model);
 - a prefix-cache hit covers only leading prompt blocks whose hashes an earlier (or simultaneous) admission
   on the same instance brought in;
+- with workflows: a stage never gets KV blocks before all its parents finished, and a stage of a rejected
+  parent is rejected; its arrival (for TTFT and latency) is its release, the last parent's finish;
 - with disaggregation: arrivals go to the prefill pool, which never decodes (hand-offs are checked as
   migrations), and a request is rejected only if no prefill or no decode instance can hold it;
 - with migration: a request's first stint is on its routed instance; a migrated-in stint follows exactly a
@@ -220,12 +222,17 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
                 raise ScheduleError(f"request {r}: TTFT {first_token[r] - w.arrival[r]:.6f} s is below its "
                                     f"own prefill time {lb:.6f} s on instance {inst[r]}")
     n_mig = np.bincount(rr[mig_in], minlength=R)
+    arrival = w.arrival
+    if w.workflows is not None:
+        arrival = _check_workflows(w, inst, first_alloc, finish)
     preempt = np.maximum(counts - 1 - n_mig, 0)
     price = np.array([catalog.gpu(spec.gpu).price_per_hour * spec.tp for spec in cl.instances])
-    out = metrics.aggregate(w.arrival, first_token, finish, first_alloc, p_tok, o_tok, w.priority, preempt,
+    out = metrics.aggregate(arrival, first_token, finish, first_alloc, p_tok, o_tok, w.priority, preempt,
                             cl.slo.ttft_s, cl.slo.tpot_s, busy, price)
     out["peak_kv_fraction"] = float(np.max(peak_blocks / capacity))
     out["migrations"] = float(n_mig.sum())
+    if w.workflows is not None:
+        out["deadline_attainment"] = w.workflows.attainment(w.arrival, finish)
     out["prefix_hit_fraction"] = float(first_cached.sum() / max(1, p_tok[routed].sum()))
     return {"p99_ttft": out.pop("p99_ttft"), **out}  # the objective first (summaries take the first number)
 
@@ -293,3 +300,24 @@ def _check_prefix_hits(w: ServingWorkload, caching: bool, rr: np.ndarray, res_in
                                         f"but only {n} leading prefix block(s) were ever admitted there")
             for hs in mine:
                 seen.update(hs)
+
+
+def _check_workflows(w: ServingWorkload, inst: np.ndarray, first_alloc: np.ndarray,
+                     finish: np.ndarray) -> np.ndarray:
+    """Stages start after their parents finish; returns every stage's release time (its effective arrival)."""
+    wf = w.workflows
+    release = w.arrival.copy()
+    for r in range(w.n_requests):
+        ps = wf.parents_of(r)
+        if ps.size == 0:
+            continue
+        if (inst[ps] < 0).any():
+            if inst[r] >= 0:
+                raise ScheduleError(f"workflow stage {r} ran although its parent {ps[inst[ps] < 0][0]} was rejected")
+            continue
+        release[r] = max(release[r], float(finish[ps].max()))
+        if inst[r] >= 0 and first_alloc[r] < release[r]:
+            p = int(ps[np.argmax(finish[ps])])
+            raise ScheduleError(f"workflow stage {r} got KV blocks at {first_alloc[r]:.6f} before its parent {p} "
+                                f"finished at {finish[p]:.6f}")
+    return release
