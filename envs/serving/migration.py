@@ -99,11 +99,12 @@ def resolve_migration(m: str | dict[str, Any] | MigrationConfig | None) -> Migra
     raise TypeError(f"migration must be None, a preset name, a dict or a MigrationConfig, got {type(m).__name__}")
 
 
-def freeness(sim: ClusterSim, t: float, headroom: float = 0.0) -> np.ndarray:
+def freeness(sim: ClusterSim, t: float | None = None, headroom: float = 0.0) -> np.ndarray:
     """Llumnix's freeness per instance at ``t``: (free blocks - blocks of waiting prompts - headroom) / requests
     (inf when idle). ``headroom`` blocks of virtual usage are charged to every instance that holds a
     high-priority request (class 0 when the SLO has several classes), so normal requests avoid it and it
     migrates them out: Llumnix's priority headroom, which keeps high-priority batches small and fast."""
+    t = sim.now if t is None else t
     bs = sim.cluster.engine.block_size
     prio = headroom > 0 and sim.cluster.slo.n_classes > 1
     out = np.empty(len(sim.engines))
