@@ -82,6 +82,11 @@ class LLMServingEnv(SchedulingEnv):
       Llama-3-8B) or a list of instance specs (``"GPU/MODEL[/tpN][/lenL]"`` or dicts with ``calibration``).
     - ``engine``: ``EngineConfig`` fields (block size 16, max_num_seqs 256, chunked_prefill False,
       preemption ``"recompute"``/``"swap"``, prefix_caching, num_gpu_blocks, ...).
+    - ``migration``: live migration of running requests (Llumnix; ``migration.py``): ``None`` (default, off),
+      ``"llumnix"`` or a dict of ``MigrationConfig`` fields; the simulator's timer runs Llumnix's policy.
+    - ``disagg``: disaggregated prefill/decode pools (DistServe/Splitwise; ``disagg.py``): ``None`` (default),
+      ``"1p1d"``/``"2p2d"``/``"3p1d"`` or ``{"n_prefill": P, "link_gbps": ...}``; the first P instances prefill
+      (the action picks among them), the rest decode (placed by the simulator).
     - ``slo``: ``{"ttft_s": [...], "tpot_s": [...]}`` per priority class (default one class: 2 s, 0.2 s);
       ``class_probs``: probabilities to draw each request's class (default: all class 0).
     - ``output_estimate`` (``"none"``/``"oracle"``/``"noisy"``), ``estimate_noise`` (0.5), ``reward``,
@@ -89,7 +94,7 @@ class LLMServingEnv(SchedulingEnv):
     - ``reset(options={"instance": workload})`` runs one episode on ``workload``.
 
     ## Version history
-    - v0: initial version.
+    - v0: initial version; ``migration`` and ``disagg`` options added (off by default, so v0 episodes are unchanged).
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
@@ -108,6 +113,8 @@ class LLMServingEnv(SchedulingEnv):
         cluster: str | list | tuple = "mixed-4",
         engine: dict[str, Any] | EngineConfig | None = None,
         slo: dict[str, Any] | SLO | None = None,
+        migration: str | dict[str, Any] | None = None,
+        disagg: str | dict[str, Any] | None = None,
         class_probs: tuple[float, ...] | list[float] | None = None,
         output_estimate: str = "none",
         estimate_noise: float = 0.5,
@@ -117,7 +124,8 @@ class LLMServingEnv(SchedulingEnv):
         render_mode: str | None = None,
     ) -> None:
         args = dict(instance=instance, dataset=dataset, split=split, segment_requests=segment_requests,
-                    rate_scale=rate_scale, cluster=cluster, engine=engine, slo=slo, class_probs=class_probs,
+                    rate_scale=rate_scale, cluster=cluster, engine=engine, slo=slo, migration=migration, disagg=disagg,
+                    class_probs=class_probs,
                     output_estimate=output_estimate, estimate_noise=estimate_noise, reward=reward, strict=strict,
                     invalid_action_penalty=invalid_action_penalty, render_mode=render_mode)
         if config:  # RLlib passes an EnvContext positionally; its keys win.
@@ -150,7 +158,7 @@ class LLMServingEnv(SchedulingEnv):
         slo_ = args["slo"]
         slo_ = slo_ if isinstance(slo_, SLO) or slo_ is None else SLO(**slo_)
         self.cluster = ClusterSpec(resolve_cluster(args["cluster"]), EngineConfig.from_dict(args["engine"]),
-                                   slo_ or SLO())
+                                   slo_ or SLO(), args["migration"], args["disagg"])
         self.class_probs = None if args["class_probs"] is None else tuple(float(p) for p in args["class_probs"])
         if self.class_probs is not None and len(self.class_probs) != self.cluster.slo.n_classes:
             raise ValueError(f"class_probs has {len(self.class_probs)} entries but the SLO defines "
@@ -264,9 +272,14 @@ class LLMServingEnv(SchedulingEnv):
         for r, alloc, *_ in reversed(sim.res_log):  # type: ignore[union-attr]
             first_alloc[r] = alloc
         busy = np.array([e.busy_time for e in sim.engines])  # type: ignore[union-attr]
-        return aggregate(w.arrival, np.array(sim.first_token), np.array(sim.finish), first_alloc, w.prompt_tokens,
-                         w.output_tokens, w.priority, np.array(sim.preemptions), self.cluster.slo.ttft_s,
-                         self.cluster.slo.tpot_s, busy, self._static[:, 4])
+        arrival = np.array(sim.arrival)  # with workflows, a stage arrives when released
+        out = aggregate(arrival, np.array(sim.first_token), np.array(sim.finish), first_alloc, w.prompt_tokens,
+                        w.output_tokens, w.priority, np.array(sim.preemptions), self.cluster.slo.ttft_s,
+                        self.cluster.slo.tpot_s, busy, self._static[:, 4])
+        out["migrations"] = float(sum(sim.migrations))  # type: ignore[union-attr]
+        if w.workflows is not None:  # stages arrive when released: their parents finished
+            out["deadline_attainment"] = w.workflows.attainment(w.arrival, np.array(sim.finish))  # type: ignore[union-attr]
+        return out
 
     # ------------------------------------------------------------------ internals
     def _sample(self) -> ServingWorkload:
@@ -316,7 +329,7 @@ class LLMServingEnv(SchedulingEnv):
         assert sim is not None
         return {"action_mask": self._buf["action_mask"].copy(), "invalid_action": invalid, "time": sim.now,
                 "request": -1 if self._request is None else self._request,
-                "n_routed": sim.next_req - len(sim.rejected), "n_finished": sim.n_finished,
+                "n_routed": sim.settled - len(sim.rejected), "n_finished": sim.n_finished,
                 "n_slo_met": sim.n_slo_ok, "n_rejected": len(sim.rejected),
                 "mean_ttft_so_far": sim.ttft_done / sim.n_first if sim.n_first else 0.0,
                 "slo_attainment_so_far": sim.n_slo_ok / sim.n_finished if sim.n_finished else 1.0}

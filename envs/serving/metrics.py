@@ -47,6 +47,13 @@ def aggregate(arrival: np.ndarray, first_token: np.ndarray, finish: np.ndarray, 
             out[f"p{q}_{key}"] = float(np.percentile(vs, q)) if vs.size else float("nan")
         out[f"mean_{key}"] = float(vs.mean()) if vs.size else float("nan")
     ok = slo_met(m["ttft"], m["tpot"], priority, ttft_slo, tpot_slo)
+    if len(ttft_slo) > 1:  # per priority class: tails and attainment
+        for c in range(len(ttft_slo)):
+            mine = served & (priority == c)
+            for key in ("ttft", "tpot", "e2e"):
+                out[f"p99_{key}_class{c}"] = float(np.percentile(m[key][mine], 99)) if mine.any() else float("nan")
+            n_c = int((priority == c).sum())
+            out[f"slo_attainment_class{c}"] = float(ok[priority == c].sum() / n_c) if n_c else float("nan")
     start = float(arrival[0])
     end = float(np.nanmax(finish)) if served.any() else start
     span = max(end - start, 1e-12)
@@ -60,7 +67,16 @@ def aggregate(arrival: np.ndarray, first_token: np.ndarray, finish: np.ndarray, 
         "makespan_s": span,
         "utilization": float(np.mean(busy_s) / span),
         "preemptions": float(preemptions.sum()),
+        "ttft_jain_fairness": _jain(m["ttft"][served]),
         "cost_per_mtok_output": dollars / out_tok * 1e6 if out_tok else float("nan"),
         "cost_per_mtok_total": dollars / all_tok * 1e6 if all_tok else float("nan"),
     })
     return out
+
+
+def _jain(x: np.ndarray) -> float:
+    """Jain's fairness index of ``x`` (1 = all equal, 1/n = one request takes everything); nan if empty."""
+    if x.size == 0:
+        return float("nan")
+    sq = float(np.sum(x * x))
+    return float(np.sum(x) ** 2 / (x.size * sq)) if sq > 0 else 1.0

@@ -12,7 +12,8 @@ blocks, and runs iterations:
 When a decode needs a new block and none is free, the most recently admitted running sequence is
 preempted: recomputed later (default; its blocks are freed, it re-prefills prompt + generated tokens) or
 swapped to host memory (PCIe transfer time added to the iteration). Prefix caching (optional) reuses cached
-prompt blocks by their hashes (Mooncake traces) in an LRU as large as the KV cache.
+prompt blocks by their hashes (Mooncake traces): a hit on the leading blocks skips their prefill; entries no
+resident request uses occupy free KV blocks and are evicted least recently used as allocations need room.
 
 Skip-ahead: while the running batch does not change, consecutive decode iterations are one *run*: with
 iteration ``j`` costing ``alpha + beta * (S + B*j)`` (``CostModel.decode_coefficients``), the run's end time,
@@ -38,10 +39,14 @@ from schedgym.engine import EventQueue
 from schedgym.envs.serving import catalog
 from schedgym.envs.serving.cluster import InstancePlan, check_cluster, cost_models, request_limit
 from schedgym.envs.serving.costmodel import CostModel
+from schedgym.envs.serving.disagg import place_decode
+from schedgym.envs.serving.migration import llumnix_moves
 from schedgym.envs.serving.types import (
     END_FINISH,
+    END_MIGRATE_OUT,
     END_RECOMPUTE,
     END_SWAP_OUT,
+    START_MIGRATE_IN,
     START_PREFILL,
     START_SWAP_IN,
     ClusterSpec,
@@ -69,7 +74,7 @@ class Engine:
         self.chunked = cfg.chunked_prefill
         self.swap = cfg.preemption == "swap"
         self.block_bytes = float(block_bytes)
-        self.pcie_bw = float(pcie_bw)
+        self.pcie_bw = float(pcie_bw) if cfg.swap_bw_gbps is None else cfg.swap_bw_gbps * 1e9
         self.host_free = int(cfg.swap_space_gb * 1e9 // block_bytes) if self.swap else 0
         self.waiting: deque[int] = deque()
         self.swapped: deque[int] = deque()
@@ -94,8 +99,16 @@ class Engine:
         self.pref: list[int] = [0] * (self.bs + 1)  # decode run: prefix sums of new blocks per iteration
         self.xfer_bytes = 0.0             # swap traffic to add to the next iteration
         self.busy_time = 0.0
-        self.prefix: OrderedDict[int, None] | None = OrderedDict() if cfg.prefix_caching else None
-        self.prefix_cap = max(1, self.total_blocks * self.bs // max(1, sim.prefix_block_tokens))
+        # Prefix cache: hash -> number of resident requests using it, in LRU order. Entries no resident uses
+        # occupy free KV blocks (``per_entry`` each) and are evicted LRU when allocations need the room.
+        self.prefix: OrderedDict[int, int] | None = OrderedDict() if cfg.prefix_caching else None
+        self.per_entry = -(-min(sim.prefix_block_tokens, 1 << 20) // self.bs)
+        self.unref = 0
+        self.mig_out: list[tuple[int, int]] = []  # (request, destination) to migrate at the next boundary
+        self.incoming = 0                 # requests in transfer towards this instance
+        self.incoming_blocks = 0
+        self.edf = cfg.queue_policy == "edf"
+        self.prefill_only = False         # disaggregated prefill pool: hand requests off after their first token
 
     # ------------------------------------------------------------------ block arithmetic
     def _need_prefix(self) -> list[int]:
@@ -129,13 +142,21 @@ class Engine:
 
     # ------------------------------------------------------------------ arrivals
     def enqueue(self, r: int, t: float) -> None:
-        """Request ``r`` routed here at time ``t``."""
+        """Request ``r`` routed here at time ``t`` (queued FCFS, or by earliest deadline with ``edf``)."""
         s = self.sim
-        self.waiting.append(r)
+        q = self.waiting
+        if self.edf:
+            key, dl = s.deadline[r], s.deadline
+            i = len(q)
+            while i > 0 and dl[q[i - 1]] > key:
+                i -= 1
+            q.insert(i, r)
+        else:
+            q.append(r)
         self.waiting_tokens += s.prompt[r]
         if self.state == IDLE:
             self._kick(t)
-        elif self.state == DECODE_RUN and len(self.waiting) == 1 and not self.swapped:
+        elif self.state == DECODE_RUN and q[0] == r and not self.swapped:
             self._truncate_if_admittable(r, t)
 
     def _truncate_if_admittable(self, r: int, t: float) -> None:
@@ -195,13 +216,90 @@ class Engine:
         elif self.state == SINGLE and (self.batch or self.batch_decode):
             self._finish_single(t)
         self.state = IDLE
+        if self.mig_out:
+            self._migrate_out(t)
         self._plan(t)
+
+    # ------------------------------------------------------------------ live migration (migration.py)
+    def migratable(self) -> bool:
+        return bool(self.running) and not self.mig_out
+
+    def cheapest_running(self, dst: int, normal_first: bool = False) -> int | None:
+        """The running request with the fewest KV blocks that ``dst`` can hold (``None`` if there is none);
+        with ``normal_first``, high-priority (class 0) requests move only if no other can."""
+        s = self.sim
+        best, best_key = None, (2, 1 << 62)
+        for r in self.running:
+            key = (int(normal_first and s.cls[r] == 0), s.prompt[r] + s.gen[r] - s.dbase[r])
+            if key < best_key and s.feasible[r, dst] and s.same_model[self.idx, dst]:
+                best, best_key = r, key
+        return best
+
+    def holds_class(self, c: int) -> bool:
+        """Whether a request of priority class ``c`` waits, runs or is swapped out here."""
+        cls = self.sim.cls
+        return any(cls[r] == c for q in (self.running, self.waiting, self.prefilling, self.swapped) for r in q)
+
+    def request_migration(self, r: int, dst: int, t: float) -> None:
+        """Migrate running ``r`` to ``dst`` at this instance's next iteration boundary."""
+        self.mig_out.append((r, dst))
+        self._end_run_at_next_boundary(t)
+
+    def _end_run_at_next_boundary(self, t: float) -> None:
+        """Cut the current decode run at the next iteration boundary (a single iteration ends by itself)."""
+        if self.state != DECODE_RUN:
+            return
+        k = self.iters_done(t)
+        if k >= self.k_end:
+            return
+        boundary = k if k > 0 and self.t0 + self._run_time(k) == t else k + 1
+        if boundary >= self.k_end:
+            return
+        self.k_end = boundary
+        self.version += 1
+        self.sim.events.push(max(t, self.t0 + self._run_time(boundary)), (self.idx, self.version))
+
+    def _migrate_out(self, t: float) -> None:
+        """Release every requested migrant still running here and send its KV blocks over the link."""
+        s = self.sim
+        for r, dst in self.mig_out:
+            if s.where[r] != self.idx or r not in self.running:
+                continue  # finished or preempted since the policy chose it
+            self.running.remove(r)
+            blocks = self._leave_running(r)
+            self.free += blocks
+            self._send(r, dst, t, blocks)
+        self.mig_out.clear()
+
+    def _send(self, r: int, dst: int, t: float, blocks: int) -> None:
+        """``r`` (its blocks already released here) leaves with ``blocks`` KV blocks over the link to ``dst``."""
+        s = self.sim
+        s.finish_request(r, t, END_MIGRATE_OUT)
+        s.swap_blocks[r] = blocks
+        s.migrating[r] = True
+        s.migrations[r] += 1
+        d = s.engines[dst]
+        d.incoming += 1
+        d.incoming_blocks += blocks
+        s.events.push(t + blocks * self.block_bytes / s.link_bw, (dst, -(r + 1)))
+
+    def migrate_in(self, r: int, t: float) -> None:
+        """Migrant ``r``'s blocks have arrived: it waits in the swapped queue for room (then resumes)."""
+        self.incoming -= 1
+        self.incoming_blocks -= self.sim.swap_blocks[r]
+        self.swapped.append(r)
+        if self.state == IDLE:
+            self._kick(t)
+        else:
+            self._end_run_at_next_boundary(t)
 
     def _finish_decode_run(self, t: float) -> None:
         k = self.k_end
         self.free -= self._run_need(k)
         self.D += k
         self.S += self.B * k
+        if self.unref:
+            self.trim_prefix()
         self.sim.log_segment(self.idx, self.seg_t0, t, k, True, 0)
         self.busy_time += t - self.seg_t0
         self._pop_completions(t)
@@ -227,6 +325,8 @@ class Engine:
             self.free -= self.cnt[(-self.D) % self.bs]
             self.D += 1
             self.S += B
+            if self.unref:
+                self.trim_prefix()
         P = 0
         for r, chunk, prior in self.batch:
             P += chunk
@@ -240,6 +340,13 @@ class Engine:
             if s.gen[r] >= s.output[r]:
                 self.free += -(-(s.prompt[r] + s.gen[r] - 1) // self.bs)
                 s.finish_request(r, t, END_FINISH)
+            elif self.prefill_only:  # disaggregated: hand the KV cache to the decode pool
+                blocks = -(-(s.prompt[r] + s.gen[r] - 1) // self.bs)
+                self.free += blocks
+                dst = place_decode(s, r, self.idx)
+                if dst < 0:
+                    raise RuntimeError(f"request {r}: no decode instance can hold it")
+                self._send(r, dst, t, blocks)
             else:
                 self._join_running(r)
         self.sim.log_segment(self.idx, self.seg_t0, t, 1, self.batch_decode, P)
@@ -307,11 +414,18 @@ class Engine:
                 break
             self.swapped.popleft()
             self.free -= blocks
-            self.host_free += blocks
-            self.xfer_bytes += blocks * self.block_bytes
-            s.open_residency(r, t, 0)
-            s.start_decoding(r, t, START_SWAP_IN, s.prompt[r] + s.gen[r] - 1)
+            if s.migrating[r]:  # already transferred over the link
+                s.migrating[r] = False
+                kind = START_MIGRATE_IN
+            else:
+                self.host_free += blocks
+                self.xfer_bytes += blocks * self.block_bytes
+                kind = START_SWAP_IN
+            s.open_residency(r, t, 0, self.idx)
+            s.start_decoding(r, t, kind, s.prompt[r] + s.gen[r] - 1)
             self._join_running(r)
+        if self.unref:
+            self.trim_prefix()
 
     def _admit(self, t: float, budget: int, reserve: int = 0) -> tuple[list[tuple[int, int, int]], int, int]:
         """Admit waiting requests FCFS into the token ``budget``, keeping ``reserve`` blocks for this
@@ -325,16 +439,20 @@ class Engine:
             blocks = -(-total // self.bs)
             if self.free - reserve - blocks < self.watermark:
                 break
-            cached = self._prefix_lookup(r) if self.prefix is not None and s.gen[r] == 0 else 0
+            hs = s.workload.hashes(r).tolist() if self.prefix is not None and s.gen[r] == 0 else None
+            hit = self.prefix_match(hs) if hs else 0
+            cached = min(hit * s.prefix_block_tokens, s.prompt[r] - 1)
             todo = total - cached
             if not self.chunked and todo > budget:
                 break
             self.waiting.popleft()
             self.waiting_tokens -= total
             self.free -= blocks
+            if hs:
+                self._prefix_insert(r, hs)
             s.prefill_target[r] = total
             s.prefill_done[r] = cached
-            s.open_residency(r, t, cached)
+            s.open_residency(r, t, cached, self.idx)
             chunk = min(todo, budget)
             out.append((r, chunk, cached))
             P += chunk
@@ -342,22 +460,46 @@ class Engine:
             budget -= chunk
         return out, P, prior_sum
 
-    def _prefix_lookup(self, r: int) -> int:
-        """Cached prompt tokens of ``r`` (leading hash blocks present), then insert its blocks (LRU)."""
-        s, cache = self.sim, self.prefix
-        hs = s.workload.hashes(r).tolist()
-        hit = 0
+    def _prefix_insert(self, r: int, hs: list[int]) -> None:
+        """Admitted ``r`` uses (and refreshes) its prefix blocks until its KV stint ends."""
+        cache = self.prefix
         for h in hs:
-            if h in cache:
-                hit += 1
-                cache.move_to_end(h)
+            c = cache.get(h)  # type: ignore[union-attr]
+            if c is None:
+                cache[h] = 1  # type: ignore[index]
             else:
-                break
-        for h in hs[hit:]:
-            cache[h] = None
-        while len(cache) > self.prefix_cap:
-            cache.popitem(last=False)
-        return min(hit * s.prefix_block_tokens, s.prompt[r] - 1)
+                if c == 0:
+                    self.unref -= 1
+                cache[h] = c + 1  # type: ignore[index]
+                cache.move_to_end(h)  # type: ignore[union-attr]
+        self.sim.prefix_held[r] = hs
+        self.trim_prefix()
+
+    def release_prefix(self, r: int) -> None:
+        """``r``'s KV stint here ended: its prefix entries stay cached, evictable once nobody uses them."""
+        cache = self.prefix
+        for h in self.sim.prefix_held[r]:  # type: ignore[union-attr]
+            c = cache[h] - 1  # type: ignore[index]
+            cache[h] = c  # type: ignore[index]
+            if c == 0:
+                self.unref += 1
+        self.sim.prefix_held[r] = None
+        self.trim_prefix()
+
+    def trim_prefix(self) -> None:
+        """Evict least recently used unreferenced entries until they fit in the free KV blocks."""
+        excess = self.unref - self.free // self.per_entry
+        if excess <= 0:
+            return
+        victims = []
+        for h, c in self.prefix.items():  # type: ignore[union-attr]
+            if c == 0:
+                victims.append(h)
+                if len(victims) == excess:
+                    break
+        for h in victims:
+            del self.prefix[h]  # type: ignore[union-attr]
+        self.unref -= len(victims)
 
     def prefix_match(self, hashes: list[int]) -> int:
         """Leading blocks of ``hashes`` present in this instance's prefix cache (read-only peek)."""
@@ -530,10 +672,29 @@ class ClusterSim:
         self._no_hits.flags.writeable = False
         limit = np.array([request_limit(spec, cfg, plan) for spec, plan in zip(cluster.instances, plans, strict=False)])
         total = workload.prompt_tokens + workload.output_tokens
-        self.feasible = total[:, None] <= limit[None, :]  # (R, N) bool: the routing mask
+        self.fits = total[:, None] <= limit[None, :]  # (R, N) bool: the instance can hold the request
+        self.feasible = self.fits  # the routing mask
+        self.disagg = cluster.disagg
+        self.decode_ids = list(range(len(self.engines)))
+        if self.disagg is not None:  # route to the prefill pool, and only requests some decode instance can hold
+            P = self.disagg.n_prefill
+            self.decode_ids = list(range(P, len(self.engines)))
+            self.feasible = self.fits.copy()
+            self.feasible[:, P:] = False
+            self.feasible[~self.fits[:, P:].any(axis=1)] = False
+            for e in self.engines[:P]:
+                e.prefill_only = True
+        self.fits.flags.writeable = False
         self.feasible.flags.writeable = False
         self._any_feasible: list[bool] = self.feasible.any(axis=1).tolist()
         self.limit = limit
+        self.migration = cluster.migration
+        self.migrating = [False] * R   # blocks arrived by migration (not from host memory)
+        self.migrations = [0] * R
+        models = [s.model for s in cluster.instances]
+        self.same_model = np.array([[a == b for b in models] for a in models])
+        self.link_bw = self.migration.link_bw if self.migration is not None else \
+            self.disagg.link_bw if self.disagg is not None else math.inf
         self.events: EventQueue[tuple[int, int]] = EventQueue()
         self.where = [-1] * R          # instance a request is running (decoding) on, -1 otherwise
         self.routed = [-1] * R
@@ -547,9 +708,22 @@ class ClusterSim:
         self.first_token = [NAN] * R
         self.finish = [NAN] * R
         self.res_open: list[tuple[float, float, int, int, int] | None] = [None] * R  # alloc, start, kv, cached, kind
-        self.res_log: list[tuple[int, float, float, float, int, int, int, int]] = []
+        self.res_where = [-1] * R      # instance of each open residency
+        self.prefix_held: list[list[int] | None] = [None] * R  # prefix hashes a resident request uses
+        self.res_log: list[tuple[int, float, float, float, int, int, int, int, int]] = []
         self.seg_log: list[tuple[int, float, float, int, bool, int]] = []
-        self.next_req = 0
+        self.next_req = 0              # the pending request (arrival order; release order with workflows)
+        self.settled = 0               # requests routed or rejected
+        self.wf = workload.workflows
+        self.deadline = [math.inf] * R
+        if self.wf is not None:
+            wa = self.wf.workflow_arrival(workload.arrival)
+            self.deadline = (wa + self.wf.deadline_s)[self.wf.workflow].tolist()
+            self.children = self.wf.children()
+            self.n_parents = np.diff(self.wf.parent_offsets).tolist()
+            self.doomed = [False] * R  # a parent was rejected
+            self.ready: list[tuple[float, int]] = [(self.arrival[r], r) for r in range(R) if not self.n_parents[r]]
+            heapq.heapify(self.ready)
         self.now = 0.0
         self.rejected: list[int] = []
         # Running tallies for rewards and info.
@@ -564,6 +738,8 @@ class ClusterSim:
         self.e2e_done = 0.0
         self.slo_ttft = cluster.slo.ttft_s
         self.slo_tpot = cluster.slo.tpot_s
+        if self.migration is not None:
+            self.events.push(self.migration.interval_s, (-1, -1))
         for c in set(self.cls):
             if c >= cluster.slo.n_classes:
                 raise ValueError(f"workload {workload.name} has priority class {c} but the SLO defines only "
@@ -587,9 +763,24 @@ class ClusterSim:
             e = engines[i]
             if version == e.version:
                 e.wake(time)
+            elif version < 0:
+                self._special(i, version, time)
+
+    def _special(self, i: int, version: int, t: float) -> None:
+        """A non-engine event: the migration timer (``i == -1``) or a migrant's arrival at instance ``i``."""
+        if i >= 0:
+            self.engines[i].migrate_in(-version - 1, t)
+            return
+        cfg = self.migration
+        for r, src, dst in llumnix_moves(self, cfg, t):  # type: ignore[arg-type]
+            self.engines[src].request_migration(r, dst, t)
+        if self.settled < len(self.arrival) or self.in_system > 0:
+            self.events.push(t + cfg.interval_s, (-1, -1))  # type: ignore[union-attr]
 
     def next_decision(self) -> int | None:
         """Advance to the next arrival that needs a routing decision (rejecting any no instance can serve)."""
+        if self.wf is not None:
+            return self._next_stage()
         R = len(self.arrival)
         while self.next_req < R:
             r = self.next_req
@@ -600,7 +791,39 @@ class ClusterSim:
                 return r
             self.rejected.append(r)
             self.next_req += 1
+            self.settled += 1
         return None
+
+    def _next_stage(self) -> int | None:
+        """Workflows: the next released stage in release order (a stage is released when its parents finish)."""
+        R, ready = len(self.arrival), self.ready
+        while self.settled < R:
+            if not ready:
+                if not len(self.events):
+                    raise RuntimeError("workflow stages wait for parents that can never finish")
+                self._run_until(self.events.peek_time(), inclusive=True)
+                continue
+            t, r = ready[0]
+            if len(self.events) and self.events.peek_time() < t:  # one event time at a time: releases
+                self._run_until(self.events.peek_time(), inclusive=True)  # may put an earlier stage first
+                continue
+            heapq.heappop(ready)
+            self.now = max(self.now, t)
+            self.next_req = r
+            if self._any_feasible[r] and not self.doomed[r]:
+                return r
+            self.rejected.append(r)
+            self.settled += 1
+            for c in self.children[r]:  # a rejected stage never finishes: its descendants are rejected too
+                self.doomed[c] = True
+                self._release(c, t)
+        return None
+
+    def _release(self, c: int, t: float) -> None:
+        self.n_parents[c] -= 1
+        if self.n_parents[c] == 0:
+            self.arrival[c] = max(t, self.arrival[c])
+            heapq.heappush(self.ready, (self.arrival[c], c))
 
     def route(self, r: int, i: int) -> None:
         """Send the pending request ``r`` to instance ``i`` (must be feasible)."""
@@ -610,7 +833,9 @@ class ClusterSim:
             raise ValueError(f"instance {i} cannot serve request {r} (prompt + output "
                              f"{self.prompt[r] + self.output[r]} > limit {int(self.limit[i])})")
         self.routed[r] = i
-        self.next_req += 1
+        self.settled += 1
+        if self.wf is None:
+            self.next_req += 1
         a = self.arrival[r]
         self.wait_first += 1
         self.wait_first_arrival += a
@@ -620,14 +845,14 @@ class ClusterSim:
 
     def drain(self) -> None:
         """Run every instance until all routed requests have finished."""
-        if self.next_req < len(self.arrival):
-            raise RuntimeError(f"drain() with {len(self.arrival) - self.next_req} requests not yet routed")
+        if self.settled < len(self.arrival):
+            raise RuntimeError(f"drain() with {len(self.arrival) - self.settled} requests not yet routed")
         self._run_until(math.inf)
         self.now = max([self.now] + [f for f in self.finish if f == f])
 
     @property
     def done(self) -> bool:
-        return self.next_req >= len(self.arrival) and not len(self.events)
+        return self.settled >= len(self.arrival) and not len(self.events)
 
     # ------------------------------------------------------------------ router's view
     def live_stats(self, t: float | None = None) -> np.ndarray:
@@ -651,8 +876,9 @@ class ClusterSim:
         return np.array([e.prefix_match(hs) / n for e in self.engines])
 
     # ------------------------------------------------------------------ request bookkeeping
-    def open_residency(self, r: int, t: float, cached: int) -> None:
+    def open_residency(self, r: int, t: float, cached: int, instance: int) -> None:
         self.res_open[r] = (t, NAN, 0, cached, START_PREFILL)
+        self.res_where[r] = instance
 
     def start_decoding(self, r: int, t: float, kind: int, kv: int) -> None:
         alloc, _, _, cached, _ = self.res_open[r]  # type: ignore[misc]
@@ -668,8 +894,10 @@ class ClusterSim:
     def finish_request(self, r: int, t: float, end_kind: int) -> None:
         """Close ``r``'s residency; on ``END_FINISH`` the request is complete."""
         alloc, start, kv, cached, kind = self.res_open[r]  # type: ignore[misc]
-        self.res_log.append((r, alloc, start, t, kv, cached, kind, end_kind))
+        self.res_log.append((r, alloc, start, t, kv, cached, kind, end_kind, self.res_where[r]))
         self.res_open[r] = None
+        if self.prefix_held[r] is not None:
+            self.engines[self.res_where[r]].release_prefix(r)
         if end_kind != END_FINISH:
             return
         self.where[r] = -1
@@ -680,6 +908,9 @@ class ClusterSim:
         self.in_system -= 1
         self.in_system_arrival -= a
         self.e2e_done += t - a
+        if self.wf is not None:
+            for c in self.children[r]:
+                self._release(c, t)
         ttft = self.first_token[r] - a
         o = self.output[r]
         tpot = (t - self.first_token[r]) / (o - 1) if o > 1 else 0.0
@@ -714,4 +945,5 @@ class ClusterSim:
             col(res, 4, np.int64), col(res, 5, np.int64), col(res, 6, np.int8), col(res, 7, np.int8),
             col(seg, 0, np.int64), col(seg, 1, np.float64), col(seg, 2, np.float64), col(seg, 3, np.int64),
             col(seg, 4, np.bool_), col(seg, 5, np.int64),
+            col(res, 8, np.int64) if self.migration is not None or self.disagg is not None else None,
         )

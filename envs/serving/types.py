@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 
 from schedgym.envs.serving import catalog
+from schedgym.envs.serving.disagg import DisaggConfig, resolve_disagg
+from schedgym.envs.serving.migration import MigrationConfig, resolve_migration
+from schedgym.envs.serving.workflows import Workflows
 
 
 def _ro(a: Any, dtype: Any) -> np.ndarray:
@@ -41,6 +44,7 @@ class ServingWorkload:
     prefix_offsets: np.ndarray | None = None
     prefix_block_tokens: int = 512
     source: str = ""
+    workflows: Workflows | None = None  # stages of workflow DAGs with deadlines (``workflows.py``)
 
     def __post_init__(self) -> None:
         a = np.array(self.arrival, dtype=np.float64)
@@ -84,6 +88,11 @@ class ServingWorkload:
             object.__setattr__(self, "prefix_offsets", _ro(off, np.int64))
         if self.prefix_block_tokens < 1:
             raise ValueError(f"workload {self.name}: prefix_block_tokens must be >= 1")
+        if self.workflows is not None:
+            if self.workflows.workflow.shape != (n,):
+                raise ValueError(f"workload {self.name}: workflows describe {self.workflows.workflow.size} stages, "
+                                 f"expected {n}")
+            self.workflows.check_roots(self.arrival)
 
     @property
     def n_requests(self) -> int:
@@ -107,6 +116,8 @@ class ServingWorkload:
         """Requests ``start:stop`` (times shifted so the first arrives at 0 when ``rebase``)."""
         if not 0 <= start < stop <= self.n_requests:
             raise ValueError(f"workload {self.name}: slice {start}:{stop} is outside 0:{self.n_requests}")
+        if self.workflows is not None:
+            raise ValueError(f"workload {self.name}: a workflow workload cannot be sliced (it would cut DAGs)")
         a = self.arrival[start:stop]
         a = a - a[0] if rebase else a
         hashes = offsets = None
@@ -207,6 +218,10 @@ class EngineConfig:
     iteration_overhead_s: float = 1.0e-3
     prefix_caching: bool = False
     num_gpu_blocks: int | None = None  # override the computed KV capacity (e.g. to undersize the cache)
+    # Effective swap bandwidth per GPU, GB/s (None = the GPU's PCIe link from the catalog). FastSwitch
+    # (arXiv:2411.18424) measures vLLM's per-block swap copies far below the link's peak: set it to study that.
+    swap_bw_gbps: float | None = None
+    queue_policy: str = "fcfs"  # waiting-queue order: "fcfs", or "edf" (earliest workflow deadline first)
 
     def __post_init__(self) -> None:
         checks = {
@@ -217,13 +232,16 @@ class EngineConfig:
             "swap_space_gb": self.swap_space_gb >= 0, "watermark": 0 <= self.watermark < 1,
             "iteration_overhead_s": self.iteration_overhead_s >= 0,
             "num_gpu_blocks": self.num_gpu_blocks is None or self.num_gpu_blocks >= 1,
+            "swap_bw_gbps": self.swap_bw_gbps is None or 0 < self.swap_bw_gbps < float("inf"),
+            "queue_policy": self.queue_policy in ("fcfs", "edf"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             k = bad[0]
             expect = {"preemption": "'recompute' or 'swap'", "gpu_memory_utilization": "in (0, 1]",
-                      "watermark": "in [0, 1)"}.get(k, ">= 1" if k not in ("swap_space_gb", "iteration_overhead_s")
-                                                   else ">= 0")
+                      "watermark": "in [0, 1)", "swap_bw_gbps": "None or a finite number > 0",
+                      "queue_policy": "'fcfs' or 'edf'",
+                      }.get(k, ">= 1" if k not in ("swap_space_gb", "iteration_overhead_s") else ">= 0")
             raise ValueError(f"EngineConfig.{k}={getattr(self, k)!r}: expected {expect}")
 
     def batched_tokens(self, context_limit: int) -> int:
@@ -265,16 +283,34 @@ class SLO:
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """The instances, their engine configuration, and the SLOs requests are judged by."""
+    """The instances, their engine configuration, the SLOs requests are judged by, and optional live migration
+    of running requests between instances (``migration.py``) or disaggregated prefill/decode pools
+    (``disagg.py``; ``None`` = off)."""
 
     instances: tuple[InstanceSpec, ...]
     engine: EngineConfig = field(default_factory=EngineConfig)
     slo: SLO = field(default_factory=SLO)
+    migration: MigrationConfig | None = None
+    disagg: DisaggConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.instances:
             raise ValueError("a cluster needs at least one instance")
         object.__setattr__(self, "instances", tuple(InstanceSpec.parse(s) for s in self.instances))
+        object.__setattr__(self, "migration", resolve_migration(self.migration))
+        object.__setattr__(self, "disagg", resolve_disagg(self.disagg))
+        if self.disagg is not None:
+            if self.migration is not None:
+                raise ValueError("choose live migration or disaggregated prefill/decode, not both")
+            if self.disagg.n_prefill >= len(self.instances):
+                raise ValueError(f"disagg.n_prefill={self.disagg.n_prefill} leaves no decode instance in a cluster "
+                                 f"of {len(self.instances)}; expected 1..{len(self.instances) - 1}")
+            if len({s.model for s in self.instances}) > 1:
+                raise ValueError("disaggregated pools hand KV caches over, so every instance must serve the same "
+                                 f"model, got {sorted({s.model for s in self.instances})}")
+        if self.migration is not None and len({s.model for s in self.instances}) == len(self.instances) > 1:
+            raise ValueError("migration moves KV caches between instances of the same model, but every instance "
+                             f"serves a different model: {[s.model for s in self.instances]}")
 
     @property
     def n_instances(self) -> int:
@@ -283,12 +319,14 @@ class ClusterSpec:
     def to_json(self) -> dict[str, Any]:
         return {"instances": [i.label for i in self.instances],
                 "engine": {f.name: getattr(self.engine, f.name) for f in fields(self.engine)},
-                "slo": {"ttft_s": list(self.slo.ttft_s), "tpot_s": list(self.slo.tpot_s)}}
+                "slo": {"ttft_s": list(self.slo.ttft_s), "tpot_s": list(self.slo.tpot_s)},
+                **({"migration": self.migration.to_json()} if self.migration is not None else {}),
+                **({"disagg": self.disagg.to_json()} if self.disagg is not None else {})}
 
 
 # Residency start/end kinds (see ServingSchedule).
-START_PREFILL, START_SWAP_IN = 0, 1
-END_FINISH, END_RECOMPUTE, END_SWAP_OUT = 0, 1, 2
+START_PREFILL, START_SWAP_IN, START_MIGRATE_IN = 0, 1, 2
+END_FINISH, END_RECOMPUTE, END_SWAP_OUT, END_MIGRATE_OUT = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,8 +338,9 @@ class ServingSchedule:
       ``res_request``, ``res_alloc`` (blocks allocated: admission or swap-in), ``res_start`` (decoding
       starts: end of its prefill iteration, i.e. a new token, or the swap-in), ``res_end`` (finish or
       preemption), ``res_kv_start`` (KV tokens held when decoding starts), ``res_cached`` (prompt tokens
-      served from the prefix cache), ``res_start_kind`` (0 prefill, 1 swap-in), ``res_end_kind`` (0 finish,
-      1 preempted for recompute, 2 swapped out).
+      served from the prefix cache), ``res_start_kind`` (0 prefill, 1 swap-in, 2 migrated in),
+      ``res_end_kind`` (0 finish, 1 preempted for recompute, 2 swapped out, 3 migrated out),
+      ``res_instance`` (the instance holding the blocks; ``None`` = the routed one, i.e. no migration).
     Per segment (S,) — a run of identical iterations on one instance: ``seg_instance``, ``seg_start``,
       ``seg_end``, ``seg_iters``, ``seg_decode`` (every running sequence decodes one token per iteration),
       ``seg_prefill_tokens`` (prompt tokens per iteration).
@@ -324,6 +363,7 @@ class ServingSchedule:
     seg_iters: np.ndarray
     seg_decode: np.ndarray
     seg_prefill_tokens: np.ndarray
+    res_instance: np.ndarray | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"workload": self.workload.name, "cluster": self.cluster.to_json()}

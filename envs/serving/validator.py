@@ -7,10 +7,21 @@ iteration segments) and the cluster specification it checks that
 - each request's KV stints are ordered and well formed, the last one finishes it, and it produced exactly
   its output tokens (one per prefill completion plus one per decode iteration of its instance while it was
   decoding; every running sequence decodes in a decode iteration);
+- a swapped-in stint resumes with exactly the KV tokens its swap-out took to host memory;
 - no instance ever holds more KV blocks than its capacity (recomputed from the catalog), at the end of any
   segment (block use only grows within a segment);
 - iteration segments on an instance do not overlap;
 - TTFT is at least the request's own prefill time alone on its instance (the cost model);
+- a prefix-cache hit covers only leading prompt blocks whose hashes an earlier (or simultaneous) admission
+  on the same instance brought in;
+- with workflows: a stage never gets KV blocks before all its parents finished, and a stage of a rejected
+  parent is rejected; its arrival (for TTFT and latency) is its release, the last parent's finish;
+- with disaggregation: arrivals go to the prefill pool, which never decodes (hand-offs are checked as
+  migrations), and a request is rejected only if no prefill or no decode instance can hold it;
+- with migration: a request's first stint is on its routed instance; a migrated-in stint follows exactly a
+  migrated-out one, on another instance of the same model, after at least the KV transfer time over the
+  link, and resumes with exactly the KV tokens (so blocks) the previous stint ended with; a migrated
+  request still finishes exactly once, with exactly its output tokens;
 
 then recomputes every metric (``metrics.aggregate``) from those times. The objective ``p99_ttft`` the env
 reports must equal the one returned here.
@@ -26,7 +37,9 @@ from schedgym.envs.serving import catalog, metrics
 from schedgym.envs.serving.cluster import cost_model, instance_plan, request_limit
 from schedgym.envs.serving.types import (
     END_FINISH,
+    END_MIGRATE_OUT,
     END_SWAP_OUT,
+    START_MIGRATE_IN,
     START_PREFILL,
     START_SWAP_IN,
     ServingSchedule,
@@ -65,10 +78,15 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
     if inst.shape != (R,) or ((inst < -1) | (inst >= N)).any():
         raise ScheduleError(f"instance must be ({R},) with values in -1..{N - 1}")
     rejected = np.flatnonzero(inst < 0)
+    P = cl.disagg.n_prefill if cl.disagg is not None else N  # routable instances: 0..P-1
     for r in rejected:
-        if (p_tok[r] + o_tok[r] <= limits).any():
-            raise ScheduleError(f"request {r} was rejected but instance(s) "
-                                f"{np.flatnonzero(p_tok[r] + o_tok[r] <= limits).tolist()} could serve it")
+        fit = p_tok[r] + o_tok[r] <= limits
+        if fit[:P].any() and (cl.disagg is None or fit[P:].any()):
+            raise ScheduleError(f"request {r} was rejected but instance(s) {np.flatnonzero(fit).tolist()} could "
+                                "serve it")
+    if (inst >= P).any():
+        raise ScheduleError(f"request {int(np.argmax(inst >= P))} was routed to decode instance "
+                            f"{inst[inst >= P][0]}; arrivals go to the prefill pool 0..{P - 1}")
     routed = inst >= 0
     bad = np.flatnonzero(routed & (p_tok + o_tok > limits[np.maximum(inst, 0)]))
     if bad.size:
@@ -90,7 +108,9 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
         raise ScheduleError(f"request {int(np.flatnonzero(routed & (counts < 1))[0])} was routed but never served")
     if (counts[~routed] > 0).any():
         raise ScheduleError(f"rejected request {int(np.flatnonzero(~routed & (counts > 0))[0])} has KV stints")
-    res_inst = inst[rr]
+    res_inst = inst[rr] if s.res_instance is None else s.res_instance[order]
+    if ((res_inst < 0) | (res_inst >= N)).any():
+        raise ScheduleError("a KV stint is on an instance outside the cluster")
     if np.isnan(start).any() or np.isnan(end).any():
         raise ScheduleError(f"request {int(rr[np.isnan(start) | np.isnan(end)][0])} has an unfinished KV stint")
     if (alloc < w.arrival[rr]).any():
@@ -106,16 +126,28 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
     swap_in = sk == START_SWAP_IN
     if (swap_in != (~first & (prev_ek == END_SWAP_OUT))).any():
         raise ScheduleError("a swap-in must follow exactly a swap-out of the same request")
+    mig_in = sk == START_MIGRATE_IN
+    if (mig_in != (~first & (prev_ek == END_MIGRATE_OUT))).any():
+        raise ScheduleError("a migrated-in stint must follow exactly a migrated-out stint of the same request")
+    if mig_in.any() and cl.migration is None and cl.disagg is None:
+        raise ScheduleError("the log has migrations but the cluster has no migration configured")
+    if (res_inst[first] != inst[rr[first]]).any():
+        raise ScheduleError(f"request {int(rr[first][res_inst[first] != inst[rr[first]]][0])} starts on an "
+                            "instance it was not routed to")
+    if (~mig_in[1:] & ~first[1:] & (res_inst[1:] != res_inst[:-1])).any() if M else False:
+        raise ScheduleError("only a migration may move a request to another instance")
     if (~first & (alloc < np.r_[0.0, end[:-1]])).any():
         raise ScheduleError("a request's KV stints overlap in time")
     if (cached < 0).any() or (cached >= p_tok[rr]).any():
         raise ScheduleError("prefix-cache hits must be in 0..prompt-1 tokens")
+    _check_prefix_hits(w, eng.prefix_caching, rr, res_inst, alloc, cached, sk)
 
     # Segments per instance; decode iterations counted at segment ends.
     si = s.seg_instance
     if ((si < 0) | (si >= N)).any() or (s.seg_iters < 1).any() or (s.seg_end <= s.seg_start).any():
         raise ScheduleError("segments need a valid instance, >= 1 iteration and positive duration")
     tokens = (sk == START_PREFILL).astype(np.int64)
+    decoded = np.zeros(M, np.int64)  # decode iterations per stint
     peak_blocks = np.zeros(N, np.int64)
     busy = np.zeros(N)
     for i in range(N):
@@ -137,7 +169,8 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
         if ri.size == 0:
             continue
         d_start = done_by(start[ri])
-        tokens[ri] += done_by(end[ri]) - d_start
+        decoded[ri] = done_by(end[ri]) - d_start
+        tokens[ri] += decoded[ri]
         # KV held at every segment end, per stint active over the whole segment.
         j0 = np.searchsorted(s0, alloc[ri], side="left")
         j1 = np.searchsorted(s1, end[ri], side="right")
@@ -153,6 +186,19 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
         if used.max() > capacity[i]:
             j = int(np.argmax(used))
             raise ScheduleError(f"instance {i} holds {used[j]} KV blocks at t={s1[j]} but has only {capacity[i]}")
+    j = np.flatnonzero(swap_in)
+    bad = np.flatnonzero(kv0[j] != kv0[j - 1] + decoded[j - 1])
+    if bad.size:
+        k = j[bad[0]]
+        raise ScheduleError(f"request {rr[k]} was swapped out with {kv0[k - 1] + decoded[k - 1]} KV tokens but "
+                            f"swapped in with {kv0[k]}: swapping must conserve its blocks")
+    _check_migrations(cl, plans, mig_in, rr, res_inst, alloc, end, kv0, decoded)
+    if cl.disagg is not None:
+        on_prefill = res_inst < cl.disagg.n_prefill
+        if (decoded[on_prefill] > 0).any():
+            k = int(np.flatnonzero(on_prefill & (decoded > 0))[0])
+            raise ScheduleError(f"request {rr[k]} decoded {decoded[k]} token(s) on prefill instance {res_inst[k]}; "
+                                "the prefill pool must hand requests to the decode pool after their first token")
     per_req_tokens = np.bincount(rr, weights=tokens, minlength=R).astype(np.int64)
     wrong = np.flatnonzero(routed & (per_req_tokens != o_tok))
     if wrong.size:
@@ -175,9 +221,103 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
             if first_token[r] - w.arrival[r] < lb * (1 - REL_TOL):
                 raise ScheduleError(f"request {r}: TTFT {first_token[r] - w.arrival[r]:.6f} s is below its "
                                     f"own prefill time {lb:.6f} s on instance {inst[r]}")
-    preempt = np.maximum(counts - 1, 0)
+    n_mig = np.bincount(rr[mig_in], minlength=R)
+    arrival = w.arrival
+    if w.workflows is not None:
+        arrival = _check_workflows(w, inst, first_alloc, finish)
+    preempt = np.maximum(counts - 1 - n_mig, 0)
     price = np.array([catalog.gpu(spec.gpu).price_per_hour * spec.tp for spec in cl.instances])
-    out = metrics.aggregate(w.arrival, first_token, finish, first_alloc, p_tok, o_tok, w.priority, preempt,
+    out = metrics.aggregate(arrival, first_token, finish, first_alloc, p_tok, o_tok, w.priority, preempt,
                             cl.slo.ttft_s, cl.slo.tpot_s, busy, price)
     out["peak_kv_fraction"] = float(np.max(peak_blocks / capacity))
+    out["migrations"] = float(n_mig.sum())
+    if w.workflows is not None:
+        out["deadline_attainment"] = w.workflows.attainment(w.arrival, finish)
+    out["prefix_hit_fraction"] = float(first_cached.sum() / max(1, p_tok[routed].sum()))
     return {"p99_ttft": out.pop("p99_ttft"), **out}  # the objective first (summaries take the first number)
+
+
+def _check_migrations(cl: Any, plans: list[Any], mig_in: np.ndarray, rr: np.ndarray, res_inst: np.ndarray,
+                      alloc: np.ndarray, end: np.ndarray, kv0: np.ndarray, decoded: np.ndarray) -> None:
+    """Migrated-in stints: another instance of the same model, after the KV transfer, with the same KV tokens."""
+    j = np.flatnonzero(mig_in)
+    if j.size == 0:
+        return
+    src, dst = res_inst[j - 1], res_inst[j]
+    models = np.array([spec.model for spec in cl.instances])
+    bad = np.flatnonzero((src == dst) | (models[src] != models[dst]))
+    if bad.size:
+        k = j[bad[0]]
+        raise ScheduleError(f"request {rr[k]} migrated from instance {src[bad[0]]} to {dst[bad[0]]}: a migration "
+                            "must go to another instance of the same model")
+    kv_end = kv0[j - 1] + decoded[j - 1]
+    bad = np.flatnonzero(kv0[j] != kv_end)
+    if bad.size:
+        k = j[bad[0]]
+        raise ScheduleError(f"request {rr[k]} left instance {src[bad[0]]} with {kv_end[bad[0]]} KV tokens but "
+                            f"resumed on {dst[bad[0]]} with {kv0[k]}: KV blocks must be conserved by a migration")
+    bs = cl.engine.block_size
+    block_bytes = np.array([p.block_bytes for p in plans])
+    link = cl.migration.link_gbps if cl.migration is not None else cl.disagg.link_gbps
+    need = -(-kv_end // bs) * block_bytes[src] / (link * 1e9)
+    bad = np.flatnonzero(alloc[j] - end[j - 1] < need * (1 - REL_TOL))
+    if bad.size:
+        k = j[bad[0]]
+        raise ScheduleError(f"request {rr[k]} resumed {alloc[k] - end[k - 1]:.6f} s after leaving instance "
+                            f"{src[bad[0]]}, faster than its KV transfer ({need[bad[0]]:.6f} s)")
+
+
+def _check_prefix_hits(w: ServingWorkload, caching: bool, rr: np.ndarray, res_inst: np.ndarray,
+                       alloc: np.ndarray, cached: np.ndarray, sk: np.ndarray) -> None:
+    """Replay each instance's admissions: a hit may only cover leading blocks admitted there before."""
+    hit = np.flatnonzero(cached > 0)
+    if hit.size == 0:
+        return
+    if not caching or w.prefix_hashes is None:
+        raise ScheduleError(f"request {rr[hit[0]]} has prefix-cache hits but prefix caching is off or the "
+                            "workload has no prefix hashes")
+    bt = w.prefix_block_tokens
+    for i in np.unique(res_inst[hit]):
+        adm = np.flatnonzero((res_inst == i) & (sk == 0))
+        adm = adm[np.argsort(alloc[adm], kind="stable")]
+        seen: set[int] = set()
+        k = 0
+        while k < adm.size:
+            group = adm[k:np.searchsorted(alloc[adm], alloc[adm[k]], side="right")]
+            k += group.size
+            mine = [w.hashes(int(rr[j])).tolist() for j in group]
+            for x, j in enumerate(group):
+                if cached[j] == 0:
+                    continue
+                others = {h for y, hs in enumerate(mine) if y != x for h in hs}  # same-time admissions
+                n = 0
+                for h in mine[x]:
+                    if h not in seen and h not in others:
+                        break
+                    n += 1
+                if cached[j] > n * bt:
+                    raise ScheduleError(f"request {rr[j]} claims {cached[j]} cached prompt tokens on instance {i} "
+                                        f"but only {n} leading prefix block(s) were ever admitted there")
+            for hs in mine:
+                seen.update(hs)
+
+
+def _check_workflows(w: ServingWorkload, inst: np.ndarray, first_alloc: np.ndarray,
+                     finish: np.ndarray) -> np.ndarray:
+    """Stages start after their parents finish; returns every stage's release time (its effective arrival)."""
+    wf = w.workflows
+    release = w.arrival.copy()
+    for r in range(w.n_requests):
+        ps = wf.parents_of(r)
+        if ps.size == 0:
+            continue
+        if (inst[ps] < 0).any():
+            if inst[r] >= 0:
+                raise ScheduleError(f"workflow stage {r} ran although its parent {ps[inst[ps] < 0][0]} was rejected")
+            continue
+        release[r] = max(release[r], float(finish[ps].max()))
+        if inst[r] >= 0 and first_alloc[r] < release[r]:
+            p = int(ps[np.argmax(finish[ps])])
+            raise ScheduleError(f"workflow stage {r} got KV blocks at {first_alloc[r]:.6f} before its parent {p} "
+                                f"finished at {finish[p]:.6f}")
+    return release

@@ -16,7 +16,7 @@ PREFILL, DECODE, MIXED = 0, 2, 4  # colours (tab20 indices)
 
 def render_ansi(sim: ClusterSim) -> str:
     stats = sim.live_stats()
-    lines = [f"t={sim.now:.3f}s  routed {sim.next_req}/{len(sim.arrival)}  finished {sim.n_finished}  "
+    lines = [f"t={sim.now:.3f}s  routed {sim.settled}/{len(sim.arrival)}  finished {sim.n_finished}  "
              f"SLO met {sim.n_slo_ok}  rejected {len(sim.rejected)}",
              f"{'inst':<5}{'instance':<34}{'wait':>6}{'run':>6}{'swap':>6}{'KV used':>10}{'step ms':>9}"]
     for i, (e, row) in enumerate(zip(sim.engines, stats, strict=False)):

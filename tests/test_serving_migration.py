@@ -1,0 +1,139 @@
+"""LLMServing live migration (Llumnix): the effect on tail latency, the validator's migration invariants
+(finish once, KV conserved, transfer time paid, same model), bad configurations, and determinism."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from schedgym.envs.serving.datasets import part
+from schedgym.envs.serving.effects import run_policy
+from schedgym.envs.serving.migration import MigrationConfig, resolve_migration
+from schedgym.envs.serving.sim import ClusterSim
+from schedgym.envs.serving.types import END_MIGRATE_OUT, START_MIGRATE_IN, ClusterSpec
+from schedgym.envs.serving.validator import ScheduleError, validate_schedule
+
+A10G = ("A10G/Llama-2-7B",) * 4
+
+
+def _migrating_sim() -> ClusterSim:
+    """Azure conv test part at x0.5 on 4 x A10G, round-robin dispatch, Llumnix migration on."""
+    w = part("azure-conv-2023", "test").scaled(0.5).slice(0, 600)
+    sim = ClusterSim.build(w, ClusterSpec(A10G, migration="llumnix"))
+    k = 0
+    while (r := sim.next_decision()) is not None:
+        i = k % 4
+        while not sim.feasible[r, i]:
+            i = (i + 1) % 4
+        sim.route(r, i)
+        k += 1
+    sim.drain()
+    return sim
+
+
+@pytest.fixture(scope="module")
+def migrated() -> ClusterSim:
+    return _migrating_sim()
+
+
+def test_migration_lowers_tail_latency_at_high_load() -> None:
+    conv = part("azure-conv-2023", "test")
+    off, _ = run_policy(conv, "llumnix", 0, cluster=list(A10G), rate_scale=0.5)
+    on, _ = run_policy(conv, "llumnix", 0, cluster=list(A10G), rate_scale=0.5, migration="llumnix")
+    assert off["migrations"] == 0 and on["migrations"] > 50
+    assert on["p99_ttft"] < 0.9 * off["p99_ttft"] and on["mean_ttft"] < off["mean_ttft"]
+    assert on["preemptions"] < off["preemptions"]
+
+
+def test_migrated_requests_finish_once_with_kv_conserved(migrated: ClusterSim) -> None:
+    s = migrated.schedule()
+    m = validate_schedule(s.workload, s)
+    assert m["migrations"] == sum(migrated.migrations) > 0
+    ins = np.flatnonzero(s.res_start_kind == START_MIGRATE_IN)
+    outs = np.flatnonzero(s.res_end_kind == END_MIGRATE_OUT)
+    assert ins.size == outs.size == m["migrations"]
+    # Each migrated request's last stint finishes it, on an instance other than where it was routed or moved.
+    for r in np.unique(s.res_request[ins]):
+        rows = np.flatnonzero(s.res_request == r)
+        assert np.isfinite(migrated.finish[r]) and (s.res_end_kind[rows] == 0).sum() == 1
+
+
+def _tamper(s, field: str, fn) -> object:
+    arr = getattr(s, field).copy()
+    fn(arr, s)
+    return replace(s, **{field: arr})
+
+
+def _first_in(s) -> int:
+    return int(np.flatnonzero(s.res_start_kind == START_MIGRATE_IN)[0])
+
+
+@pytest.mark.parametrize("field,fn,match", [
+    ("res_kv_start", lambda a, s: a.__setitem__(_first_in(s), a[_first_in(s)] + 1), "conserved"),
+    ("res_alloc", lambda a, s: a.__setitem__(_first_in(s), s.res_end[np.flatnonzero(
+        (s.res_request == s.res_request[_first_in(s)]) & (s.res_end_kind == END_MIGRATE_OUT))[0]]),
+     "faster than its KV transfer"),
+    ("res_start_kind", lambda a, s: a.__setitem__(_first_in(s), 1), "swap-in"),
+    ("res_end_kind", lambda a, s: a.__setitem__(np.flatnonzero(a == END_MIGRATE_OUT)[0], 0), "finish exactly once"),
+])
+def test_validator_catches_broken_migrations(migrated: ClusterSim, field, fn, match) -> None:
+    s = migrated.schedule()
+    with pytest.raises(ScheduleError, match=match):
+        validate_schedule(s.workload, _tamper(s, field, fn))
+
+
+def test_validator_rejects_migration_to_the_same_instance(migrated: ClusterSim) -> None:
+    s = migrated.schedule()
+    j = _first_in(s)
+    src = s.res_instance[np.flatnonzero((s.res_request == s.res_request[j]) & (s.res_alloc < s.res_alloc[j]))[-1]]
+    bad = _tamper(s, "res_instance", lambda a, _: a.__setitem__(j, src))
+    with pytest.raises(ScheduleError, match="another instance"):
+        validate_schedule(s.workload, bad)
+
+
+def test_migration_is_deterministic(migrated: ClusterSim) -> None:
+    again = _migrating_sim()
+    assert again.res_log == migrated.res_log and again.seg_log == migrated.seg_log
+
+
+def test_off_by_default_keeps_the_v0_log() -> None:
+    assert ClusterSpec(A10G).migration is None
+    w = part("azure-conv-2023", "test").slice(0, 50)
+    sim = ClusterSim.build(w, ClusterSpec(A10G))
+    while (r := sim.next_decision()) is not None:
+        sim.route(r, r % 4)
+    sim.drain()
+    assert sim.schedule().res_instance is None and sum(sim.migrations) == 0
+
+
+@pytest.mark.parametrize("cfg,match", [
+    ({"interval_s": 0}, "interval_s"),
+    ({"link_gbps": -1}, "link_gbps"),
+    ({"out_threshold": 10, "in_threshold": 5}, "in_threshold"),
+    ({"max_per_tick": 0}, "max_per_tick"),
+    ({"bandwidth": 1}, "unknown key"),
+    ("vllm", "unknown migration preset"),
+])
+def test_bad_migration_configs_are_rejected(cfg, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        resolve_migration(cfg)
+
+
+def test_migration_needs_instances_of_one_model() -> None:
+    with pytest.raises(ValueError, match="same model"):
+        ClusterSpec(("A10G/Llama-2-7B", "H100-80GB/Llama-3-8B"), migration="llumnix")
+    assert resolve_migration("llumnix") == MigrationConfig()
+
+
+def test_priority_headroom_speeds_up_the_high_priority_class() -> None:
+    conv = part("azure-conv-2023", "test")
+    kw = dict(cluster=list(A10G), rate_scale=0.5, slo={"ttft_s": [1.0, 5.0], "tpot_s": [0.05, 0.2]},
+              class_probs=[0.05, 0.95])
+    base, _ = run_policy(conv, "llumnix", 0, **kw)
+    head, _ = run_policy(conv, "llumnix_priority", 0, **kw)
+    assert head["p99_ttft_class0"] < base["p99_ttft_class0"] and head["p99_tpot_class0"] < base["p99_tpot_class0"]
+    with pytest.raises(ValueError, match="priority_headroom_blocks"):
+        resolve_migration({"priority_headroom_blocks": -1})
+    assert resolve_migration("llumnix-priority").priority_headroom_blocks > 0
