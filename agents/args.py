@@ -48,7 +48,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type[Any], skip: Se
         tp = _base_type(hints[f.name])
         help_ = f.metadata.get("help", "")
         if tp is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_)
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+                                help=help_)
         elif tp is dict:
             parser.add_argument(flag, dest=f.name, type=_json_dict, default=default, metavar="JSON",
                                 help=f"{help_} (JSON object, default {json.dumps(default)})")

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from schedgym.agents.model import GraphPolicyNet, NetConfig, ObsSpec
 
 FORMAT = "schedgym-graph-policy"
@@ -25,7 +24,8 @@ def save_net(net: GraphPolicyNet, path: str | Path, meta: dict[str, Any] | None 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     blob: dict[str, Any] = {"format": FORMAT, "version": VERSION, "spec": asdict(net.spec),
-                            "net": net.cfg.to_dict(), "state_dict": net.state_dict(), "meta": dict(meta or {})}
+                            "net": net.cfg.to_dict(), "state_dict": net.state_dict(),
+                            "meta": dict(meta or {})}
     if optimizer is not None:
         blob["optimizer"] = optimizer.state_dict()
     tmp = p.with_suffix(p.suffix + ".tmp")
@@ -43,7 +43,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{p}: not a schedgym graph-policy checkpoint (expected format={FORMAT!r})")
     if blob.get("version") != VERSION:
-        raise ValueError(f"{p}: checkpoint version {blob.get('version')!r} is not supported (expected {VERSION})")
+        raise ValueError(f"{p}: checkpoint version {blob.get('version')!r} is not supported "
+                         f"(expected {VERSION})")
     return blob
 
 

@@ -22,9 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-
 from schedgym.agents.masking import masked_max, masked_mean
+from torch import nn
 
 CONVS = ("gin", "sage", "gat")
 DIRECTIONS = ("forward", "both")
@@ -50,7 +49,8 @@ class EncoderConfig:
             if int(getattr(self, f)) < 1:
                 raise ValueError(f"EncoderConfig.{f} must be >= 1, got {getattr(self, f)}")
         if self.conv == "gat" and self.hidden % self.gat_heads:
-            raise ValueError(f"EncoderConfig.hidden ({self.hidden}) must be divisible by gat_heads ({self.gat_heads})")
+            raise ValueError(f"EncoderConfig.hidden ({self.hidden}) must be divisible by "
+                             f"gat_heads ({self.gat_heads})")
 
 
 def flatten_edges(edge_index: torch.Tensor, edge_mask: torch.Tensor, n_nodes: int) -> torch.Tensor:
@@ -91,8 +91,10 @@ class GraphEncoder(nn.Module):
         self.uses_edge_features = cfg.conv in ("gin", "gat")
         self.inp = nn.Sequential(nn.Linear(node_dim, h), nn.ReLU(), nn.Linear(h, h))
         self.fwd = nn.ModuleList(_conv(cfg, edge_dim) for _ in range(cfg.layers))
-        self.bwd = nn.ModuleList(_conv(cfg, edge_dim) for _ in range(cfg.layers)) if cfg.directions == "both" else None
-        self.norms = nn.ModuleList(nn.LayerNorm(h) if cfg.layer_norm else nn.Identity() for _ in range(cfg.layers))
+        both = cfg.directions == "both"
+        self.bwd = nn.ModuleList(_conv(cfg, edge_dim) for _ in range(cfg.layers)) if both else None
+        self.norms = nn.ModuleList(nn.LayerNorm(h) if cfg.layer_norm else nn.Identity()
+                                   for _ in range(cfg.layers))
         self.pool = nn.Linear(2 * h, h)
 
     def forward(self, node_features: torch.Tensor, edge_index: torch.Tensor, edge_features: torch.Tensor,
@@ -115,7 +117,8 @@ class GraphEncoder(nn.Module):
         graph = self.pool(torch.cat([masked_mean(nodes, node_mask, 1), masked_max(nodes, node_mask, 1)], -1))
         return nodes, graph
 
-    def _run_conv(self, conv: nn.Module, x: torch.Tensor, ei: torch.Tensor, ea: torch.Tensor | None) -> torch.Tensor:
+    def _run_conv(self, conv: nn.Module, x: torch.Tensor, ei: torch.Tensor,
+                  ea: torch.Tensor | None) -> torch.Tensor:
         if ea is None:
             return conv(x, ei)
         return conv(x, ei, ea)

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import torch
-
 from schedgym.agents.masking import masked_log_softmax
 
 

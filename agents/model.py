@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from torch import nn
-
 from schedgym.agents.encoders import EncoderConfig, GraphEncoder
 from schedgym.agents.masking import apply_mask, masked_max, masked_mean
+from torch import nn
 
 ACTION_MODES = ("action_node", "node", "graph")
 OBS_KEYS = ("node_features", "edge_index", "edge_features", "node_mask", "edge_mask", "action_mask")
@@ -144,4 +143,5 @@ def obs_to_torch(obs: Mapping[str, Any], device: torch.device | str = "cpu") -> 
 
 def stack_obs(observations: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """A list of single observations -> one batch (numpy, leading axis)."""
-    return {k: np.stack([o[k] for o in observations]) for k in observations[0] if k in (*OBS_KEYS, "action_node")}
+    keys = [k for k in observations[0] if k in (*OBS_KEYS, "action_node")]
+    return {k: np.stack([o[k] for o in observations]) for k in keys}

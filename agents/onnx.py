@@ -17,9 +17,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
-
 from schedgym.agents.model import OBS_KEYS, GraphPolicyNet
+from torch import nn
 
 OPSET = 20
 LEGACY_OPSET = 17
@@ -34,8 +33,9 @@ class _LogitsOnly(nn.Module):
 
     def forward(self, node_features: torch.Tensor, edge_index: torch.Tensor, edge_features: torch.Tensor,
                 node_mask: torch.Tensor, edge_mask: torch.Tensor, action_mask: torch.Tensor) -> torch.Tensor:
-        return self.net({"node_features": node_features, "edge_index": edge_index, "edge_features": edge_features,
-                         "node_mask": node_mask, "edge_mask": edge_mask, "action_mask": action_mask})[0]
+        return self.net({"node_features": node_features, "edge_index": edge_index,
+                         "edge_features": edge_features, "node_mask": node_mask, "edge_mask": edge_mask,
+                         "action_mask": action_mask})[0]
 
 
 class _LogitsOnlyActionNode(nn.Module):
@@ -48,9 +48,9 @@ class _LogitsOnlyActionNode(nn.Module):
     def forward(self, node_features: torch.Tensor, edge_index: torch.Tensor, edge_features: torch.Tensor,
                 node_mask: torch.Tensor, edge_mask: torch.Tensor, action_mask: torch.Tensor,
                 action_node: torch.Tensor) -> torch.Tensor:
-        return self.net({"node_features": node_features, "edge_index": edge_index, "edge_features": edge_features,
-                         "node_mask": node_mask, "edge_mask": edge_mask, "action_mask": action_mask,
-                         "action_node": action_node})[0]
+        return self.net({"node_features": node_features, "edge_index": edge_index,
+                         "edge_features": edge_features, "node_mask": node_mask, "edge_mask": edge_mask,
+                         "action_mask": action_mask, "action_node": action_node})[0]
 
 
 def input_names(net: GraphPolicyNet) -> tuple[str, ...]:
@@ -85,13 +85,14 @@ def export_onnx(net: GraphPolicyNet, example_obs: Mapping[str, np.ndarray], path
     shapes = {k: axes[k] for k in names}
     with torch.no_grad():
         if exporter == "dynamo":
-            prog = torch.onnx.export(wrapper, args, dynamo=True, dynamic_shapes=shapes, input_names=list(names),
-                                     output_names=["logits"], opset_version=OPSET, verbose=False)
+            prog = torch.onnx.export(wrapper, args, dynamo=True, dynamic_shapes=shapes,
+                                     input_names=list(names), output_names=["logits"], opset_version=OPSET,
+                                     verbose=False)
             prog.save(str(p))
         else:
-            torch.onnx.export(wrapper, args, str(p), dynamo=False, input_names=list(names), output_names=["logits"],
-                              opset_version=LEGACY_OPSET,
-                              dynamic_axes={k: {i: d.__name__ for i, d in v.items()} for k, v in shapes.items()})
+            axis_names = {k: {i: d.__name__ for i, d in v.items()} for k, v in shapes.items()}
+            torch.onnx.export(wrapper, args, str(p), dynamo=False, input_names=list(names),
+                              output_names=["logits"], opset_version=LEGACY_OPSET, dynamic_axes=axis_names)
     model = onnx.load(str(p))
     from dataclasses import asdict
 

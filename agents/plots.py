@@ -33,7 +33,7 @@ def save_learning_curve(run_dir: str | Path, path: str | Path, tags: Sequence[st
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(111)
     for tag in present:
-        steps, vals = zip(*scalars[tag])
+        steps, vals = zip(*scalars[tag], strict=True)
         ax.plot(steps, vals, marker="o" if len(steps) < 30 else None, markersize=3, label=tag)
     for name, val in (references or {}).items():
         ax.axhline(val, linestyle="--", linewidth=1, color="grey")

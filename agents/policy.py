@@ -17,7 +17,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-
 from schedgym.agents.model import GraphPolicyNet, obs_to_torch
 
 
@@ -63,7 +62,8 @@ def load_net_any(path: str | Path) -> tuple[GraphPolicyNet, dict[str, Any]]:
         from schedgym.agents.sb3 import load_sb3_net
 
         return load_sb3_net(p)
-    raise ValueError(f"policy path {str(p)!r}: expected a .pt, .zip or .onnx file or an RLlib checkpoint directory")
+    raise ValueError(f"policy path {str(p)!r}: expected a .pt, .zip or .onnx file or an RLlib checkpoint "
+                     "directory")
 
 
 def load_policy(path: str | Path, name: str | None = None, deterministic: bool = True) -> Any:

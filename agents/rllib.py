@@ -22,7 +22,6 @@ import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
-
 from schedgym.agents.encoders import EncoderConfig
 from schedgym.agents.model import GraphPolicyNet, NetConfig, ObsSpec
 
@@ -58,11 +57,12 @@ class RLlibArgs:
                                        metadata={"help": "keyword arguments of gym.make on every env runner"})
     out: str = field(default="runs/rllib", metadata={"help": "Tune storage directory (made absolute)"})
     name: str = field(default="ppo", metadata={"help": "Tune experiment name"})
-    address: str = field(default="", metadata={"help": "Ray cluster to join ('auto' or host:port); '' = local"})
+    address: str = field(default="", metadata={"help": "Ray cluster to join ('auto' or host:port); "
+                                                      "'' = start a local Ray"})
     num_cpus: int = field(default=0, metadata={"help": "CPUs of a local Ray instance (0 = Ray's default)"})
     num_env_runners: int = field(default=1, metadata={"help": "sampling actors (0 = sample in the driver)"})
     num_envs_per_env_runner: int = field(default=2, metadata={"help": "envs vectorised inside each runner"})
-    num_learners: int = field(default=0, metadata={"help": "learner actors (0 = local learner in the driver)"})
+    num_learners: int = field(default=0, metadata={"help": "learner actors (0 = one learner in the driver)"})
     num_gpus_per_learner: float = field(default=0.0, metadata={"help": "GPUs per learner actor"})
     iterations: int = field(default=10, metadata={"help": "training iterations"})
     time_budget_s: float = field(default=0.0, metadata={"help": "stop after this many seconds (0 = none)"})
@@ -77,7 +77,7 @@ class RLlibArgs:
     hidden: int = field(default=32, metadata={"help": "embedding width"})
     layers: int = field(default=3, metadata={"help": "message-passing layers"})
     directions: str = field(default="both", metadata={"help": "forward | both"})
-    checkpoint_every: int = field(default=5, metadata={"help": "checkpoint every N iterations (and at the end)"})
+    checkpoint_every: int = field(default=5, metadata={"help": "checkpoint every N iterations (and at end)"})
     seed: int = field(default=0, metadata={"help": "seed"})
 
     def net_config(self) -> dict[str, Any]:
@@ -104,7 +104,8 @@ def ppo_config(args: RLlibArgs) -> Any:
     return (
         PPOConfig()
         .environment(env_id, env_config=dict(args.env_kwargs))
-        .env_runners(num_env_runners=args.num_env_runners, num_envs_per_env_runner=args.num_envs_per_env_runner)
+        .env_runners(num_env_runners=args.num_env_runners,
+                     num_envs_per_env_runner=args.num_envs_per_env_runner)
         .learners(num_learners=args.num_learners, num_gpus_per_learner=args.num_gpus_per_learner)
         .rl_module(rl_module_spec=RLModuleSpec(module_class=GraphRLModule,
                                                model_config={"net_config": args.net_config()}))
@@ -123,7 +124,6 @@ def train_rllib(args: RLlibArgs) -> RLlibResult:
     """
     import ray
     from ray import tune
-
     from schedgym.agents.checkpoint import save_net
 
     _check(args)
@@ -134,7 +134,8 @@ def train_rllib(args: RLlibArgs) -> RLlibResult:
     (out / f"{args.name}_args.json").write_text(json.dumps(asdict(args), indent=1))
     started = False
     if not ray.is_initialized():
-        init: dict[str, Any] = {"include_dashboard": False, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1"}}}
+        init: dict[str, Any] = {"include_dashboard": False,
+                                "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1"}}}
         if args.address:
             init["address"] = args.address
         elif args.num_cpus:

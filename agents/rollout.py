@@ -16,7 +16,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-
 from schedgym.agents.model import GraphPolicyNet, obs_to_torch, stack_obs
 
 
@@ -52,7 +51,7 @@ def sample_episodes(envs: Sequence[gym.Env], net: GraphPolicyNet, seed: int, gen
         else:
             acts = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen).squeeze(-1)
         still = []
-        for i, a in zip(active, acts.tolist()):
+        for i, a in zip(active, acts.tolist(), strict=True):
             o, r, term, trunc, _ = envs[i].step(a)
             obs[i] = o
             actions[i].append(a)
@@ -85,5 +84,6 @@ def replay(env: gym.Env, seed: int, actions: Sequence[int]) -> list[dict[str, np
         out.append(obs)
         obs, _, term, trunc, _ = env.step(a)
         if (term or trunc) and len(out) < len(actions):
-            raise RuntimeError(f"replay ended after {len(out)} of {len(actions)} actions: env is not deterministic")
+            raise RuntimeError(f"replay ended after {len(out)} of {len(actions)} actions: "
+                               "the env is not deterministic per seed")
     return out

@@ -21,11 +21,10 @@ from typing import Any
 import gymnasium as gym
 import torch
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from torch import nn
-
 from schedgym.agents.encoders import EncoderConfig
 from schedgym.agents.model import GraphPolicyNet, NetConfig, ObsSpec
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
 
 
 class GraphFeaturesExtractor(BaseFeaturesExtractor):
@@ -96,7 +95,8 @@ class SB3Args:
     env: str = field(default="schedgym/JobShop-v0", metadata={"help": "environment id"})
     env_kwargs: dict[str, Any] = field(default_factory=lambda: {"dataset": "jobshop/random-10x10"},
                                        metadata={"help": "keyword arguments of gym.make"})
-    out: str = field(default="runs/sb3", metadata={"help": "output directory (model.zip, policy.pt, tb/, checkpoints/)"})
+    out: str = field(default="runs/sb3", metadata={"help": "output directory (model.zip, policy.pt, tb/, "
+                                                          "checkpoints/)"})
     total_timesteps: int = field(default=20_000, metadata={"help": "environment steps to train for"})
     n_envs: int = field(default=4, metadata={"help": "parallel envs"})
     subproc: bool = field(default=False, metadata={"help": "SubprocVecEnv instead of DummyVecEnv"})
@@ -146,12 +146,12 @@ def train_sb3(args: SB3Args) -> SB3Result:
     """Train MaskablePPO with the graph policy; TensorBoard in ``<out>/tb``, checkpoints, resume."""
     from sb3_contrib import MaskablePPO
     from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
+    from schedgym.agents.checkpoint import save_net
     from stable_baselines3.common.callbacks import CheckpointCallback
 
-    from schedgym.agents.checkpoint import save_net
-
     torch.set_num_threads(1)
-    for f in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "checkpoint_every", "eval_episodes"):
+    for f in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "checkpoint_every",
+              "eval_episodes"):
         if getattr(args, f) < 1:
             raise ValueError(f"--{f.replace('_', '-')} must be >= 1, got {getattr(args, f)}")
     out = Path(args.out)

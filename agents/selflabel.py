@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from schedgym.agents.checkpoint import load_checkpoint, save_net
 from schedgym.agents.encoders import EncoderConfig
 from schedgym.agents.losses import imitation_loss
@@ -45,8 +44,8 @@ class SelfLabelArgs:
     out: str = field(default="runs/selflabel", metadata={"help": "output directory (checkpoints, tb/)"})
     samples: int = field(default=32, metadata={"help": "solutions sampled per training instance"})
     instances_per_update: int = field(default=1, metadata={"help": "instances per gradient step"})
-    iterations: int = field(default=1000, metadata={"help": "training instances (stop at whichever of this "
-                                                           "and --time-budget-s comes first)"})
+    iterations: int = field(default=1000, metadata={
+        "help": "self-labelling iterations (stop here or at --time-budget-s, whichever first; 0 = clone)"})
     time_budget_s: float = field(default=0.0, metadata={"help": "time budget in seconds, 0 = none"})
     budget_clock: str = field(default="wall", metadata={"help": "what --time-budget-s counts: wall | cpu "
                                                                 "(this process's CPU time)"})
@@ -56,9 +55,13 @@ class SelfLabelArgs:
     layers: int = field(default=3, metadata={"help": "message-passing layers"})
     directions: str = field(default="both", metadata={"help": "forward | both (also along reversed edges)"})
     warm_start: str = field(default="", metadata={"help": "baseline to clone first (e.g. mwkr); '' = none"})
+    warm_start_kwargs: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "options of the cloned baseline, e.g. {\"time_limit\": 2, \"num_workers\": 1} for cpsat"})
     warm_start_episodes: int = field(default=0, metadata={"help": "episodes of the baseline to clone"})
     warm_start_epochs: int = field(default=8, metadata={"help": "passes over the cloned episodes"})
     warm_start_lr: float = field(default=1e-3, metadata={"help": "learning rate of the cloning phase"})
+    warm_start_budget_frac: float = field(default=0.5, metadata={
+        "help": "share of --time-budget-s the cloning phase may use (self-labelling gets the rest)"})
     val_every: int = field(default=50, metadata={"help": "validate every N iterations (0 = only at the end)"})
     val_episodes: int = field(default=8, metadata={"help": "held-out validation instances (greedy)"})
     checkpoint_every: int = field(default=100, metadata={"help": "write last.pt every N iterations"})
@@ -114,14 +117,21 @@ def train_selflabel(args: SelfLabelArgs, on_iteration: Callable[[int, dict[str, 
     def meta(it: int) -> dict[str, Any]:
         return {"env_id": args.env, "env_kwargs": args.env_kwargs, "algo": "selflabel", "iterations": it,
                 "samples": args.samples, "warm_start": args.warm_start, "best_val_return": best_val,
-                "wall_s": elapsed0 + time.perf_counter() - t0, "cpu_s": cpu_before + time.process_time() - cpu0}
+                "wall_s": elapsed0 + time.perf_counter() - t0,
+                "cpu_s": cpu_before + time.process_time() - cpu0}
 
+    bar = _Progress(args, start_it, c0)
+    validated_at = -1
     if start_it == 0 and args.warm_start:
-        # Cloning may use at most half of a time budget; self-labelling gets the rest.
-        deadline = c0 + args.time_budget_s / 2 if args.time_budget_s > 0 else None
-        bc_loss = behaviour_clone(net, args, deadline=deadline)
+        # Cloning may use a share of the time budget; self-labelling gets the rest.
+        deadline = c0 + args.time_budget_s * args.warm_start_budget_frac if args.time_budget_s > 0 else None
+        bc_loss = behaviour_clone(net, args, deadline=deadline, tick=bar.tick)
         writer.add_scalar("selflabel/warm_start_loss", bc_loss, 0)
-    bar = _bar(args, start_it)
+        val = validate(net, envs, args.val_episodes)  # the clone is a candidate for best.pt too
+        for k, v in val.items():
+            writer.add_scalar(f"eval/{k}", v, 0)
+        best_val, validated_at = val["mean_return"], 0
+        save_net(net, best, meta(0))
     it = start_it
     try:
         while it < args.iterations and not _out_of_time(args, c0):
@@ -134,6 +144,7 @@ def train_selflabel(args: SelfLabelArgs, on_iteration: Callable[[int, dict[str, 
                 stats.update({f"val_{k}": v for k, v in val.items()})
                 for k, v in val.items():
                     writer.add_scalar(f"eval/{k}", v, it)
+                validated_at = it
                 if val["mean_return"] > best_val:
                     best_val = val["mean_return"]
                     save_net(net, best, meta(it))
@@ -144,15 +155,12 @@ def train_selflabel(args: SelfLabelArgs, on_iteration: Callable[[int, dict[str, 
             history.append(stats)
             if on_iteration is not None:
                 on_iteration(it, stats)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"best {stats['best_return']:.3f} loss {stats['loss']:.3f}")
+            bar.tick(f"it {it} best {stats['best_return']:.3f} loss {stats['loss']:.3f}", iteration=True)
             if it % args.checkpoint_every == 0:
                 save_net(net, last, meta(it), opt)
     finally:
-        if bar is not None:
-            bar.close()
-    if not history or "val_mean_return" not in history[-1]:  # always end with a validation
+        bar.close()
+    if validated_at != it:  # always end with a validation
         val = validate(net, envs, args.val_episodes)
         for k, v in val.items():
             writer.add_scalar(f"eval/{k}", v, it)
@@ -194,7 +202,8 @@ def _iteration(net: GraphPolicyNet, opt: torch.optim.Optimizer, envs: list[Any],
     loss.backward()
     torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
     opt.step()
-    stats = {"loss": float(loss.detach()), "best_return": float(np.mean(best_r)), "mean_return": float(np.mean(mean_r))}
+    stats = {"loss": float(loss.detach()), "best_return": float(np.mean(best_r)),
+             "mean_return": float(np.mean(mean_r))}
     if best_obj:
         stats["best_objective"] = float(np.mean(best_obj))
     return stats
@@ -218,8 +227,8 @@ def validate(net: GraphPolicyNet, envs: list[Any], n: int) -> dict[str, float]:
     return out
 
 
-def behaviour_clone(net: GraphPolicyNet, args: SelfLabelArgs, batch: int = 256, deadline: float | None = None
-                    ) -> float:
+def behaviour_clone(net: GraphPolicyNet, args: SelfLabelArgs, batch: int = 256, deadline: float | None = None,
+                    tick: Callable[[str], None] | None = None) -> float:
     """Clone baseline ``args.warm_start`` on ``warm_start_episodes`` training instances (stopping early at
     ``deadline``, a ``_clock(args)`` value); returns the last minibatch loss."""
     from schedgym.policy import make_policy
@@ -227,7 +236,7 @@ def behaviour_clone(net: GraphPolicyNet, args: SelfLabelArgs, batch: int = 256, 
     if args.warm_start_episodes < 1:
         raise ValueError("warm_start needs warm_start_episodes >= 1")
     env = make_env(args.env, args.env_kwargs)
-    teacher = make_policy(args.env, args.warm_start)
+    teacher = make_policy(args.env, args.warm_start, **args.warm_start_kwargs)
     states: list[dict[str, np.ndarray]] = []
     targets: list[int] = []
     for e in range(args.warm_start_episodes):
@@ -240,21 +249,27 @@ def behaviour_clone(net: GraphPolicyNet, args: SelfLabelArgs, batch: int = 256, 
             targets.append(a)
             obs, _, term, trunc, info = env.step(a)
             done = term or trunc
+        if tick is not None:
+            tick(f"cloning {args.warm_start}: episode {e + 1}/{args.warm_start_episodes}")
     rng = np.random.default_rng(args.seed)
     opt = torch.optim.Adam(net.parameters(), lr=args.warm_start_lr)
     net.train()
     loss = torch.tensor(0.0)
-    for _ in range(args.warm_start_epochs):
+    for epoch in range(args.warm_start_epochs):
         order = rng.permutation(len(states))
         for s in range(0, len(order), batch):
             if deadline is not None and _clock(args) >= deadline:
                 return float(loss.detach())
             idx = order[s: s + batch]
             obs_t = obs_to_torch(stack_obs([states[i] for i in idx]))
-            loss = imitation_loss(net(obs_t)[0], obs_t["action_mask"], torch.as_tensor([targets[i] for i in idx]))
+            target = torch.as_tensor([targets[i] for i in idx])
+            loss = imitation_loss(net(obs_t)[0], obs_t["action_mask"], target)
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if tick is not None:
+                tick(f"cloning {args.warm_start}: epoch {epoch + 1}/{args.warm_start_epochs} "
+                     f"loss {float(loss):.3f}")
     return float(loss.detach())
 
 
@@ -271,19 +286,48 @@ def _out_of_time(args: SelfLabelArgs, t0: float) -> bool:
     return args.time_budget_s > 0 and _clock(args) - t0 >= args.time_budget_s
 
 
-def _bar(args: SelfLabelArgs, start: int) -> Any:
-    if not args.progress:
-        return None
-    from tqdm import tqdm
+class _Progress:
+    """A tqdm bar over the time budget (seconds of ``budget_clock``) or, without one, over iterations."""
 
-    total = args.iterations
-    return tqdm(total=total, initial=start, desc="self-labelling", unit="inst", disable=None)
+    def __init__(self, args: SelfLabelArgs, start_it: int, c0: float) -> None:
+        self.args, self.c0, self.bar = args, c0, None
+        if not args.progress:
+            return
+        from tqdm import tqdm
+
+        if args.time_budget_s > 0:
+            self.bar = tqdm(total=round(args.time_budget_s), desc="training", unit="s", disable=None,
+                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s {postfix}")
+        else:
+            self.bar = tqdm(total=args.iterations, initial=start_it, desc="self-labelling", unit="it",
+                            disable=None)
+
+    def tick(self, postfix: str = "", iteration: bool = False) -> None:
+        if self.bar is None:
+            return
+        if self.args.time_budget_s > 0:
+            self.bar.n = min(self.bar.total, _clock(self.args) - self.c0)
+        elif iteration:
+            self.bar.update(1)
+        if postfix:
+            self.bar.set_postfix_str(postfix, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _check(args: SelfLabelArgs) -> None:
-    for f in ("samples", "instances_per_update", "iterations", "val_episodes", "checkpoint_every"):
+    for f in ("samples", "instances_per_update", "val_episodes", "checkpoint_every"):
         if getattr(args, f) < 1:
             raise ValueError(f"--{f.replace('_', '-')} must be >= 1, got {getattr(args, f)}")
+    if args.iterations < 0:
+        raise ValueError(f"--iterations must be >= 0, got {args.iterations}")
+    if args.iterations == 0 and not args.warm_start:
+        raise ValueError("--iterations 0 (clone only) needs --warm-start")
+    if not 0 < args.warm_start_budget_frac <= 1:
+        raise ValueError(f"--warm-start-budget-frac must be in (0, 1], got {args.warm_start_budget_frac}")
     if args.lr <= 0:
         raise ValueError(f"--lr must be > 0, got {args.lr}")
     if args.budget_clock not in ("wall", "cpu"):

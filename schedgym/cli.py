@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="train a GNN agent (selflabel | sb3 | rllib); "
                              "`schedgym train --algo ALGO --help` lists the algorithm's options")
     tr.add_argument("--algo", choices=TRAIN_ALGOS, default="selflabel",
-                    help="selflabel (sample, imitate the best), sb3 (MaskablePPO) or rllib (PPO via Ray Tune)")
+                    help="selflabel (sample, imitate the best), sb3 (MaskablePPO) or rllib (PPO, Ray Tune)")
     tr.set_defaults(func=cmd_train)
 
     run = sub.add_parser("run", help="the main job: train a small GNN agent, then evaluate it and every "
@@ -171,12 +171,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_agent(args: argparse.Namespace, out: Path) -> Policy:
     """The agent of ``schedgym run``: loaded from ``--agent`` or trained for ``--train-seconds``."""
-    from schedgym.agents.run import train_default_agent
     from schedgym.agents.policy import load_policy
+    from schedgym.agents.run import train_default_agent
 
     if args.agent:
         return load_policy(args.agent, name="gnn")
-    return train_default_agent(out / "agent", args.train_dataset, args.train_seconds, progress=not args.no_progress)
+    return train_default_agent(out / "agent", args.train_dataset, args.train_seconds,
+                               progress=not args.no_progress)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -189,7 +190,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     add_dataclass_args(p, cls)
     opts = from_namespace(cls, p.parse_args(args.extra))
     if opts.env.split(":", 1)[-1] not in gym.registry:
-        raise ValueError(f"--env: unknown environment {opts.env!r}; expected one of {sorted(schedgym.ENV_IDS)}")
+        raise ValueError(f"--env: unknown environment {opts.env!r}; "
+                         f"expected one of {sorted(schedgym.ENV_IDS)}")
     print(f"$ schedgym train --algo {args.algo} {shlex.join(args.extra)}")
     for line in train(opts):
         print(line)

@@ -25,12 +25,12 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-import schedgym  # noqa: E402,F401
 from schedgym.agents.model import GraphPolicyNet, ObsSpec  # noqa: E402
 from schedgym.agents.onnx import OnnxPolicy, export_onnx  # noqa: E402
 from schedgym.agents.policy import TorchPolicy, load_net_any  # noqa: E402
 from schedgym.agents.rollout import make_env  # noqa: E402
+
+import schedgym  # noqa: E402,F401
 
 
 def collect(env_id: str, env_kwargs: dict, n: int, seed: int) -> list[dict[str, np.ndarray]]:
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="schedgym/JobShop-v0")
     p.add_argument("--env-kwargs", type=json.loads, default={"instance": "ta01"}, help="JSON object")
-    p.add_argument("--policy", default="", help=".onnx, .pt, .zip or RLlib checkpoint dir ('' = untrained net)")
+    p.add_argument("--policy", default="",
+                   help=".onnx, .pt, .zip or RLlib checkpoint dir ('' = untrained net)")
     p.add_argument("--observations", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
@@ -88,16 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     onnx_pol = OnnxPolicy(onnx_path)
     n_nodes = int(obs[0]["node_mask"].sum())
     print(f"$ python scripts/bench_policy.py {' '.join(sys.argv[1:] if argv is None else argv)}")
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
-          f"torch {torch.__version__}, onnxruntime 1 thread")
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.1f}; torch {torch.__version__}, onnxruntime 1 thread")
     print(f"env {a.env} {json.dumps(a.env_kwargs)}: {len(obs)} observations, {n_nodes} real nodes of "
-          f"{obs[0]['node_mask'].size}, {obs[0]['action_mask'].size} actions; policy {a.policy or '(untrained)'}")
+          f"{obs[0]['node_mask'].size}, {obs[0]['action_mask'].size} actions; "
+          f"policy {a.policy or '(untrained)'}")
     rows = [("onnxruntime", latencies(onnx_pol.act, obs))]
     if net is not None:
         rows.append(("torch eager", latencies(TorchPolicy(net).act, obs)))
     for name, ts in rows:
-        print(f"  {name:<12} decision latency p50 {np.percentile(ts, 50):8.1f} us   p99 {np.percentile(ts, 99):8.1f} us"
-              f"   mean {ts.mean():8.1f} us")
+        print(f"  {name:<12} decision latency p50 {np.percentile(ts, 50):8.1f} us   "
+              f"p99 {np.percentile(ts, 99):8.1f} us   mean {ts.mean():8.1f} us")
     return 0
 
 

@@ -1,8 +1,8 @@
 """A tiny synthetic padded-graph env for the agent tests: pick the node with the highest value.
 
 Each episode has 3..6 real nodes (of ``N_MAX = 6`` slots) on a chain, node features
-``[value, picked, index parity]``; the agent picks ``PICKS = 3`` unpicked nodes one at a time and earns 1 each time it
-picks the highest-valued unpicked node. A random masked policy earns about 1.2; the optimum is 3.
+``[value, picked, index parity]``; the agent picks ``PICKS = 3`` unpicked nodes one at a time and earns 1
+each time it picks the highest-valued unpicked node. A random masked policy earns about 1.2; the optimum is 3.
 
 ``layout`` exercises the three ways the agents map actions to the graph:
 

@@ -8,15 +8,21 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-
-import schedgym  # noqa: F401
+from agents_toy_env import ENV_IDS, register
 from schedgym.agents.checkpoint import load_net, save_net
 from schedgym.agents.encoders import EncoderConfig, flatten_edges
 from schedgym.agents.losses import gae, imitation_loss
-from schedgym.agents.masking import (MASK_VALUE, apply_mask, masked_entropy, masked_log_softmax, masked_max,
-                                     masked_mean)
+from schedgym.agents.masking import (
+    MASK_VALUE,
+    apply_mask,
+    masked_entropy,
+    masked_log_softmax,
+    masked_max,
+    masked_mean,
+)
 from schedgym.agents.model import GraphPolicyNet, NetConfig, ObsSpec, obs_to_torch, stack_obs
-from agents_toy_env import ENV_IDS, register
+
+import schedgym  # noqa: F401
 
 torch.set_num_threads(1)
 register()
@@ -88,7 +94,8 @@ def test_gae_matches_sb3_rollout_buffer():
     rng = np.random.default_rng(0)
     r, v = rng.normal(size=6).astype(np.float32), rng.normal(size=6).astype(np.float32)
     for terminated in (True, False):
-        buf = RolloutBuffer(6, gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(2), gamma=0.97, gae_lambda=0.9)
+        buf = RolloutBuffer(6, gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(2), gamma=0.97,
+                            gae_lambda=0.9)
         for t in range(6):
             buf.add(np.zeros((1, 1)), np.zeros((1, 1)), r[t:t + 1], np.array([t == 0]),
                     torch.tensor([v[t]]), torch.zeros(1))

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 from agents_toy_env import ENV_IDS, register
-
-import schedgym  # noqa: F401
-from schedgym import evaluate
 from schedgym.agents.onnx import OnnxPolicy, export_onnx
 from schedgym.agents.policy import TorchPolicy, load_policy
 from schedgym.agents.rollout import make_env
 from schedgym.agents.selflabel import SelfLabelArgs, train_selflabel
 from schedgym.envs.jobshop.io import load_benchmark
+
+import schedgym  # noqa: F401
+from schedgym import evaluate
 
 torch.set_num_threads(1)
 register()
@@ -24,9 +24,9 @@ JOBSHOP = "schedgym/JobShop-v0"
 def jobshop_policy(tmp_path_factory):
     """A briefly trained JobShop net (sharper logits than an untrained one) and its ONNX export."""
     out = tmp_path_factory.mktemp("onnx")
-    res = train_selflabel(SelfLabelArgs(env=JOBSHOP, env_kwargs={"dataset": "jobshop/random-6x6"}, out=str(out),
-                                        samples=8, iterations=6, lr=3e-3, hidden=16, layers=2, val_every=0,
-                                        val_episodes=1, progress=False))
+    res = train_selflabel(SelfLabelArgs(env=JOBSHOP, env_kwargs={"dataset": "jobshop/random-6x6"},
+                                        out=str(out), samples=8, iterations=6, lr=3e-3, hidden=16, layers=2,
+                                        val_every=0, val_episodes=1, progress=False))
     torch_pol = load_policy(res.checkpoint, name="torch")
     env = make_env(JOBSHOP, {"dataset": "jobshop/random-6x6"})
     obs, _ = env.reset(seed=0)

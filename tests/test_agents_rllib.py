@@ -21,9 +21,9 @@ def test_rllib_ppo_trains_logs_checkpoints_and_exports(tmp_path):
     from schedgym.agents.rollout import make_env
 
     torch.set_num_threads(1)
-    args = RLlibArgs(env=JOBSHOP, env_kwargs={"dataset": "jobshop/random-4x3"}, out=str(tmp_path), iterations=2,
-                     num_env_runners=0, num_envs_per_env_runner=2, train_batch_size=128, minibatch_size=64,
-                     num_epochs=1, hidden=16, layers=2, num_cpus=2, checkpoint_every=1)
+    args = RLlibArgs(env=JOBSHOP, env_kwargs={"dataset": "jobshop/random-4x3"}, out=str(tmp_path),
+                     iterations=2, num_env_runners=0, num_envs_per_env_runner=2, train_batch_size=128,
+                     minibatch_size=64, num_epochs=1, hidden=16, layers=2, num_cpus=2, checkpoint_every=1)
     res = train_rllib(args)
     assert res.iterations == 2
     assert res.last_result["num_env_steps_sampled_lifetime"] >= 256
@@ -37,8 +37,8 @@ def test_rllib_ppo_trains_logs_checkpoints_and_exports(tmp_path):
     assert meta["algo"] == "rllib-ppo" and net.mode == "action_node"
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    assert isinstance(RLModule.from_checkpoint(str(res.checkpoint / "learner_group/learner/rl_module/default_policy")),
-                      GraphRLModule)
+    module_dir = res.checkpoint / "learner_group" / "learner" / "rl_module" / "default_policy"
+    assert isinstance(RLModule.from_checkpoint(str(module_dir)), GraphRLModule)
     pt, _ = load_net(res.policy)
     env = make_env(JOBSHOP, {"instance": "ft06"})
     obs, info = env.reset(seed=0)

@@ -1,4 +1,4 @@
-"""MaskablePPO with the graph policy: learns a trivially learnable env, logs TensorBoard, checkpoints, resumes."""
+"""MaskablePPO with the graph policy: learns a trivially learnable env, logs, checkpoints, resumes."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 from agents_toy_env import ENV_IDS, register
-
-import schedgym  # noqa: F401
 from schedgym.agents.checkpoint import load_net
 from schedgym.agents.model import obs_to_torch
 from schedgym.agents.plots import read_scalars
 from schedgym.agents.policy import TorchPolicy, load_policy
 from schedgym.agents.rollout import make_env
 from schedgym.agents.sb3 import SB3Args, load_sb3_net, train_sb3
+
+import schedgym  # noqa: F401
 
 torch.set_num_threads(1)
 register()
@@ -41,9 +41,9 @@ def random_act(seed: int = 0):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("sb3")
-    args = SB3Args(env=ENV_IDS["node"], env_kwargs={}, out=str(out), total_timesteps=STEPS, n_envs=2, n_steps=64,
-                   batch_size=64, n_epochs=4, lr=3e-3, gamma=0.99, hidden=16, layers=2, checkpoint_every=256,
-                   progress=False)
+    args = SB3Args(env=ENV_IDS["node"], env_kwargs={}, out=str(out), total_timesteps=STEPS, n_envs=2,
+                   n_steps=64, batch_size=64, n_epochs=4, lr=3e-3, gamma=0.99, hidden=16, layers=2,
+                   checkpoint_every=256, progress=False)
     return args, train_sb3(args)
 
 
@@ -101,7 +101,6 @@ def test_resume_continues_the_same_run(trained, tmp_path):
 def test_policy_class_is_the_graph_net_on_jobshop():
     """The SB3 policy runs the shared net on JobShop-v0's observation (action_node scoring)."""
     from sb3_contrib import MaskablePPO
-
     from schedgym.agents.sb3 import MaskableGraphPolicy, _make_vec
 
     args = SB3Args(env_kwargs={"dataset": "jobshop/random-4x3"}, n_envs=1, hidden=8, layers=1)

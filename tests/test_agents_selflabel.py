@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 from agents_toy_env import ENV_IDS, register
-
-import schedgym  # noqa: F401
-from schedgym import evaluate
 from schedgym.agents.checkpoint import load_checkpoint, load_net
 from schedgym.agents.plots import read_scalars
 from schedgym.agents.policy import TorchPolicy, load_policy
 from schedgym.agents.rollout import make_env, replay, sample_episodes
 from schedgym.agents.selflabel import SelfLabelArgs, train_selflabel
+from schedgym.envs.jobshop.io import load_benchmark
+
+import schedgym  # noqa: F401
+from schedgym import evaluate
 
 torch.set_num_threads(1)
 register()
@@ -24,8 +25,8 @@ JOBSHOP = "schedgym/JobShop-v0"
 
 def toy_args(out, **kw) -> SelfLabelArgs:
     base = dict(env=ENV_IDS["action_node"], env_kwargs={}, out=str(out), samples=8, instances_per_update=4,
-                iterations=40, lr=3e-3, hidden=16, layers=2, val_every=20, val_episodes=16, checkpoint_every=20,
-                progress=False)
+                iterations=40, lr=3e-3, hidden=16, layers=2, val_every=20, val_episodes=16,
+                checkpoint_every=20, progress=False)
     return SelfLabelArgs(**{**base, **kw})
 
 
@@ -57,8 +58,8 @@ def test_resume_continues_iterations_and_seed_stream(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     full = train_selflabel(toy_args(a, iterations=6, checkpoint_every=3, val_every=0, instances_per_update=1))
     train_selflabel(toy_args(b, iterations=3, checkpoint_every=3, val_every=0, instances_per_update=1))
-    resumed = train_selflabel(toy_args(b, iterations=6, checkpoint_every=3, val_every=0, instances_per_update=1,
-                                       resume=True))
+    resumed = train_selflabel(toy_args(b, iterations=6, checkpoint_every=3, val_every=0,
+                                       instances_per_update=1, resume=True))
     assert resumed.iterations == 6
     assert load_checkpoint(b / "last.pt")["meta"]["iterations"] == 6
     # same instances, same samples, same updates: resuming reproduces the uninterrupted run's losses
@@ -78,11 +79,11 @@ def test_sampled_copies_share_the_instance_and_replay_is_exact():
     eps = sample_episodes(envs, net, seed=7, gen=torch.Generator().manual_seed(0))
     assert len({e.unwrapped.instance.name for e in envs}) == 1
     assert len({tuple(e.unwrapped.instance.durations.ravel()) for e in envs}) == 1
-    for env, ep in zip(envs, eps):
+    for env, ep in zip(envs, eps, strict=True):
         assert len(ep.actions) == 20
         assert ep.objective == env.unwrapped.validate()["makespan"]
     states = replay(envs[0], 7, eps[2].actions)
-    assert len(states) == 20 and all(s["action_mask"][a] for s, a in zip(states, eps[2].actions))
+    assert len(states) == 20 and all(s["action_mask"][a] for s, a in zip(states, eps[2].actions, strict=True))
     assert envs[0].unwrapped.validate()["makespan"] == eps[2].objective
 
 
@@ -96,10 +97,10 @@ def test_jobshop_self_labelling_improves_over_its_start_and_goes_through_the_har
     res = train_selflabel(args)
     first_best = res.history[0]["best_objective"]
     trained = load_policy(res.checkpoint, name="gnn")
-    rows = evaluate(JOBSHOP, {"gnn": trained}, instances=[make_env(JOBSHOP, {"instance": "ft06"}).unwrapped._fixed])
+    rows = evaluate(JOBSHOP, {"gnn": trained}, instances=[load_benchmark("ft06")])
     makespan = rows.rows[0]["makespan"]
     assert rows.rows[0]["invalid_actions"] == 0 and rows.rows[0]["gap_pct"] >= 0
-    assert makespan <= first_best, (makespan, first_best)  # greedy now beats the first iteration's best sample
+    assert makespan <= first_best, (makespan, first_best)  # greedy now matches the first iteration's best
     assert isinstance(trained, TorchPolicy) and isinstance(trained, schedgym.Policy)
 
 
@@ -109,6 +110,7 @@ def test_behaviour_cloning_imitates_the_teacher(tmp_path):
     times that differ by fractions of a percent of the normalised time scale.)"""
     from schedgym.agents.model import GraphPolicyNet, ObsSpec
     from schedgym.agents.selflabel import behaviour_clone
+
     from schedgym.policy import make_policy
 
     args = SelfLabelArgs(env=JOBSHOP, env_kwargs={"dataset": "jobshop/random-6x4"}, warm_start="mwkr",
