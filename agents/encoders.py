@@ -12,6 +12,10 @@ Convolutions (pure-torch PyG, no extension wheels needed):
 - ``gin``  — ``GINEConv`` (GIN with edge features added to messages; Xu et al. 2019, Hu et al. 2020),
 - ``sage`` — ``SAGEConv`` with mean aggregation (Hamilton et al. 2017; ignores edge features),
 - ``gat``  — ``GATConv`` with edge features (Velickovic et al. 2018); about 10-25x slower on CPU here.
+- ``dense_gin`` / ``dense_sage`` — ``DenseGINConv`` / ``DenseSAGEConv`` on a (B,N,N) adjacency built
+  from the unmasked edges (edge features ignored). Each layer is a batched matmul: for small graphs
+  (N up to ~64) as fast as the sparse layers, and the exported ONNX graph has far fewer operators, which
+  is what bounds single-decision latency.
 
 With ``directions="both"`` each layer has a second convolution over the reversed edges, so information
 flows both ways along directed edges (precedence, machine order, ...) while direction stays visible.
@@ -25,7 +29,7 @@ import torch
 from schedgym.agents.masking import masked_max, masked_mean
 from torch import nn
 
-CONVS = ("gin", "sage", "gat")
+CONVS = ("gin", "sage", "gat", "dense_gin", "dense_sage")
 DIRECTIONS = ("forward", "both")
 
 
@@ -65,10 +69,23 @@ def flatten_edges(edge_index: torch.Tensor, edge_mask: torch.Tensor, n_nodes: in
     return ei.permute(1, 0, 2).reshape(2, -1)
 
 
+def dense_adjacency(edge_index: torch.Tensor, edge_mask: torch.Tensor, n_nodes: int) -> torch.Tensor:
+    """(B,N,N) float adjacency, ``adj[b, dst, src]`` = number of unmasked edges src -> dst."""
+    b = edge_index.shape[0]
+    flat = edge_index[:, 1].long() * n_nodes + edge_index[:, 0].long()  # (B,E) row-major dst*N + src
+    adj = torch.zeros(b, n_nodes * n_nodes, dtype=torch.float32, device=edge_index.device)
+    adj = adj.scatter_add(1, flat, edge_mask.to(torch.float32))  # masked edges add 0
+    return adj.view(b, n_nodes, n_nodes)
+
+
 def _conv(cfg: EncoderConfig, edge_dim: int) -> nn.Module:
-    from torch_geometric.nn import GATConv, GINEConv, SAGEConv
+    from torch_geometric.nn import DenseGINConv, DenseSAGEConv, GATConv, GINEConv, SAGEConv
 
     h = cfg.hidden
+    if cfg.conv == "dense_gin":
+        return DenseGINConv(nn.Sequential(nn.Linear(h, h), nn.ReLU(), nn.Linear(h, h)), train_eps=True)
+    if cfg.conv == "dense_sage":
+        return DenseSAGEConv(h, h)
     if cfg.conv == "gin":
         mlp = nn.Sequential(nn.Linear(h, h), nn.ReLU(), nn.Linear(h, h))
         return GINEConv(mlp, train_eps=True, edge_dim=edge_dim)
@@ -89,6 +106,7 @@ class GraphEncoder(nn.Module):
         self.cfg = cfg
         h = cfg.hidden
         self.uses_edge_features = cfg.conv in ("gin", "gat")
+        self.dense = cfg.conv.startswith("dense_")
         self.inp = nn.Sequential(nn.Linear(node_dim, h), nn.ReLU(), nn.Linear(h, h))
         self.fwd = nn.ModuleList(_conv(cfg, edge_dim) for _ in range(cfg.layers))
         both = cfg.directions == "both"
@@ -101,6 +119,9 @@ class GraphEncoder(nn.Module):
                 node_mask: torch.Tensor, edge_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, n, _ = node_features.shape
         h = self.cfg.hidden
+        node_mask = node_mask.bool()
+        if self.dense:
+            return self._dense_forward(node_features, edge_index, node_mask, edge_mask)
         keep = node_mask.to(node_features.dtype).reshape(b * n, 1)
         keep = torch.cat([keep, keep.new_zeros(1, 1)], 0)  # the sink node is always zeroed
         x = self.inp(node_features.reshape(b * n, -1))
@@ -116,6 +137,21 @@ class GraphEncoder(nn.Module):
         nodes = x[: b * n].reshape(b, n, h)
         graph = self.pool(torch.cat([masked_mean(nodes, node_mask, 1), masked_max(nodes, node_mask, 1)], -1))
         return nodes, graph
+
+    def _dense_forward(self, node_features: torch.Tensor, edge_index: torch.Tensor, node_mask: torch.Tensor,
+                       edge_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = node_features.shape[1]
+        keep = node_mask.to(node_features.dtype).unsqueeze(-1)
+        x = self.inp(node_features) * keep
+        adj = dense_adjacency(edge_index, edge_mask, n)
+        adj_t = adj.transpose(1, 2) if self.bwd is not None else None
+        for i in range(self.cfg.layers):
+            out = self.fwd[i](x, adj)
+            if adj_t is not None:
+                out = out + self.bwd[i](x, adj_t)  # type: ignore[index]
+            x = self.norms[i](x + torch.relu(out)) * keep
+        graph = self.pool(torch.cat([masked_mean(x, node_mask, 1), masked_max(x, node_mask, 1)], -1))
+        return x, graph
 
     def _run_conv(self, conv: nn.Module, x: torch.Tensor, ei: torch.Tensor,
                   ea: torch.Tensor | None) -> torch.Tensor:

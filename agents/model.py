@@ -104,9 +104,9 @@ class GraphPolicyNet(nn.Module):
 
     def forward(self, obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = obs["node_features"].float()
-        mask = obs["action_mask"].bool()
-        nodes, graph = self.encoder(x, obs["edge_index"].long(), obs["edge_features"], obs["node_mask"],
-                                    obs["edge_mask"])
+        mask = obs["action_mask"].bool()  # bool once: later .bool() calls are no-ops (fewer exported ops)
+        nodes, graph = self.encoder(x, obs["edge_index"].long(), obs["edge_features"],
+                                    obs["node_mask"].bool(), obs["edge_mask"].bool())
         if self.mode == "graph":
             scores = self.graph_head(graph)
         else:
@@ -117,9 +117,9 @@ class GraphPolicyNet(nn.Module):
             else:
                 emb, raw = nodes, x
             g = graph.unsqueeze(1).expand(-1, emb.shape[1], -1)
-            lo = -masked_max(-raw, mask, 1).unsqueeze(1)  # per-feature min / max over valid candidates
-            hi = masked_max(raw, mask, 1).unsqueeze(1)
-            u = self.cand(torch.cat([emb, g, raw, raw - lo, raw - hi], -1))
+            # per-feature max and min over the valid candidates, in one masked reduction
+            hi, neg_lo = masked_max(torch.cat([raw, -raw], -1), mask, 1).unsqueeze(1).chunk(2, -1)
+            u = self.cand(torch.cat([emb, g, raw, raw + neg_lo, raw - hi], -1))
             if self.cfg.candidate_context:
                 ctx = torch.cat([masked_max(u, mask, 1), masked_mean(u, mask, 1)], -1)
                 u = torch.cat([u, ctx.unsqueeze(1).expand(-1, u.shape[1], -1)], -1)

@@ -269,7 +269,7 @@ def behaviour_clone(net: GraphPolicyNet, args: SelfLabelArgs, batch: int = 256, 
             opt.step()
             if tick is not None:
                 tick(f"cloning {args.warm_start}: epoch {epoch + 1}/{args.warm_start_epochs} "
-                     f"loss {float(loss):.3f}")
+                     f"loss {float(loss.detach()):.3f}")
     return float(loss.detach())
 
 

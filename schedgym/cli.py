@@ -171,9 +171,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_agent(args: argparse.Namespace, out: Path) -> Policy:
     """The agent of ``schedgym run``: loaded from ``--agent`` or trained for ``--train-seconds``."""
+    import torch
+
     from schedgym.agents.policy import load_policy
     from schedgym.agents.run import train_default_agent
 
+    torch.set_num_threads(1)  # small nets: one thread is 10-20x faster than torch's default here
     if args.agent:
         return load_policy(args.agent, name="gnn")
     return train_default_agent(out / "agent", args.train_dataset, args.train_seconds,
@@ -208,8 +211,11 @@ def _parse_policies(env_id: str, specs: list[str]) -> dict[str, Policy]:
     out: dict[str, Policy] = {}
     for spec in (s for item in specs for s in _split_top(item)):
         if _is_agent_path(spec):
+            import torch
+
             from schedgym.agents.policy import load_policy
 
+            torch.set_num_threads(1)  # small nets: one thread is 10-20x faster than torch's default here
             pol = load_policy(spec)
             if pol.name in out:
                 raise ValueError(f"--policy {spec!r}: two policies are named {pol.name!r}")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from agents_toy_env import ENV_IDS, register
 from schedgym.agents.checkpoint import load_net, save_net
-from schedgym.agents.encoders import EncoderConfig, flatten_edges
+from schedgym.agents.encoders import EncoderConfig, dense_adjacency, flatten_edges
 from schedgym.agents.losses import gae, imitation_loss
 from schedgym.agents.masking import (
     MASK_VALUE,
@@ -106,6 +106,12 @@ def test_gae_matches_sb3_rollout_buffer():
 
 
 # ----------------------------------------------------------------------------- encoders
+def test_dense_adjacency_counts_unmasked_edges():
+    ei = torch.tensor([[[0, 1, 1, 2], [1, 2, 2, 0]]])  # 0->1, 1->2 twice, 2->0 (masked)
+    adj = dense_adjacency(ei, torch.tensor([[1, 1, 1, 0]]), n_nodes=3)
+    assert adj[0].tolist() == [[0, 0, 0], [1, 0, 0], [0, 2, 0]]  # adj[dst, src]
+
+
 def test_flatten_edges_offsets_samples_and_sinks_masked_edges():
     ei = torch.tensor([[[0, 1], [1, 2]], [[2, 0], [0, 0]]])  # (B=2, 2, E=2)
     em = torch.tensor([[1, 1], [1, 0]])
@@ -125,7 +131,7 @@ def permute_nodes(obs: dict[str, np.ndarray], perm: np.ndarray) -> dict[str, np.
     return out
 
 
-@pytest.mark.parametrize("conv", ["gin", "sage", "gat"])
+@pytest.mark.parametrize("conv", ["gin", "sage", "gat", "dense_gin", "dense_sage"])
 def test_padding_and_node_numbering_do_not_change_the_policy(conv):
     """ft06 padded to 6 and to 9 jobs, and with its node slots shuffled, gives the same logits and value
     along a trajectory (machine-order edges appear as it goes). (max_machines stays 6: the env normalises
@@ -148,9 +154,10 @@ def test_padding_and_node_numbering_do_not_change_the_policy(conv):
         obs = [e.step(a)[0] for e in envs]
 
 
-def test_masked_edges_and_padded_nodes_are_ignored():
+@pytest.mark.parametrize("conv", ["gin", "dense_sage"])
+def test_masked_edges_and_padded_nodes_are_ignored(conv):
     env = gym.make(JOBSHOP, instance="ft06", max_jobs=7, max_machines=7).unwrapped
-    net = small_net(env.observation_space)
+    net = small_net(env.observation_space, conv)
     obs, _ = env.reset(seed=0)
     noisy = {k: v.copy() for k, v in obs.items()}
     free = np.flatnonzero(noisy["edge_mask"] == 0)

@@ -83,9 +83,11 @@ def test_onnx_policy_goes_through_the_harness_with_identical_schedules(jobshop_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["node", "graph"])
-def test_export_parity_on_the_synthetic_env_layouts(layout, tmp_path):
-    """The fallbacks without action_node (A == N; graph-embedding head) export too (legacy exporter)."""
+@pytest.mark.parametrize("layout,conv,dynamic", [("node", "sage", True), ("graph", "sage", True),
+                                                 ("action_node", "dense_gin", False)])
+def test_export_parity_on_the_synthetic_env_layouts(layout, conv, dynamic, tmp_path):
+    """The fallbacks without action_node (A == N; graph-embedding head) export too, as do the dense
+    encoders and fixed-shape (batch 1) exports; legacy exporter (fast)."""
     from schedgym.agents.encoders import EncoderConfig
     from schedgym.agents.model import GraphPolicyNet, NetConfig, ObsSpec
 
@@ -93,12 +95,14 @@ def test_export_parity_on_the_synthetic_env_layouts(layout, tmp_path):
     env = make_env(env_id)
     torch.manual_seed(0)
     net = GraphPolicyNet(ObsSpec.from_space(env.observation_space),
-                         NetConfig(EncoderConfig(conv="sage", hidden=8, layers=1), head_hidden=8)).eval()
+                         NetConfig(EncoderConfig(conv=conv, hidden=8, layers=1), head_hidden=8)).eval()
     obs0, _ = env.reset(seed=0)
-    onnx_pol = OnnxPolicy(export_onnx(net, obs0, tmp_path / "p.onnx", exporter="legacy"))
+    path = export_onnx(net, obs0, tmp_path / "p.onnx", exporter="legacy", dynamic=dynamic)
+    onnx_pol = OnnxPolicy(path)
     torch_pol = TorchPolicy(net)
     for obs in rollout_observations(env_id, {}, 30):
         np.testing.assert_allclose(onnx_pol.logits(obs), torch_pol.logits(obs), rtol=1e-4, atol=1e-5)
+        assert onnx_pol.act(obs, {}) == torch_pol.act(obs, {})
 
 
 def test_onnx_errors_are_clear(tmp_path):
