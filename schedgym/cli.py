@@ -22,11 +22,16 @@ from schedgym.evaluation import Results, evaluate
 from schedgym.policy import Policy, baselines, make_policy
 
 JOBSHOP = "schedgym/JobShop-v0"
+TRAIN_ALGOS = ("selflabel", "sb3", "rllib")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train":
+        args.extra = extra  # the chosen algorithm's own options, parsed in cmd_train
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 0
@@ -49,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--env", required=True, help="environment id, e.g. schedgym/JobShop-v0")
     ev.add_argument("--policy", required=True, action="append",
                     help="baseline name, repeatable or comma-separated; options as NAME:key=value,key=value "
-                         "(e.g. cpsat:time_limit=5)")
+                         "(e.g. cpsat:time_limit=5); or a trained agent: a .pt/.zip/.onnx file or an RLlib "
+                         "checkpoint directory")
     src = ev.add_mutually_exclusive_group(required=True)
     src.add_argument("--dataset", help="dataset name, optionally NAME:SPLIT (default split: test)")
     src.add_argument("--instances", nargs="+", metavar="PATH", help="instance files or directories")
@@ -58,8 +64,16 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ev.set_defaults(func=cmd_eval)
 
-    run = sub.add_parser("run", help="the main job: every JobShop baseline on a Taillard size group, "
-                                     "a comparison table and a Gantt chart of the best schedule")
+    tr = sub.add_parser("train", add_help=False,  # --help goes to the algorithm's own parser
+                        help="train a GNN agent (selflabel | sb3 | rllib); "
+                             "`schedgym train --algo ALGO --help` lists the algorithm's options")
+    tr.add_argument("--algo", choices=TRAIN_ALGOS, default="selflabel",
+                    help="selflabel (sample, imitate the best), sb3 (MaskablePPO) or rllib (PPO, Ray Tune)")
+    tr.set_defaults(func=cmd_train)
+
+    run = sub.add_parser("run", help="the main job: train a small GNN agent, then evaluate it and every "
+                                     "JobShop baseline on a Taillard size group: a comparison table, a "
+                                     "learning curve, TensorBoard logs and Gantt charts")
     run.add_argument("--group", default="15x15", help="Taillard size group (default 15x15 = ta01-ta10)")
     run.add_argument("--cpsat-time-limit", type=float, default=3.0, help="CP-SAT seconds per instance (default 3)")
     run.add_argument("--out", default="schedgym-results", help="output directory (default ./schedgym-results)")
@@ -67,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--env", default=JOBSHOP, help="schedgym/JobShop-v0 (default) or schedgym/DAGDispatch-v0")
     run.add_argument("--dataset", help="DAGDispatch-v0: dataset NAME[:SPLIT] (default dag/wfinstances:test)")
     run.add_argument("--noise", type=float, default=0.0, help="DAGDispatch-v0: runtime noise CV (default 0)")
+    run.add_argument("--train-seconds", type=float, default=150.0,
+                     help="wall-clock training budget of the agent (default 150; longer runs learn more)")
+    run.add_argument("--train-dataset", default="jobshop/random-10x10",
+                     help="dataset the agent trains on (default jobshop/random-10x10)")
+    run.add_argument("--no-train", action="store_true", help="baselines only (no agent)")
+    run.add_argument("--agent", metavar="PATH", help="evaluate this trained agent instead of training one")
     run.set_defaults(func=cmd_run)
 
     cal = sub.add_parser("calibrate", help="live backend: sweep batch shapes on a real engine and write the "
@@ -189,7 +209,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Every JobShop baseline on a Taillard group: table, results files, Gantt of the best schedule."""
+    """The main job: train an agent (unless --no-train), then it and every JobShop baseline on a Taillard group."""
     if args.env.split(":", 1)[-1] == "schedgym/DAGDispatch-v0":
         from schedgym.envs.dag.mainjob import DEFAULT_DATASET, run_main_job
 
@@ -204,11 +224,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ValueError(f"--group: unknown Taillard group {args.group!r}; expected one of {list(TAILLARD_GROUPS)}")
     if args.cpsat_time_limit <= 0:
         raise ValueError(f"--cpsat-time-limit must be > 0 seconds, got {args.cpsat_time_limit}")
+    if args.train_seconds <= 0:
+        raise ValueError(f"--train-seconds must be > 0, got {args.train_seconds}")
     out = Path(args.out)
     dataset = f"jobshop/taillard-{args.group}"
+    print(f"$ schedgym {shlex.join(sys.argv[1:] if sys.argv[1:2] == ['run'] else ['run'])}")
+    agent = None if args.no_train else _run_agent(args, out)
     pols: dict[str, Policy] = {n: make_policy(JOBSHOP, n) for n in baselines(JOBSHOP) if n != "cpsat"}
     pols["cpsat"] = make_policy(JOBSHOP, "cpsat", time_limit=args.cpsat_time_limit)
-    print(f"$ schedgym {shlex.join(sys.argv[1:] if sys.argv[1:2] == ['run'] else ['run'])}")
+    if agent is not None:
+        pols[agent.name] = agent
     print(f"Evaluating {len(pols)} baselines on {dataset} (gap to the best-known upper bound; "
           f"CP-SAT limited to {args.cpsat_time_limit:g} s per instance)")
     t0 = time.perf_counter()
@@ -228,7 +253,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     _write(res, out)
     print(f"\nbest schedule: {best['instance']} by {best['policy']}, makespan {best['makespan']} "
           f"(gap {best['gap_pct']:.2f} %)")
-    print(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {png}  ({time.perf_counter() - t0:.1f} s)")
+    written = [out / "results.json", out / "results.csv", png]
+    if agent is not None:
+        from schedgym.agents.run import agent_figures
+
+        written += agent_figures(res, agent.name, ds, out)
+    print(f"wrote {', '.join(map(str, written))}  ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def _run_agent(args: argparse.Namespace, out: Path) -> Policy:
+    """The agent of ``schedgym run``: loaded from ``--agent`` or trained for ``--train-seconds``."""
+    import torch
+
+    from schedgym.agents.policy import load_policy
+    from schedgym.agents.run import train_default_agent
+
+    torch.set_num_threads(1)  # small nets: one thread is 10-20x faster than torch's default here
+    if args.agent:
+        return load_policy(args.agent, name="gnn")
+    return train_default_agent(out / "agent", args.train_dataset, args.train_seconds,
+                               progress=not args.no_progress)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Parse the chosen algorithm's dataclass options from the rest of the command line and train."""
+    from schedgym.agents.args import add_dataclass_args, from_namespace
+    from schedgym.agents.run import algorithm
+
+    cls, train = algorithm(args.algo)
+    p = argparse.ArgumentParser(prog=f"schedgym train --algo {args.algo}")
+    add_dataclass_args(p, cls)
+    opts = from_namespace(cls, p.parse_args(args.extra))
+    if opts.env.split(":", 1)[-1] not in gym.registry:
+        raise ValueError(f"--env: unknown environment {opts.env!r}; "
+                         f"expected one of {sorted(schedgym.ENV_IDS)}")
+    print(f"$ schedgym train --algo {args.algo} {shlex.join(args.extra)}")
+    for line in train(opts):
+        print(line)
     return 0
 
 
@@ -241,6 +303,17 @@ def _parse_policies(env_id: str, specs: list[str]) -> dict[str, Policy]:
     """``["spt,mwkr", "cpsat:time_limit=5"]`` -> named policies (option values parsed as numbers)."""
     out: dict[str, Policy] = {}
     for spec in (s for item in specs for s in _split_top(item)):
+        if _is_agent_path(spec):
+            import torch
+
+            from schedgym.agents.policy import load_policy
+
+            torch.set_num_threads(1)  # small nets: one thread is 10-20x faster than torch's default here
+            pol = load_policy(spec)
+            if pol.name in out:
+                raise ValueError(f"--policy {spec!r}: two policies are named {pol.name!r}")
+            out[pol.name] = pol
+            continue
         name, _, opts = spec.partition(":")
         kwargs: dict[str, Any] = {}
         for kv in filter(None, opts.split(",")):
@@ -254,6 +327,11 @@ def _parse_policies(env_id: str, specs: list[str]) -> dict[str, Policy]:
             raise ValueError(f"--policy {spec!r}: {e}") from None
         out[spec if opts else name] = pol
     return out
+
+
+def _is_agent_path(spec: str) -> bool:
+    """A trained-agent artefact rather than a baseline name: a path, or a file name with a model suffix."""
+    return "/" in spec or "\\" in spec or spec.endswith((".pt", ".zip", ".onnx")) or Path(spec).is_dir()
 
 
 def _split_top(item: str) -> list[str]:
