@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from schedgym.agents.model import GraphPolicyNet, NetConfig, ObsSpec
 
 FORMAT = "schedgym-graph-policy"

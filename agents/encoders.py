@@ -26,8 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from schedgym.agents.masking import masked_max, masked_mean
 from torch import nn
+
+from schedgym.agents.masking import masked_max, masked_mean
 
 CONVS = ("gin", "sage", "gat", "dense_gin", "dense_sage")
 DIRECTIONS = ("forward", "both")

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import torch
+
 from schedgym.agents.masking import masked_log_softmax
 
 

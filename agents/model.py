@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from torch import nn
+
 from schedgym.agents.encoders import EncoderConfig, GraphEncoder
 from schedgym.agents.masking import apply_mask, masked_max, masked_mean
-from torch import nn
 
 ACTION_MODES = ("action_node", "node", "graph")
 OBS_KEYS = ("node_features", "edge_index", "edge_features", "node_mask", "edge_mask", "action_mask")

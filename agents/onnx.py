@@ -17,8 +17,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from schedgym.agents.model import OBS_KEYS, GraphPolicyNet
 from torch import nn
+
+from schedgym.agents.model import OBS_KEYS, GraphPolicyNet
 
 OPSET = 20
 LEGACY_OPSET = 17

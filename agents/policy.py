@@ -17,6 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+
 from schedgym.agents.model import GraphPolicyNet, obs_to_torch
 
 

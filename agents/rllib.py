@@ -22,6 +22,7 @@ import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
+
 from schedgym.agents.encoders import EncoderConfig
 from schedgym.agents.model import GraphPolicyNet, NetConfig, ObsSpec
 
@@ -124,6 +125,7 @@ def train_rllib(args: RLlibArgs) -> RLlibResult:
     """
     import ray
     from ray import tune
+
     from schedgym.agents.checkpoint import save_net
 
     _check(args)

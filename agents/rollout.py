@@ -16,6 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+
 from schedgym.agents.model import GraphPolicyNet, obs_to_torch, stack_obs
 
 

@@ -78,7 +78,6 @@ def agent_figures(res: Any, agent: str, ds: Any, out: Path) -> list[Path]:
     """Learning curve and the agent's best Gantt chart for ``schedgym run``; returns the files written."""
     from schedgym.agents.plots import save_learning_curve
     from schedgym.envs.jobshop import viewer
-
     from schedgym.plotting import save_gantt
 
     written = []

@@ -21,10 +21,11 @@ from typing import Any
 import gymnasium as gym
 import torch
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
-from schedgym.agents.encoders import EncoderConfig
-from schedgym.agents.model import GraphPolicyNet, NetConfig, ObsSpec
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
+
+from schedgym.agents.encoders import EncoderConfig
+from schedgym.agents.model import GraphPolicyNet, NetConfig, ObsSpec
 
 
 class GraphFeaturesExtractor(BaseFeaturesExtractor):
@@ -146,8 +147,9 @@ def train_sb3(args: SB3Args) -> SB3Result:
     """Train MaskablePPO with the graph policy; TensorBoard in ``<out>/tb``, checkpoints, resume."""
     from sb3_contrib import MaskablePPO
     from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
-    from schedgym.agents.checkpoint import save_net
     from stable_baselines3.common.callbacks import CheckpointCallback
+
+    from schedgym.agents.checkpoint import save_net
 
     torch.set_num_threads(1)
     for f in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "checkpoint_every",

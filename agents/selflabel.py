@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from schedgym.agents.checkpoint import load_checkpoint, save_net
 from schedgym.agents.encoders import EncoderConfig
 from schedgym.agents.losses import imitation_loss

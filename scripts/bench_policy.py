@@ -27,13 +27,13 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+import schedgym  # noqa: E402,F401
 from schedgym.agents.encoders import EncoderConfig  # noqa: E402
 from schedgym.agents.model import GraphPolicyNet, NetConfig, ObsSpec  # noqa: E402
 from schedgym.agents.onnx import OnnxPolicy, export_onnx  # noqa: E402
 from schedgym.agents.policy import TorchPolicy, load_net_any  # noqa: E402
 from schedgym.agents.rollout import make_env  # noqa: E402
-
-import schedgym  # noqa: E402,F401
 
 
 def collect(env_id: str, env_kwargs: dict, n: int, seed: int) -> list[dict[str, np.ndarray]]:

@@ -15,6 +15,7 @@ import sys
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
+
 from schedgym.agents.args import parse  # noqa: E402
 from schedgym.agents.selflabel import SelfLabelArgs, train_selflabel  # noqa: E402
 

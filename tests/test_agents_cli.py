@@ -7,6 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
+
+import schedgym  # noqa: F401
+from schedgym import cli
 from schedgym.agents.checkpoint import save_net
 from schedgym.agents.encoders import EncoderConfig
 from schedgym.agents.model import GraphPolicyNet, NetConfig, ObsSpec
@@ -14,9 +17,6 @@ from schedgym.agents.plots import read_scalars
 from schedgym.agents.rollout import make_env
 from schedgym.envs.jobshop import validate_schedule
 from schedgym.envs.jobshop.io import load_benchmark
-
-import schedgym  # noqa: F401
-from schedgym import cli
 
 torch.set_num_threads(1)
 JOBSHOP = "schedgym/JobShop-v0"

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 from agents_toy_env import ENV_IDS, register
+
+import schedgym  # noqa: F401
 from schedgym.agents.checkpoint import load_net, save_net
 from schedgym.agents.encoders import EncoderConfig, dense_adjacency, flatten_edges
 from schedgym.agents.losses import gae, imitation_loss
@@ -21,8 +23,6 @@ from schedgym.agents.masking import (
     masked_mean,
 )
 from schedgym.agents.model import GraphPolicyNet, NetConfig, ObsSpec, obs_to_torch, stack_obs
-
-import schedgym  # noqa: F401
 
 torch.set_num_threads(1)
 register()

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 from agents_toy_env import ENV_IDS, register
+
+import schedgym  # noqa: F401
+from schedgym import evaluate
 from schedgym.agents.onnx import OnnxPolicy, export_onnx
 from schedgym.agents.policy import TorchPolicy, load_policy
 from schedgym.agents.rollout import make_env
 from schedgym.agents.selflabel import SelfLabelArgs, train_selflabel
 from schedgym.envs.jobshop.io import load_benchmark
-
-import schedgym  # noqa: F401
-from schedgym import evaluate
 
 torch.set_num_threads(1)
 register()

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 from agents_toy_env import ENV_IDS, register
+
+import schedgym  # noqa: F401
 from schedgym.agents.checkpoint import load_net
 from schedgym.agents.model import obs_to_torch
 from schedgym.agents.plots import read_scalars
 from schedgym.agents.policy import TorchPolicy, load_policy
 from schedgym.agents.rollout import make_env
 from schedgym.agents.sb3 import SB3Args, load_sb3_net, train_sb3
-
-import schedgym  # noqa: F401
 
 torch.set_num_threads(1)
 register()
@@ -101,6 +101,7 @@ def test_resume_continues_the_same_run(trained, tmp_path):
 def test_policy_class_is_the_graph_net_on_jobshop():
     """The SB3 policy runs the shared net on JobShop-v0's observation (action_node scoring)."""
     from sb3_contrib import MaskablePPO
+
     from schedgym.agents.sb3 import MaskableGraphPolicy, _make_vec
 
     args = SB3Args(env_kwargs={"dataset": "jobshop/random-4x3"}, n_envs=1, hidden=8, layers=1)

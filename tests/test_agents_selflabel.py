@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 from agents_toy_env import ENV_IDS, register
+
+import schedgym  # noqa: F401
+from schedgym import evaluate
 from schedgym.agents.checkpoint import load_checkpoint, load_net
 from schedgym.agents.plots import read_scalars
 from schedgym.agents.policy import TorchPolicy, load_policy
 from schedgym.agents.rollout import make_env, replay, sample_episodes
 from schedgym.agents.selflabel import SelfLabelArgs, train_selflabel
 from schedgym.envs.jobshop.io import load_benchmark
-
-import schedgym  # noqa: F401
-from schedgym import evaluate
 
 torch.set_num_threads(1)
 register()
@@ -110,7 +110,6 @@ def test_behaviour_cloning_imitates_the_teacher(tmp_path):
     times that differ by fractions of a percent of the normalised time scale.)"""
     from schedgym.agents.model import GraphPolicyNet, ObsSpec
     from schedgym.agents.selflabel import behaviour_clone
-
     from schedgym.policy import make_policy
 
     args = SelfLabelArgs(env=JOBSHOP, env_kwargs={"dataset": "jobshop/random-6x4"}, warm_start="mwkr",

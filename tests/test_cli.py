@@ -170,7 +170,7 @@ def test_no_command_prints_help(capsys):
 def test_run_writes_results_table_and_gantt(tmp_path, capsys):
     out_dir = tmp_path / "res"
     code, out, err = run(["run", "--group", "15x15", "--cpsat-time-limit", "0.2", "--out", str(out_dir),
-                          "--no-progress"], capsys)
+                          "--no-progress", "--no-train"], capsys)
     assert code == 0, err
     rows = rows_of(out_dir / "results.json")
     assert len(rows) == 10 * 9
