@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
+
+
+class Panel(NamedTuple):
+    """One subplot: the scalar tags to draw against their TensorBoard step."""
+
+    title: str
+    xlabel: str
+    tags: Sequence[str]
+    ylabel: str = ""
+    references: Mapping[str, float] = {}  # name -> value, drawn as dashed horizontal lines
 
 
 def read_scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
@@ -18,30 +29,33 @@ def read_scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def save_learning_curve(run_dir: str | Path, path: str | Path, tags: Sequence[str],
-                        references: Mapping[str, float] | None = None, title: str = "",
-                        xlabel: str = "iteration", ylabel: str = "") -> Path:
-    """Plot ``tags`` (those present) from ``run_dir`` and horizontal reference lines into a PNG."""
+def save_learning_curve(run_dir: str | Path, path: str | Path, panels: Sequence[Panel],
+                        title: str = "") -> Path:
+    """Draw the panels whose tags exist in ``run_dir`` side by side into a PNG (empty panels are dropped)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     scalars = read_scalars(run_dir)
-    present = [t for t in tags if t in scalars]
-    if not present:
-        raise ValueError(f"none of the tags {list(tags)} are in {run_dir}; it has {sorted(scalars)}")
-    fig = Figure(figsize=(8, 4.5), dpi=100)
+    drawn = [(p, [t for t in p.tags if t in scalars]) for p in panels]
+    drawn = [(p, tags) for p, tags in drawn if tags]
+    if not drawn:
+        wanted = sorted({t for p in panels for t in p.tags})
+        raise ValueError(f"none of the tags {wanted} are in {run_dir}; it has {sorted(scalars)}")
+    fig = Figure(figsize=(6 * len(drawn), 4.5), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(111)
-    for tag in present:
-        steps, vals = zip(*scalars[tag], strict=True)
-        ax.plot(steps, vals, marker="o" if len(steps) < 30 else None, markersize=3, label=tag)
-    for name, val in (references or {}).items():
-        ax.axhline(val, linestyle="--", linewidth=1, color="grey")
-        ax.annotate(name, (ax.get_xlim()[0], val), fontsize=8, color="grey", va="bottom")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
+    for i, (panel, tags) in enumerate(drawn):
+        ax = fig.add_subplot(1, len(drawn), i + 1)
+        for tag in tags:
+            steps, vals = zip(*scalars[tag], strict=True)
+            ax.plot(steps, vals, marker="o" if len(steps) < 40 else None, markersize=3, label=tag)
+        for name, val in panel.references.items():
+            ax.axhline(val, linestyle="--", linewidth=1, color="grey", label=name)
+        ax.set_title(panel.title, fontsize=10)
+        ax.set_xlabel(panel.xlabel)
+        ax.set_ylabel(panel.ylabel)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from schedgym.agents.checkpoint import load_checkpoint, save_net
 from schedgym.agents.encoders import EncoderConfig
 from schedgym.agents.losses import imitation_loss
 from schedgym.agents.model import GraphPolicyNet, NetConfig, ObsSpec, obs_to_torch, stack_obs
-from schedgym.agents.rollout import make_env, replay, sample_episodes
+from schedgym.agents.rollout import make_env, objective_of, replay, sample_episodes
 
 VAL_SEED0 = 10**9  # validation instances come from seeds no training iteration uses
 
@@ -124,15 +124,32 @@ def train_selflabel(args: SelfLabelArgs, on_iteration: Callable[[int, dict[str, 
     bar = _Progress(args, start_it, c0)
     validated_at = -1
     if start_it == 0 and args.warm_start:
+        clone_epochs = [0]
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            """Log the cloning curve; every cloned epoch is a candidate for best.pt."""
+            nonlocal best_val
+            clone_epochs[0] = epoch
+            writer.add_scalar("clone/loss", loss, epoch)
+            if args.val_every:
+                val = validate(net, envs, args.val_episodes)
+                for k, v in val.items():
+                    writer.add_scalar(f"clone/val_{k}", v, epoch)
+                if val["mean_return"] > best_val:
+                    best_val = val["mean_return"]
+                    save_net(net, best, meta(0))
+
         # Cloning may use a share of the time budget; self-labelling gets the rest.
         deadline = c0 + args.time_budget_s * args.warm_start_budget_frac if args.time_budget_s > 0 else None
-        bc_loss = behaviour_clone(net, args, deadline=deadline, tick=bar.tick)
-        writer.add_scalar("selflabel/warm_start_loss", bc_loss, 0)
-        val = validate(net, envs, args.val_episodes)  # the clone is a candidate for best.pt too
-        for k, v in val.items():
-            writer.add_scalar(f"eval/{k}", v, 0)
-        best_val, validated_at = val["mean_return"], 0
-        save_net(net, best, meta(0))
+        behaviour_clone(net, args, deadline=deadline, tick=bar.tick, on_epoch=on_epoch)
+        if not args.val_every or clone_epochs[0] < args.warm_start_epochs:  # validate the final clone
+            val = validate(net, envs, args.val_episodes)
+            for k, v in val.items():
+                writer.add_scalar(f"clone/val_{k}", v, clone_epochs[0] + 1)
+            if val["mean_return"] > best_val:
+                best_val = val["mean_return"]
+                save_net(net, best, meta(0))
+        validated_at = 0
     it = start_it
     try:
         while it < args.iterations and not _out_of_time(args, c0):
@@ -228,10 +245,37 @@ def validate(net: GraphPolicyNet, envs: list[Any], n: int) -> dict[str, float]:
     return out
 
 
+def baseline_validation(env_id: str, env_kwargs: dict[str, Any], baseline: str, n: int) -> dict[str, float]:
+    """A registered baseline on the same held-out validation seeds as ``validate``: mean return/objective."""
+    from schedgym.policy import make_policy
+
+    env = make_env(env_id, env_kwargs)
+    pol = make_policy(env_id, baseline)
+    rets, objs = [], []
+    for k in range(n):
+        obs, info = env.reset(seed=VAL_SEED0 + k)
+        pol.reset(env, seed=k)
+        total, done, term = 0.0, False, False
+        while not done:
+            obs, r, term, trunc, info = env.step(pol.act(obs, info))
+            total += float(r)
+            done = term or trunc
+        rets.append(total)
+        obj = objective_of(env) if term else None
+        if obj is not None:
+            objs.append(obj)
+    out = {"mean_return": float(np.mean(rets))}
+    if objs:
+        out["mean_objective"] = float(np.mean(objs))
+    return out
+
+
 def behaviour_clone(net: GraphPolicyNet, args: SelfLabelArgs, batch: int = 256, deadline: float | None = None,
-                    tick: Callable[[str], None] | None = None) -> float:
+                    tick: Callable[[str], None] | None = None,
+                    on_epoch: Callable[[int, float], None] | None = None) -> float:
     """Clone baseline ``args.warm_start`` on ``warm_start_episodes`` training instances (stopping early at
-    ``deadline``, a ``_clock(args)`` value); returns the last minibatch loss."""
+    ``deadline``, a ``_clock(args)`` value); ``on_epoch(epoch, mean loss)`` after each full pass.
+    Returns the last minibatch loss."""
     from schedgym.policy import make_policy
 
     if args.warm_start_episodes < 1:
@@ -258,6 +302,8 @@ def behaviour_clone(net: GraphPolicyNet, args: SelfLabelArgs, batch: int = 256, 
     loss = torch.tensor(0.0)
     for epoch in range(args.warm_start_epochs):
         order = rng.permutation(len(states))
+        losses = []
+        net.train()
         for s in range(0, len(order), batch):
             if deadline is not None and _clock(args) >= deadline:
                 return float(loss.detach())
@@ -268,9 +314,12 @@ def behaviour_clone(net: GraphPolicyNet, args: SelfLabelArgs, batch: int = 256, 
             opt.zero_grad()
             loss.backward()
             opt.step()
+            losses.append(float(loss.detach()))
             if tick is not None:
                 tick(f"cloning {args.warm_start}: epoch {epoch + 1}/{args.warm_start_epochs} "
-                     f"loss {float(loss.detach()):.3f}")
+                     f"loss {losses[-1]:.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, float(np.mean(losses)))
     return float(loss.detach())
 
 

@@ -234,7 +234,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     pols["cpsat"] = make_policy(JOBSHOP, "cpsat", time_limit=args.cpsat_time_limit)
     if agent is not None:
         pols[agent.name] = agent
-    print(f"Evaluating {len(pols)} baselines on {dataset} (gap to the best-known upper bound; "
+    what = f"the agent and {len(pols) - 1}" if agent is not None else f"{len(pols)}"
+    print(f"Evaluating {what} baselines on {dataset} (gap to the best-known upper bound; "
           f"CP-SAT limited to {args.cpsat_time_limit:g} s per instance)")
     t0 = time.perf_counter()
     res = evaluate(JOBSHOP, pols, dataset, seeds=1, progress=not args.no_progress)
