@@ -18,6 +18,17 @@ class SchedulingEnv(gym.Env[dict[str, np.ndarray], Any]):
 
     objective: ClassVar[str] = "makespan"
     validator: ClassVar[Callable[..., dict[str, Any]]]
+    # Module with render_ansi(state) and render_rgb_array(state); ``render`` delegates to it.
+    renderer: ClassVar[Any] = None
+    state: Any = None
+
+    def render(self) -> str | np.ndarray | None:
+        """Delegate to the domain's viewer module (``ansi`` text or an ``rgb_array`` image)."""
+        if self.state is None or self.render_mode is None or self.renderer is None:
+            return None
+        if self.render_mode == "ansi":
+            return self.renderer.render_ansi(self.state)
+        return self.renderer.render_rgb_array(self.state)
 
     @property
     def instance(self) -> Any:

@@ -92,6 +92,7 @@ class DAGDispatchEnv(SchedulingEnv):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
     objective = "makespan"
     validator = staticmethod(validate_schedule)
+    renderer = viewer
 
     def __init__(
         self,
@@ -205,13 +206,6 @@ class DAGDispatchEnv(SchedulingEnv):
         if st.done:
             info.update(self.metrics())
         return self._obs(), reward, st.done, False, info
-
-    def render(self) -> Any:
-        if self.state is None or self.render_mode is None:
-            return None
-        if self.render_mode == "ansi":
-            return viewer.render_ansi(self.state)
-        return viewer.render_rgb_array(self.state)
 
     # ------------------------------------------------------------------ schedgym API
     @property

@@ -76,6 +76,7 @@ class JobShopEnv(SchedulingEnv):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
     objective = "makespan"
     validator = staticmethod(validate_schedule)
+    renderer = viewer
 
     def __init__(
         self,
@@ -165,13 +166,6 @@ class JobShopEnv(SchedulingEnv):
         if terminated:
             info["makespan"] = st.makespan
         return self._obs(), reward, terminated, False, info
-
-    def render(self) -> str | np.ndarray | None:
-        if self.state is None or self.render_mode is None:
-            return None
-        if self.render_mode == "ansi":
-            return viewer.render_ansi(self.state)
-        return viewer.render_rgb_array(self.state)
 
     # ------------------------------------------------------------------ schedgym API
     @property

@@ -100,6 +100,7 @@ class LLMServingEnv(SchedulingEnv):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
     objective = "p99_ttft"
     validator = staticmethod(validate_schedule)
+    renderer = viewer
 
     def __init__(
         self,
@@ -240,13 +241,6 @@ class LLMServingEnv(SchedulingEnv):
         if terminated:
             info.update(self.metrics())
         return obs, reward, terminated, False, info
-
-    def render(self) -> str | np.ndarray | None:
-        if self.state is None or self.render_mode is None:
-            return None
-        if self.render_mode == "ansi":
-            return viewer.render_ansi(self.state)
-        return viewer.render_rgb_array(self.state)
 
     # ------------------------------------------------------------------ schedgym API
     @property
