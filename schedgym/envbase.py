@@ -45,3 +45,14 @@ class SchedulingEnv(gym.Env[dict[str, np.ndarray], Any]):
     def validate(self) -> dict[str, Any]:
         """Objectives recomputed by the domain's independent validator."""
         raise NotImplementedError
+
+
+def action_index(action: Any, n: int) -> int:
+    """``action`` as an int in ``0..n-1``; a ValueError names the action and the space otherwise."""
+    try:
+        a = int(action)
+    except (TypeError, ValueError):
+        raise ValueError(f"action {action!r} is not an index in Discrete({n})") from None
+    if not 0 <= a < n:
+        raise ValueError(f"action {action!r} is outside the action space Discrete({n})")
+    return a

@@ -8,7 +8,7 @@ import numpy as np
 from gymnasium import spaces
 
 from schedgym import datasets
-from schedgym.envbase import SchedulingEnv
+from schedgym.envbase import SchedulingEnv, action_index
 from schedgym.envs.serving import catalog, features, viewer
 from schedgym.envs.serving.cluster import check_cluster, cost_models, resolve_cluster
 from schedgym.envs.serving.generator import sample_classes
@@ -217,13 +217,7 @@ class LLMServingEnv(SchedulingEnv):
         sim = self.state
         if sim is None:
             raise RuntimeError("call reset() before step()")
-        n = self.cluster.n_instances
-        try:
-            a = int(action)
-        except (TypeError, ValueError):
-            raise ValueError(f"action {action!r} is not an instance index in Discrete({n})") from None
-        if not 0 <= a < n:
-            raise ValueError(f"action {action!r} is outside the action space Discrete({n})")
+        a = action_index(action, self.cluster.n_instances)
         if self._request is None:
             raise RuntimeError("the episode has ended; call reset()")
         if not sim.feasible[self._request, a]:

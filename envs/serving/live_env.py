@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium import spaces
 
 from schedgym import datasets
-from schedgym.envbase import SchedulingEnv
+from schedgym.envbase import SchedulingEnv, action_index
 from schedgym.envs.serving import catalog, features
 from schedgym.envs.serving.cluster import cost_model, instance_plan, request_limit
 from schedgym.envs.serving.metrics import aggregate
@@ -260,13 +260,7 @@ class LLMServingLiveEnv(SchedulingEnv):
         run = self.state
         if run is None or self.live is None:
             raise RuntimeError("call reset() before step()")
-        n = self.cluster.n_instances
-        try:
-            a = int(action)
-        except (TypeError, ValueError):
-            raise ValueError(f"action {action!r} is not an instance index in Discrete({n})") from None
-        if not 0 <= a < n:
-            raise ValueError(f"action {action!r} is outside the action space Discrete({n})")
+        a = action_index(action, self.cluster.n_instances)
         if self._request is None:
             raise RuntimeError("the episode has ended; call reset()")
         if not self._buf["action_mask"][a]:
