@@ -85,9 +85,9 @@ PRESETS: dict[str, ModelConfig] = {
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float) -> None:
+    def __init__(self, dim: int, eps: float, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.weight = nn.Parameter(torch.ones(dim, dtype=dtype), requires_grad=False)
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -192,25 +192,27 @@ class Transformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         dev = torch.device(device)
-        g = torch.Generator().manual_seed(int(seed))
+        # Weights are drawn on the device itself (a 1B model drawn on one CPU thread takes tens of seconds), so
+        # the same seed gives different values on CPU and CUDA; timing does not depend on them.
+        g = torch.Generator(device=dev).manual_seed(int(seed))
         h, d, dt = cfg.hidden_size, cfg.head_dim, cfg.torch_dtype
 
         def w(*shape: int) -> nn.Parameter:
-            return nn.Parameter((torch.randn(*shape, generator=g) * shape[-1] ** -0.5).to(dt).to(dev),
+            return nn.Parameter((torch.randn(*shape, generator=g, device=dev) * shape[-1] ** -0.5).to(dt),
                                 requires_grad=False)
 
         self.embed = w(cfg.vocab_size, h)
         self.layers = nn.ModuleList()
         for _ in range(cfg.n_layers):
             layer = nn.Module()
-            layer.attn_norm = RMSNorm(h, cfg.norm_eps)
+            layer.attn_norm = RMSNorm(h, cfg.norm_eps, dt)
             layer.wqkv = w((cfg.n_heads + 2 * cfg.n_kv_heads) * d, h)
             layer.wo = w(h, cfg.n_heads * d)
-            layer.mlp_norm = RMSNorm(h, cfg.norm_eps)
+            layer.mlp_norm = RMSNorm(h, cfg.norm_eps, dt)
             layer.w_gate_up = w(2 * cfg.ffn_size, h)
             layer.w_down = w(h, cfg.ffn_size)
             self.layers.append(layer)
-        self.norm = RMSNorm(h, cfg.norm_eps)
+        self.norm = RMSNorm(h, cfg.norm_eps, dt)
         self.lm_head = w(cfg.vocab_size, h)
         self.to(dev)
         self.cos, self.sin = rope_tables(cfg, dev)

@@ -170,7 +170,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
                    context_limit=args.context_limit, device=args.device, backend=args.backend)
     print(format_report(rep))
     if args.out:
-        Path(args.out).write_text(json.dumps(rep, indent=1, default=float) + "\n")
+        Path(args.out).write_text(json.dumps(rep, indent=1, default=lambda o: o.tolist()) + "\n")  # numpy
     return 0
 
 

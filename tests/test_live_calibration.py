@@ -8,7 +8,7 @@ import json
 import gymnasium as gym
 import pytest
 import torch
-from tests_live_helpers import small_workload
+from tests_live_helpers import DEVICE, small_workload
 
 import schedgym  # noqa: F401
 from schedgym.cli import main
@@ -23,7 +23,7 @@ GRID = dict(prefill=(0, 1, 16, 64), decode=(0, 1, 4, 16), context=(16, 128), rep
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory) -> str:
-    doc = calibrate("tiny", **GRID)
+    doc = calibrate("tiny", device=DEVICE, **GRID)
     return str(write_table(doc, tmp_path_factory.mktemp("cal") / "tiny.json"))
 
 
@@ -53,7 +53,7 @@ def test_table_round_trips_into_the_simulator_cost_model(table: str) -> None:
 
 
 def test_fidelity_runs_live_and_sim_with_identical_routing(table: str) -> None:
-    rep = fidelity(small_workload(), table, n_engines=2, num_blocks=128)
+    rep = fidelity(small_workload(), table, n_engines=2, num_blocks=128, device=DEVICE)
     assert rep["same_routing"]
     assert [r["metric"] for r in rep["rows"]][:3] == ["p50_ttft", "p90_ttft", "p99_ttft"]
     assert all(r["live"] > 0 and r["sim"] > 0 for r in rep["rows"])
@@ -63,6 +63,6 @@ def test_fidelity_runs_live_and_sim_with_identical_routing(table: str) -> None:
 def test_calibrate_cli_writes_a_loadable_table(tmp_path) -> None:
     out = tmp_path / "t.json"
     assert main(["calibrate", "--out", str(out), "--prefill", "0,8", "--decode", "0,2", "--context", "8",
-                 "--repeats", "1"]) == 0
+                 "--repeats", "1", "--device", DEVICE]) == 0
     assert load_calibration_table(out).prefill.tolist() == [0.0, 8.0]
     assert main(["calibrate", "--out", str(out), "--prefill", "8,16", "--decode", "0,2"]) == 2  # no 0 in grid

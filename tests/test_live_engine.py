@@ -10,14 +10,16 @@ from schedgym.envs.serving.types import END_FINISH, END_RECOMPUTE
 from schedgym.hwbackend.engine import LiveEngine
 from schedgym.hwbackend.model import KVPool, ModelConfig, SeqBatch, Transformer, dense_attention, paged_attention
 
+from tests_live_helpers import DEVICE
+
 torch.set_num_threads(1)
 
 
 def test_paged_attention_equals_dense() -> None:
     g = torch.Generator().manual_seed(0)
     H, KVH, d, bs, nblocks = 4, 2, 8, 4, 64
-    kc = torch.randn(nblocks, bs, KVH, d, generator=g)
-    vc = torch.randn(nblocks, bs, KVH, d, generator=g)
+    kc = torch.randn(nblocks, bs, KVH, d, generator=g).to(DEVICE)
+    vc = torch.randn(nblocks, bs, KVH, d, generator=g).to(DEVICE)
     perm = torch.randperm(nblocks, generator=g)
     ctx = [13, 5, 9]
     qlen = [4, 1, 9]
@@ -27,8 +29,9 @@ def test_paged_attention_equals_dense() -> None:
         n = -(-c // bs)
         tables[b, :n] = perm[used:used + n]
         used += n
-    q = torch.randn(3, 9, H, d, generator=g)
-    out = paged_attention(q, kc, vc, tables, torch.tensor(ctx), torch.tensor(qlen))
+    q = torch.randn(3, 9, H, d, generator=g).to(DEVICE)
+    tables = tables.to(DEVICE)
+    out = paged_attention(q, kc, vc, tables, torch.tensor(ctx, device=DEVICE), torch.tensor(qlen, device=DEVICE))
     for b, (c, ql) in enumerate(zip(ctx, qlen)):
         k = kc[tables[b]].reshape(-1, KVH, d)[:c]
         v = vc[tables[b]].reshape(-1, KVH, d)[:c]
@@ -42,8 +45,8 @@ def _dense_forward(model: Transformer, ids: list[int]) -> torch.Tensor:
     cfg = model.cfg
     H, KVH, d = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
     from schedgym.hwbackend.model import apply_rope
-    pos = torch.arange(len(ids))
-    x = model.embed[torch.tensor(ids)]
+    pos = torch.arange(len(ids), device=model.device)
+    x = model.embed[torch.tensor(ids, device=model.device)]
     for layer in model.layers:
         a = layer.attn_norm(x) @ layer.wqkv.T
         q, k, v = a.split([H * d, KVH * d, KVH * d], dim=-1)
@@ -59,7 +62,7 @@ def _dense_forward(model: Transformer, ids: list[int]) -> torch.Tensor:
 def test_engine_greedy_tokens_match_dense_model() -> None:
     """Paged, batched, chunked generation produces the same greedy tokens as a dense no-cache forward."""
     eng = LiveEngine("tiny", {"block_size": 4, "chunked_prefill": True, "max_num_batched_tokens": 8,
-                              "max_num_seqs": 4}, num_blocks=64, context_limit=256)
+                              "max_num_seqs": 4}, num_blocks=64, context_limit=256, device=DEVICE)
     lens = [(11, 6), (3, 5), (7, 1)]
     for r, (p, o) in enumerate(lens):
         eng.submit(r, p, o)
@@ -80,7 +83,8 @@ def test_engine_exact_tokens_and_preemption(chunked: bool) -> None:
     """Every request produces exactly its output length, also when a small cache forces recompute."""
     rng = np.random.default_rng(1)
     eng = LiveEngine("tiny", {"block_size": 4, "chunked_prefill": chunked, "max_num_batched_tokens": 64,
-                              "max_num_seqs": 8, "watermark": 0.0}, num_blocks=24, context_limit=64)
+                              "max_num_seqs": 8, "watermark": 0.0}, num_blocks=24, context_limit=64,
+                     device=DEVICE)
     P = rng.integers(1, 30, 12)
     OUT = rng.integers(1, 30, 12)
     for r in range(12):
@@ -105,7 +109,7 @@ def test_engine_exact_tokens_and_preemption(chunked: bool) -> None:
 
 
 def test_engine_bad_request_errors() -> None:
-    eng = LiveEngine("tiny", None, num_blocks=8, context_limit=32)
+    eng = LiveEngine("tiny", None, num_blocks=8, context_limit=32, device=DEVICE)
     with pytest.raises(ValueError, match="context limit 32"):
         eng.submit(0, 30, 5)
     with pytest.raises(ValueError, match="output_tokens"):
@@ -118,6 +122,22 @@ def test_engine_bad_request_errors() -> None:
 
 def test_batch_shapes_unused_imports_guard() -> None:
     # KVPool and SeqBatch are the public surface the profiler uses.
-    pool = KVPool(ModelConfig(), 4, 2, torch.device("cpu"))
+    pool = KVPool(ModelConfig(), 4, 2, torch.device(DEVICE))
     assert pool.k.shape == (2, 4, 2, 2, 16)
     assert SeqBatch.__dataclass_fields__.keys() >= {"token_ids", "groups"}
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_engine_generates_exact_tokens(dtype: str) -> None:
+    """The GPU presets are bf16: every layer (norms included) runs in the model dtype, tokens are exact."""
+    if dtype == "float16" and DEVICE == "cpu":
+        pytest.skip("float16 matmul is a GPU dtype")
+    eng = LiveEngine({"dtype": dtype}, {"block_size": 4, "chunked_prefill": True, "max_num_batched_tokens": 16},
+                     num_blocks=64, context_limit=128, device=DEVICE)
+    assert {p.dtype for p in eng.model.parameters()} == {getattr(torch, dtype)}
+    for r, (p, o) in enumerate([(20, 5), (7, 3), (1, 9)]):
+        eng.submit(r, p, o)
+    eng.run_until_idle()
+    assert sorted(eng.finished) == [0, 1, 2]
+    assert [len(s) for s in (eng.waiting, eng.prefilling, eng.running)] == [0, 0, 0]
+    assert len(eng.free_blocks) == eng.num_blocks

@@ -12,6 +12,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import schedgym  # noqa: F401
+from tests_live_helpers import DEVICE, cpu_only
 from schedgym.envs.serving.types import ServingWorkload
 
 torch.set_num_threads(1)
@@ -47,7 +48,7 @@ def test_registered_nondeterministic_and_documented() -> None:
 
 
 def test_live_episode_validates_every_request() -> None:
-    env = gym.make(ENV_ID)
+    env = gym.make(ENV_ID, device=DEVICE)
     info, n = run_episode(env)
     u = env.unwrapped
     checked = u.validate()
@@ -60,7 +61,7 @@ def test_live_episode_validates_every_request() -> None:
 
 
 def test_live_check_env_and_strict_mask() -> None:
-    env = gym.make(ENV_ID, instance=burst(4), n_engines=2, token_scale=1.0, strict=True)
+    env = gym.make(ENV_ID, instance=burst(4), n_engines=2, token_scale=1.0, strict=True, device=DEVICE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check_env(env.unwrapped, skip_render_check=True)
@@ -76,7 +77,7 @@ def test_live_check_env_and_strict_mask() -> None:
 
 def test_killing_an_engine_loses_no_request() -> None:
     w = burst(16)
-    env = gym.make(ENV_ID, instance=w, token_scale=1.0, rate_scale=1.0, n_engines=2)
+    env = gym.make(ENV_ID, instance=w, token_scale=1.0, rate_scale=1.0, n_engines=2, device=DEVICE)
     info, _ = run_episode(env, kill_at=8)
     u = env.unwrapped
     assert info["n_served"] == w.n_requests
@@ -97,6 +98,7 @@ def ray_session():
     ray.shutdown()
 
 
+@cpu_only
 @pytest.mark.slow
 def test_ray_actor_engines_and_fault(ray_session) -> None:
     """Engines as Ray actor processes; killing one actor mid-run re-dispatches its requests, none lost."""
