@@ -13,7 +13,8 @@ OUT="${OUT:-gpu_check_out}"
 mkdir -p "$OUT"
 LOG="$OUT/gpu_check.log"
 : >"$LOG"
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+# PYTHONSAFEPATH: the repo root must not shadow the installed package (its schedgym/ lacks envs/, hwbackend/).
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 PYTHONSAFEPATH=1
 PY="${PYTHON:-python3}"
 CLI=("$PY" -c 'import sys; from schedgym.cli import main; sys.exit(main(sys.argv[1:]))')  # the schedgym CLI
 step() {  # step NAME SECONDS CMD...: run with a timeout, log its output and exit status
