@@ -121,3 +121,16 @@ def test_batch_shapes_unused_imports_guard() -> None:
     pool = KVPool(ModelConfig(), 4, 2, torch.device("cpu"))
     assert pool.k.shape == (2, 4, 2, 2, 16)
     assert SeqBatch.__dataclass_fields__.keys() >= {"token_ids", "groups"}
+
+
+def test_engine_bf16_model_runs() -> None:
+    """bf16 weights (the GPU presets) keep every activation in bf16: found on the first H100 run."""
+    cfg = {"n_layers": 2, "hidden_size": 64, "n_heads": 4, "n_kv_heads": 2, "ffn_size": 128, "vocab_size": 256,
+           "dtype": "bfloat16"}
+    eng = LiveEngine(cfg, {"max_num_seqs": 8}, num_blocks=64, context_limit=256)
+    for r in range(5):
+        eng.submit(r, 20 + r, 5)
+    eng.run_until_idle()
+    assert sorted(eng.finished) == list(range(5))
+    assert [x[7] for x in eng.res_log].count(END_FINISH) == 5
+    assert eng.model.embed.dtype == torch.bfloat16
