@@ -141,3 +141,16 @@ def test_half_precision_engine_generates_exact_tokens(dtype: str) -> None:
     assert sorted(eng.finished) == [0, 1, 2]
     assert [len(s) for s in (eng.waiting, eng.prefilling, eng.running)] == [0, 0, 0]
     assert len(eng.free_blocks) == eng.num_blocks
+
+
+def test_engine_bf16_model_runs() -> None:
+    """bf16 weights (the GPU presets) keep every activation in bf16: found on the first H100 run."""
+    cfg = {"n_layers": 2, "hidden_size": 64, "n_heads": 4, "n_kv_heads": 2, "ffn_size": 128, "vocab_size": 256,
+           "dtype": "bfloat16"}
+    eng = LiveEngine(cfg, {"max_num_seqs": 8}, num_blocks=64, context_limit=256, device=DEVICE)
+    for r in range(5):
+        eng.submit(r, 20 + r, 5)
+    eng.run_until_idle()
+    assert sorted(eng.finished) == list(range(5))
+    assert [x[7] for x in eng.res_log].count(END_FINISH) == 5
+    assert eng.model.embed.dtype == torch.bfloat16
