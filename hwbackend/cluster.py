@@ -20,7 +20,12 @@ from schedgym.hwbackend.engine import LiveEngine, Residency, Segment
 
 
 class EngineServer:
-    """A ``LiveEngine`` stepping in a background thread; every method is safe to call from other threads."""
+    """A ``LiveEngine`` stepping in a background thread; every method is safe to call from other threads.
+
+    The step runs without any lock: after each iteration the loop publishes a snapshot (statistics and the new
+    log entries) under a short lock, and ``poll()`` only swaps that snapshot out. (Holding one lock across the
+    whole step starved ``poll()``: Python locks are unfair, so the re-acquiring engine thread won a lock convoy
+    and the router waited many iterations per decision.)"""
 
     def __init__(self, model: Any, engine: dict[str, Any], num_blocks: int, context_limit: int, *, seed: int = 0,
                  device: str = "cpu", threads: int | None = 1, epoch: float | None = None) -> None:
@@ -33,8 +38,10 @@ class EngineServer:
         self._inbox: queue.SimpleQueue[tuple[int, int, int, float]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()   # guards the published snapshot only
         self._res_seen = self._seg_seen = self._rcv_seen = 0
+        self._pub: dict[str, Any] = {"stats": self.engine.stats(), "res": [], "seg": [], "received": [],
+                                     "busy_s": 0.0}
         self.error: str | None = None
         self._thread = threading.Thread(target=self._loop, name="live-engine", daemon=True)
         self._thread.start()
@@ -50,36 +57,52 @@ class EngineServer:
         self._inbox.put((int(rid), int(prompt_tokens), int(output_tokens), time.time() - self.epoch))
         self._wake.set()
 
+    def _publish(self) -> None:
+        """Move the log entries recorded since the last publish, and fresh statistics, into the snapshot."""
+        eng = self.engine
+        res, rcv = eng.res_log[self._res_seen:], eng.received[self._rcv_seen:]
+        seg = [(*g, *sh) for g, sh in zip(eng.seg_log[self._seg_seen:], eng.shape_log[self._seg_seen:])]
+        self._res_seen += len(res)
+        self._seg_seen += len(seg)
+        self._rcv_seen += len(rcv)
+        stats = eng.stats()
+        with self._lock:
+            p = self._pub
+            p["res"] += res
+            p["seg"] += seg
+            p["received"] += rcv
+            p["stats"], p["busy_s"] = stats, eng.busy_s
+
     def _loop(self) -> None:
         eng = self.engine
         try:
             while not self._stop.is_set():
-                with self._lock:
-                    while True:
-                        try:
-                            eng.submit(*self._inbox.get_nowait())
-                        except queue.Empty:
-                            break
-                    ran = eng.step()
+                got = False
+                while True:
+                    try:
+                        eng.submit(*self._inbox.get_nowait())
+                        got = True
+                    except queue.Empty:
+                        break
+                ran = eng.step()
+                if ran or got:
+                    self._publish()
                 if not ran:
-                    self._wake.wait(0.002)
+                    self._wake.wait(0.05)  # submit() and stop() set it: no busy polling (GIL)
                     self._wake.clear()
         except Exception as exc:  # reported to the driver by poll(); the engine is dead from here on
             self.error = f"{type(exc).__name__}: {exc}"
 
     def poll(self) -> dict[str, Any]:
-        """Live statistics (``features.LIVE`` columns) and the log entries recorded since the last poll."""
+        """Live statistics (``features.LIVE`` columns, as of the last finished iteration) and the log entries
+        published since the last poll; never waits for an iteration. ``seg`` entries are the simulator's segment
+        tuple followed by the iteration's shape (``LiveEngine.shape_log``)."""
         with self._lock:
-            eng = self.engine
-            res = eng.res_log[self._res_seen:]
-            seg = eng.seg_log[self._seg_seen:]
-            rcv = eng.received[self._rcv_seen:]
-            self._res_seen += len(res)
-            self._seg_seen += len(seg)
-            self._rcv_seen += len(rcv)
-            return {"stats": eng.stats(), "res": list(res), "seg": list(seg), "received": list(rcv),
-                    "error": self.error,
-                    "busy_s": eng.busy_s}
+            p = self._pub
+            out = {"stats": p["stats"], "res": p["res"], "seg": p["seg"], "received": p["received"],
+                   "error": self.error, "busy_s": p["busy_s"]}
+            p["res"], p["seg"], p["received"] = [], [], []
+        return out
 
     def stop(self) -> None:
         self._stop.set()

@@ -86,6 +86,9 @@ class LiveEngine:
         self.running: list[_Seq] = []      # decoding, in admission order
         self.res_log: list[Residency] = []
         self.seg_log: list[Segment] = []
+        # Parallel to seg_log: each iteration's batch shape (prefill tokens, decode sequences, decode KV context,
+        # prefill KV context) in the cost model's terms, to compare measured iterations with a calibration.
+        self.shape_log: list[tuple[int, int, int, int]] = []
         self.open: dict[int, tuple[float, float, int]] = {}  # rid -> (alloc, start, kv_start)
         self.finished: list[int] = []
         self.received: list[tuple[int, float]] = []  # (request, engine clock when it arrived at the engine)
@@ -211,6 +214,7 @@ class LiveEngine:
         t1 = self.clock()
         P = sum(c for _, c in chunks)
         self.seg_log.append((-1, t0, t1, 1, bool(decodes), P))
+        self.shape_log.append((P, len(decodes), sum(s.computed for s in decodes), sum(s.computed for s, _ in chunks)))
         self.busy_s += t1 - t0
         if decodes and not chunks:
             self.last_decode_s = t1 - t0

@@ -79,9 +79,16 @@ def calibrate(model: str | dict | None = "tiny", *, engine: dict[str, Any] | Non
     shapes = [(p, d, c) for p in prefill for d in decode if p + d for c in (sorted(context) if d else (0,))]
     times = np.zeros((warmup + repeats, len(shapes)))
     # Sweep the whole grid once per repeat (not one shape many times in a row), so slow drifts of a shared
-    # machine spread over every shape instead of biasing a few.
+    # machine spread over every shape instead of biasing a few, in a fresh seeded order each sweep: an
+    # iteration right after a much larger one is slower (allocator, caches), and a fixed order charged that to
+    # the same shapes every sweep (the grid's first shape, right after its largest, measured 4x its time).
+    # Each timed iteration follows one untimed iteration of the same shape, as in the live engine, where an
+    # iteration mostly follows one of a similar shape (decode after decode).
+    order_rng = np.random.default_rng(seed)
     for k in range(warmup + repeats):
-        for j, (p, d, c) in enumerate(shapes):
+        for j in order_rng.permutation(len(shapes)):
+            p, d, c = shapes[j]
+            time_shape(eng, p, d, c)
             times[k, j] = time_shape(eng, p, d, c)
     med = np.median(times[warmup:], axis=0)
     std = np.std(times[warmup:], axis=0)

@@ -118,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     fid.add_argument("--context-limit", type=int, default=512, help="max prompt + output tokens (default 512)")
     fid.add_argument("--backend", default="thread", help="thread (default) or ray")
     fid.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    fid.add_argument("--dispatch-latency-ms", type=float, default=None,
+                     help="router dispatch latency added to the simulated TTFT/E2E (default: probe it first on a "
+                          "synthetic live episode; 0 compares the bare simulator)")
     fid.add_argument("--out", help="write the full report as JSON")
     fid.set_defaults(func=cmd_fidelity)
     return p
@@ -167,7 +170,8 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
             ray.init(num_cpus=args.engines, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     rep = fidelity(w, table, n_engines=args.engines, model=args.model, engine=engine, num_blocks=args.num_blocks,
-                   context_limit=args.context_limit, device=args.device, backend=args.backend)
+                   context_limit=args.context_limit, device=args.device, backend=args.backend,
+                   dispatch_latency_s=None if args.dispatch_latency_ms is None else args.dispatch_latency_ms / 1e3)
     print(format_report(rep))
     if args.out:
         Path(args.out).write_text(json.dumps(rep, indent=1, default=lambda o: o.tolist()) + "\n")  # numpy

@@ -66,3 +66,33 @@ def test_calibrate_cli_writes_a_loadable_table(tmp_path) -> None:
                  "--repeats", "1", "--device", DEVICE]) == 0
     assert load_calibration_table(out).prefill.tolist() == [0.0, 8.0]
     assert main(["calibrate", "--out", str(out), "--prefill", "8,16", "--decode", "0,2"]) == 2  # no 0 in grid
+
+
+def _rows(t_at_64: float) -> list[dict[str, float]]:
+    """A 2x4 grid; decode-only times 1, 3 ms at 1, 32 sequences and ``t_at_64`` at 64; 1 us per KV token."""
+    rows = []
+    for p, extra in ((0, 0.0), (64, 2e-3)):
+        for d, t in ((0, 0.0), (1, 1e-3), (32, 3e-3), (64, t_at_64)):
+            if p + d == 0:
+                continue
+            for k in ((0,) if d == 0 else (16 * d, 256 * d)):
+                rows.append({"prefill_tokens": p, "decode_tokens": d, "kv_context_tokens": k,
+                             "time_s": (t if d else 1e-3) + extra + 1e-6 * k})
+    return rows
+
+
+def test_table_extrapolation_never_lets_more_work_cost_less() -> None:
+    from schedgym.envs.serving.costmodel import calibration_from_rows
+    falling = TableCostModel(calibration_from_rows(_rows(2.5e-3)))  # noisy last segment: 64 faster than 32
+    at64 = falling.iteration_time(0, 64, 64 * 100)
+    assert at64 == pytest.approx(2.5e-3 + 1e-6 * 6400)
+    for d in (65, 128, 256, 4096):  # beyond the grid: flat (slope clamped at 0), never below the last node
+        assert falling.iteration_time(0, d, 64 * 100) == pytest.approx(at64)
+        alpha, beta = falling.decode_coefficients(d)
+        assert alpha == pytest.approx(2.5e-3) and beta == pytest.approx(1e-6)
+    rising = TableCostModel(calibration_from_rows(_rows(4e-3)))  # a rising edge keeps its linear extrapolation
+    assert rising.decode_coefficients(128)[0] == pytest.approx(4e-3 + (4e-3 - 3e-3) * (128 - 64) / 32)
+    assert rising.iteration_time(128, 0, 0) == pytest.approx(1e-3 + 2 * 2e-3)  # prefill axis extrapolates too
+    steep = TableCostModel(calibration_from_rows(_rows(1e-4)))
+    assert min(steep.iteration_time(0, d, 0) for d in (64, 100, 1000)) > 0
+    assert steep.iteration_time(0, 48, 0) == pytest.approx((3e-3 + 1e-4) / 2)  # inside the grid: interpolated

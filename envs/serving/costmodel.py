@@ -272,7 +272,10 @@ class CalibrationTable:
     Other columns (``repeats``, ``std_s``, ...) are allowed and ignored. The (prefill, decode) pairs must
     form a full grid; at each grid node the time is fitted as ``a + b * kv_context_tokens`` by least squares
     over its rows (attention cost is linear in the KV read), and ``a``, ``b`` are interpolated bilinearly
-    between nodes (linearly extrapolated outside the grid).
+    between nodes. Outside the grid they are extrapolated along the edge segment's slope clamped at >= 0 (more
+    prefill tokens or decode sequences never cost less; a noisy last segment that falls would otherwise drive
+    the time towards zero or below far past the grid, e.g. decode batches of 256 from a grid that ends at 64),
+    and never below 0.
     """
 
     prefill: np.ndarray   # (NP,) sorted distinct prefill_tokens
@@ -366,11 +369,20 @@ def calibration_from_rows(rows: list[dict[str, Any]], src: str = "calibration ta
     return CalibrationTable(ps.astype(float), ds.astype(float), a, b, dict(meta or {}))
 
 
-def _interp_weights(grid: np.ndarray, x: float) -> tuple[int, float]:
-    """Cell index i and weight w so that value = (1-w)*v[i] + w*v[i+1] (w outside [0, 1] extrapolates)."""
+def _lerp(grid: np.ndarray, v0: float, v1: float, i: int, x: float) -> float:
+    """Value at ``x`` on the segment from ``(grid[i], v0)`` to ``(grid[i+1], v1)``; outside the grid the edge
+    segment's slope is clamped at >= 0 (costs never fall with more work) and the result at >= 0."""
+    w = (x - grid[i]) / (grid[i + 1] - grid[i])
+    if 0.0 <= w <= 1.0:
+        return (1.0 - w) * v0 + w * v1
+    slope = max(v1 - v0, 0.0)
+    return max(v1 + slope * (w - 1.0) if w > 1.0 else v0 + slope * w, 0.0)
+
+
+def _cell(grid: np.ndarray, x: float) -> int:
+    """Index i of the grid cell [grid[i], grid[i+1]] holding ``x`` (the edge cell when outside)."""
     i = int(np.searchsorted(grid, x, side="right")) - 1
-    i = min(max(i, 0), grid.size - 2)
-    return i, (x - grid[i]) / (grid[i + 1] - grid[i])
+    return min(max(i, 0), grid.size - 2)
 
 
 class TableCostModel:
@@ -381,13 +393,16 @@ class TableCostModel:
         self._decode_cache: dict[int, tuple[float, float]] = {}
 
     def _ab(self, prefill: float, decode: float) -> tuple[float, float]:
+        """Bilinear inside the grid: along the decode axis at the two neighbouring prefill rows, then along
+        the prefill axis (each step extrapolates with a clamped slope, ``_lerp``)."""
         t = self.table
-        i, u = _interp_weights(t.prefill, prefill)
-        j, v = _interp_weights(t.decode, decode)
-        w = ((1 - u) * (1 - v), (1 - u) * v, u * (1 - v), u * v)
-        a = w[0] * t.a[i, j] + w[1] * t.a[i, j + 1] + w[2] * t.a[i + 1, j] + w[3] * t.a[i + 1, j + 1]
-        b = w[0] * t.b[i, j] + w[1] * t.b[i, j + 1] + w[2] * t.b[i + 1, j] + w[3] * t.b[i + 1, j + 1]
-        return float(a), float(b)
+        i, j = _cell(t.prefill, prefill), _cell(t.decode, decode)
+        out = []
+        for m in (t.a, t.b):
+            lo = _lerp(t.decode, m[i, j], m[i, j + 1], j, decode)
+            hi = _lerp(t.decode, m[i + 1, j], m[i + 1, j + 1], j, decode)
+            out.append(_lerp(t.prefill, lo, hi, i, prefill))
+        return float(out[0]), float(out[1])
 
     def iteration_time(self, prefill_tokens: int, decode_tokens: int, kv_context_tokens: int, *,
                        prefill_context_tokens: int = 0, prefill_attention_pairs: float | None = None) -> float:

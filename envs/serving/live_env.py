@@ -55,7 +55,7 @@ class LiveRun:
         self.finish = np.full(R, np.nan)
         self.dispatched = np.full(R, np.nan)  # when the request reached its (last) engine
         self.res: list[tuple[int, tuple]] = []  # (instance, residency)
-        self.seg: list[tuple] = []
+        self.seg: list[tuple] = []  # (instance, t0, t1, iterations, decode, prefill; then LiveEngine.shape_log)
         self.busy = np.zeros(n)
         self.rejected: list[int] = []
         self.redispatched: list[tuple[int, int, int]] = []  # (request, dead instance, new instance)
