@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 ENV_IDS = {
     "schedgym/JobShop-v0": "schedgym.envs.jobshop.env:JobShopEnv",
-    "schedgym/LLMServing-v0": "schedgym.envs.serving.env:LLMServingEnv",
+    "schedgym/LLMServing-v0": "schedgym.envs.serving.backends:make_llm_serving",  # backend="sim" | "live"
     "schedgym/DAGDispatch-v0": "schedgym.envs.dag.env:DAGDispatchEnv",
     "schedgym/MemoryMapping-v0": "schedgym.envs.memory.env:MemoryMappingEnv",
     "schedgym/MemoryOffsets-v0": "schedgym.envs.memory.offsets_env:MemoryOffsetsEnv",

@@ -109,3 +109,24 @@ def test_ray_actor_engines_and_fault(ray_session) -> None:
     assert info["redispatched"]
     assert env.unwrapped.validate()["n_served"] == w.n_requests
     env.close()
+
+
+def test_llmserving_id_dispatches_on_backend() -> None:
+    """gym.make("schedgym/LLMServing-v0", backend="live") is the live env; the default stays the simulator."""
+    from schedgym.envs.serving.env import LLMServingEnv
+    from schedgym.envs.serving.live_env import LLMServingLiveEnv
+    assert type(gym.make("schedgym/LLMServing-v0").unwrapped) is LLMServingEnv
+    assert type(gym.make("schedgym/LLMServing-v0", backend="sim").unwrapped) is LLMServingEnv
+    w = burst(6)
+    env = gym.make("schedgym/LLMServing-v0", backend="live", instance=w, token_scale=1.0, rate_scale=1.0,
+                   n_engines=2, device=DEVICE)
+    assert type(env.unwrapped) is LLMServingLiveEnv
+    info, _ = run_episode(env)
+    assert info["n_served"] == w.n_requests == env.unwrapped.validate()["n_served"]
+    env.close()
+    cfg_env = gym.make("schedgym/LLMServing-v0", config={"backend": "live", "n_engines": 3})
+    assert type(cfg_env.unwrapped) is LLMServingLiveEnv and cfg_env.action_space.n == 3
+    with pytest.raises(ValueError, match=r"backend must be one of \['sim', 'live'\], got 'gpu'"):
+        gym.make("schedgym/LLMServing-v0", backend="gpu")
+    with pytest.raises(ValueError, match="backend must be 'thread' or 'ray', got 'mpi'"):
+        gym.make("schedgym/LLMServing-v0", backend="live", engine_backend="mpi")

@@ -126,7 +126,8 @@ class LLMServingLiveEnv(SchedulingEnv):
     sleeps until the next arrival. If an engine dies, its unfinished requests are re-dispatched to the live
     engine with the fewest outstanding requests (``info["redispatched"]``). Wall-clock timing makes episodes
     non-deterministic (the id is registered ``nondeterministic=True``); routing decisions and the trace
-    window remain seeded.
+    window remain seeded. Also reachable as ``gym.make("schedgym/LLMServing-v0", backend="live", ...)``
+    (``envs/serving/backends.py``; there this env's ``backend`` argument is spelled ``engine_backend``).
 
     ## Observation
     The ``LLMServing-v0`` observation (``features.router_features``), built from the engines' polled
