@@ -7,8 +7,9 @@ router. Relative error = (predicted - live) / live.
 
 Two comparisons are reported: (1) from the trace's arrival times: the prediction is the simulator plus the
 router's dispatch latency (trace arrival -> request at its engine: waking up, polling the engines, building the
-observation, deciding, sending), measured beforehand by ``probe_dispatch_latency`` on a synthetic workload — a
-separate live run, never the compared one — and added to every TTFT and E2E (a constant delay on every arrival
+observation, deciding, sending), taken from the calibration table when ``profiler.calibrate_live`` measured it
+on its own segment, else measured beforehand by ``probe_dispatch_latency`` on a synthetic workload — a separate
+live run either way, never the compared one — and added to every TTFT and E2E (a constant delay on every arrival
 shifts those latencies by exactly that constant and changes nothing else in the simulation); (2) engine-side: both
 sides replayed from the times each request actually reached its engine (the live run's dispatch times become
 the simulated arrivals), which isolates the engine model. Iteration check: every live iteration's measured wall
@@ -99,8 +100,15 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
     live_kwargs = dict(n_engines=n_engines, model=model, engine=eng, num_blocks=num_blocks,
                        context_limit=context_limit, device=device, backend=backend, threads=threads,
                        calibration=calibration)
+    source = "given"
     if dispatch_latency_s is None:
-        dispatch_latency_s = probe_dispatch_latency(live_kwargs)
+        import json
+        from pathlib import Path
+        meta = json.loads(Path(calibration).read_text()) if str(calibration).endswith(".json") else {}
+        if "dispatch_latency_s" in meta:  # measured by calibrate_live on its own (different) segment
+            dispatch_latency_s, source = float(meta["dispatch_latency_s"]), "calibration table"
+        else:
+            dispatch_latency_s, source = probe_dispatch_latency(live_kwargs), "probe"
     live = gym.make("schedgym/LLMServingLive-v0", instance=workload, rate_scale=1.0, token_scale=1.0,
                     **live_kwargs)
     live_info, live_actions = round_robin(live)
@@ -135,7 +143,7 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
         engine_rows = _compare(live2, sim2)
         dispatch_ms = float(np.median(run.dispatched - workload.arrival) * 1e3)
     return {"workload": workload.name, "n_requests": workload.n_requests, "same_routing": live_actions == sim_actions,
-            "calibration": calibration, "dispatch_latency_probe_ms": d * 1e3,
+            "calibration": calibration, "dispatch_latency_model_ms": d * 1e3, "dispatch_latency_source": source,
             "rows": rows, "engine_rows": engine_rows, "median_dispatch_latency_ms": dispatch_ms,
             "iterations": iteration_check(run.seg, calibration),
             "live": live_info, "sim": sim_info}
@@ -153,13 +161,14 @@ def _compare(live: dict[str, Any], sim: dict[str, Any]) -> list[dict[str, Any]]:
 
 def format_report(rep: dict[str, Any]) -> str:
     lines = [f"fidelity on {rep['workload']} ({rep['n_requests']} requests, identical routing: "
-             f"{rep['same_routing']}; calibration {rep['calibration']}; dispatch latency: probe "
-             f"{rep['dispatch_latency_probe_ms']:.2f} ms (added to the simulated TTFT/E2E), this run "
+             f"{rep['same_routing']}; calibration {rep['calibration']}; dispatch latency: "
+             f"{rep['dispatch_latency_model_ms']:.2f} ms from the {rep['dispatch_latency_source']} (added to the "
+             f"simulated TTFT/E2E), this run "
              f"{rep['median_dispatch_latency_ms']:.2f} ms (median))",
              "live iteration time / table time for the same shape: " + "; ".join(
                  f"{k} n={int(v['n'])} median x{v['median']:.2f} (p10 {v['p10']:.2f}, p90 {v['p90']:.2f})"
                  for k, v in rep["iterations"].items())]
-    for title, key in (("from trace arrivals (prediction = simulator + probed dispatch latency)", "rows"),
+    for title, key in (("from trace arrivals (prediction = simulator + modelled dispatch latency)", "rows"),
                        ("engine-side (arrivals = dispatch times)", "engine_rows")):
         if not rep[key]:
             continue

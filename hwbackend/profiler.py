@@ -132,6 +132,84 @@ def _fit_nodes(shapes: list[tuple[int, int, int]], med: np.ndarray) -> list[floa
     return out
 
 
+# Terms of the iteration-time model fitted to live iterations: a fixed cost for each group present (prefill,
+# decode), per prefill token, per decode sequence, per KV token read (decode context + prefill prior context),
+# per prefill token squared (causal attention). All >= 0.
+LIVE_TERMS = ("prefill_group_s", "decode_group_s", "per_prefill_token_s", "per_decode_seq_s", "per_kv_token_s",
+              "per_prefill_token_sq_s")
+
+
+def _design(P: np.ndarray, D: np.ndarray, K: np.ndarray) -> np.ndarray:
+    P, D, K = (np.asarray(v, float) for v in (P, D, K))
+    return np.stack([(P > 0) * 1.0, (D > 0) * 1.0, P, D, K, P * P], 1)
+
+
+def fit_iteration_model(P: np.ndarray, D: np.ndarray, K: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Coefficients (``LIVE_TERMS``, all >= 0) of the iteration time fitted to measured iterations by ordinary
+    least squares on the times themselves, so that the fit keeps their mean: under CPU contention the times are
+    heavy-tailed (the thread is descheduled now and then), and a decode-heavy latency such as TPOT or E2E sums
+    many iterations, so the mean, not the median, is what the simulator must reproduce. Non-negativity by an
+    active set: a coefficient that goes negative is fixed at 0 and the others refitted."""
+    A, t = _design(P, D, K), np.asarray(t, float)
+    if t.size < A.shape[1] or not (t > 0).all():
+        raise ValueError(f"need at least {A.shape[1]} iterations with positive times, got {t.size}")
+    free = A.any(axis=0)  # terms the run never exercised (e.g. no decode) stay 0
+    while True:
+        c = np.zeros(A.shape[1])
+        c[free], *_ = np.linalg.lstsq(A[:, free], t, rcond=None)
+        neg = free & (c < 0)
+        if not neg.any():
+            return c
+        free &= ~neg
+
+
+def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, engine: dict[str, Any] | None = None,
+                   num_blocks: int = 256, context_limit: int = 512, device: str = "cpu", backend: str = "thread",
+                   threads: int = 1, prefill: tuple[int, ...] = DEFAULT_PREFILL,
+                   decode: tuple[int, ...] = DEFAULT_DECODE, context: tuple[int, ...] = DEFAULT_CONTEXT,
+                   gpu: str = "CPU", catalog_model: str = "schedgym-tiny") -> dict[str, Any]:
+    """Calibrate from a live run: replay ``workload`` (time- and token-scaled already) on a live cluster exactly
+    as the live env runs it (same engine processes/threads, driver and router), fit ``fit_iteration_model`` to
+    every iteration it executed, and tabulate the fit on the grid (schema ``schedgym.calibration/v1``; rows
+    carry ``"fit": true``). The run's median dispatch latency (trace arrival -> request at its engine) is stored
+    as ``dispatch_latency_s``. Use a different trace segment than the one the table will be judged on."""
+    import gymnasium as gym
+
+    from schedgym.hwbackend.fidelity import round_robin
+    env = gym.make("schedgym/LLMServingLive-v0", instance=workload, rate_scale=1.0, token_scale=1.0,
+                   n_engines=n_engines, model=model, engine=dict(engine or {}), num_blocks=num_blocks,
+                   context_limit=context_limit, device=device, backend=backend, threads=threads)
+    round_robin(env)
+    run = env.unwrapped.state
+    env.close()
+    seg = np.array([s[1:3] + s[6:10] for s in run.seg], float)  # t0, t1, P, D, K, prefill context
+    t = seg[:, 1] - seg[:, 0]
+    coef = fit_iteration_model(seg[:, 2], seg[:, 3], seg[:, 4] + seg[:, 5], t)
+    rows: list[dict[str, Any]] = []
+    for p in prefill:
+        for d in decode:
+            if p + d == 0:
+                continue
+            for c in (sorted(context) if d else (0,)):
+                k = d * c
+                rows.append({"prefill_tokens": p, "decode_tokens": d, "kv_context_tokens": k,
+                             # floor: a table time must be > 0 (only bites if every fitted term is 0)
+                             "time_s": max(float(_design(np.array([p]), np.array([d]), np.array([k]))[0] @ coef),
+                                           1e-7),
+                             "fit": True})
+    resid = (_design(seg[:, 2], seg[:, 3], seg[:, 4] + seg[:, 5]) @ coef - t) / t
+    doc = {"schema": CALIBRATION_SCHEMA, "gpu": gpu, "model": catalog_model, "tp": 1,
+           "device": device_name(device), "torch": torch.__version__, "threads": threads,
+           "source": f"live run of {workload.name} ({workload.n_requests} requests, {len(t)} iterations, "
+                     f"{n_engines} engines, backend {backend})",
+           "coefficients": dict(zip(LIVE_TERMS, map(float, coef))),
+           "fit_relative_error_p50": float(np.median(np.abs(resid))),
+           "dispatch_latency_s": float(np.nanmedian(run.dispatched - workload.arrival)),
+           "block_size": EngineConfig.from_dict(engine).block_size, "created_unix": time.time(), "rows": rows}
+    calibration_from_rows(rows, "live calibration")
+    return doc
+
+
 def write_table(doc: dict[str, Any], path: str | Path) -> Path:
     p = Path(path)
     p.write_text(json.dumps(doc, indent=1) + "\n")

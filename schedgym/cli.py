@@ -100,6 +100,20 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--repeats", type=int, default=5, help="timed runs per shape (median kept), default 5")
     cal.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     cal.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    cal.add_argument("--from-live", action="store_true",
+                     help="fit the table to the iterations of a live run of a trace segment (--trace/--start/"
+                          "--requests/--rate-scale/--token-scale/--engines/--backend, as the live env runs it) "
+                          "instead of sweeping the grid on an idle engine; also records its dispatch latency")
+    cal.add_argument("--trace", default="azure-conv-2023", help="--from-live: shipped trace name")
+    cal.add_argument("--start", type=int, default=200, help="--from-live: first request of the segment (200)")
+    cal.add_argument("--requests", type=int, default=64, help="--from-live: segment length (64)")
+    cal.add_argument("--rate-scale", type=float, default=4.0, help="--from-live: arrivals this many times faster")
+    cal.add_argument("--token-scale", type=float, default=0.05, help="--from-live: prompt/output lengths x this")
+    cal.add_argument("--engines", type=int, default=2, help="--from-live: number of engines (2)")
+    cal.add_argument("--backend", default="thread", help="--from-live: thread (default) or ray")
+    cal.add_argument("--num-blocks", type=int, default=256, help="--from-live: KV blocks per engine (256)")
+    cal.add_argument("--context-limit", type=int, default=512, help="--from-live: max prompt + output (512)")
+    cal.add_argument("--chunked-prefill", action="store_true", help="--from-live: engines use chunked prefill")
     cal.set_defaults(func=cmd_calibrate)
 
     fid = sub.add_parser("fidelity", help="live backend: replay a trace segment on the live cluster and on the "
@@ -138,13 +152,41 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from schedgym.hwbackend.profiler import calibrate, write_table
     if args.model not in CATALOG_MODELS:
         raise ValueError(f"--model {args.model!r}: expected one of {sorted(CATALOG_MODELS)}")
-    doc = calibrate(args.model, engine={"block_size": args.block_size}, prefill=_ints(args.prefill),
-                    decode=_ints(args.decode), context=_ints(args.context), repeats=args.repeats,
-                    device=args.device, threads=args.threads, catalog_model=CATALOG_MODELS[args.model],
-                    gpu="CPU" if args.device == "cpu" else "H100-80GB", progress=True)
+    gpu = "CPU" if args.device == "cpu" else "H100-80GB"
+    if args.from_live:
+        from schedgym.hwbackend.fidelity import segment
+        from schedgym.hwbackend.profiler import calibrate_live
+        _init_ray(args)
+        w = segment(args.trace, args.start, args.requests, args.rate_scale, args.token_scale)
+        doc = calibrate_live(w, model=args.model, n_engines=args.engines,
+                             engine={"block_size": args.block_size, "chunked_prefill": bool(args.chunked_prefill)},
+                             num_blocks=args.num_blocks, context_limit=args.context_limit, device=args.device,
+                             backend=args.backend, threads=args.threads, prefill=_ints(args.prefill),
+                             decode=_ints(args.decode), context=_ints(args.context), gpu=gpu,
+                             catalog_model=CATALOG_MODELS[args.model])
+        print(f"{doc['source']}: fit {doc['coefficients']}, median |relative residual| "
+              f"{doc['fit_relative_error_p50']:.3f}, dispatch latency {doc['dispatch_latency_s'] * 1e3:.3f} ms")
+    else:
+        doc = calibrate(args.model, engine={"block_size": args.block_size}, prefill=_ints(args.prefill),
+                        decode=_ints(args.decode), context=_ints(args.context), repeats=args.repeats,
+                        device=args.device, threads=args.threads, catalog_model=CATALOG_MODELS[args.model],
+                        gpu=gpu, progress=True)
     path = write_table(doc, args.out)
     print(f"wrote {len(doc['rows'])} rows ({doc['device']}) to {path}")
     return 0
+
+
+def _init_ray(args: argparse.Namespace) -> None:
+    """Start a local Ray with one CPU per engine when the live engines are Ray actors."""
+    if args.backend != "ray":
+        return
+    import os
+
+    import ray
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if not ray.is_initialized():
+        ray.init(num_cpus=args.engines, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
@@ -161,14 +203,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         table = str(write_table(doc, args.table_out))
         print(f"calibrated: {len(doc['rows'])} shapes -> {table}")
     w = segment(args.trace, args.start, args.requests, args.rate_scale, args.token_scale)
-    if args.backend == "ray":
-        import os
-
-        import ray
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        if not ray.is_initialized():
-            ray.init(num_cpus=args.engines, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    _init_ray(args)
     rep = fidelity(w, table, n_engines=args.engines, model=args.model, engine=engine, num_blocks=args.num_blocks,
                    context_limit=args.context_limit, device=args.device, backend=args.backend,
                    dispatch_latency_s=None if args.dispatch_latency_ms is None else args.dispatch_latency_ms / 1e3)
