@@ -96,3 +96,42 @@ def test_table_extrapolation_never_lets_more_work_cost_less() -> None:
     steep = TableCostModel(calibration_from_rows(_rows(1e-4)))
     assert min(steep.iteration_time(0, d, 0) for d in (64, 100, 1000)) > 0
     assert steep.iteration_time(0, 48, 0) == pytest.approx((3e-3 + 1e-4) / 2)  # inside the grid: interpolated
+
+
+def test_fit_iteration_model_recovers_terms_and_stays_non_negative() -> None:
+    import numpy as np
+
+    from schedgym.hwbackend.profiler import LIVE_TERMS, fit_iteration_model
+    rng = np.random.default_rng(0)
+    n = 200
+    pre = rng.random(n) < 0.3
+    P = np.where(pre, rng.integers(1, 300, n), 0)
+    D = np.where(pre, 0, rng.integers(1, 20, n))
+    K = D * rng.integers(10, 200, n)
+    true = np.array([2e-3, 1.5e-3, 3e-5, 4e-5, 2e-8, 1e-8])
+    from schedgym.hwbackend.profiler import _design
+    t = _design(P, D, K) @ true
+    np.testing.assert_allclose(fit_iteration_model(P, D, K, t), true, rtol=1e-6, atol=1e-12)
+    # KV reads that seem to make decodes faster (noise) get a zero coefficient, not a negative one.
+    t2 = t - 1e-6 * K + 1e-3
+    c = fit_iteration_model(P, D, K, t2)
+    assert (c >= 0).all() and c[LIVE_TERMS.index("per_kv_token_s")] == 0.0
+    with pytest.raises(ValueError, match="positive times"):
+        fit_iteration_model(P[:3], D[:3], K[:3], t[:3])
+
+
+def test_calibrate_from_a_live_run_round_trips_with_its_dispatch_latency(tmp_path) -> None:
+    from schedgym.hwbackend.profiler import calibrate_live
+    doc = calibrate_live(small_workload(), n_engines=2, num_blocks=128, device=DEVICE, prefill=(0, 16, 64),
+                         decode=(0, 1, 4, 16), context=(16, 128))
+    assert doc["schema"] == CALIBRATION_SCHEMA and all(r["fit"] for r in doc["rows"])
+    assert 0 < doc["dispatch_latency_s"] < 1.0 and "small" in doc["source"]
+    path = str(write_table(doc, tmp_path / "live.json"))
+    cm = TableCostModel(load_calibration_table(path))
+    c = doc["coefficients"]
+    assert cm.iteration_time(64, 0, 0) == pytest.approx(c["prefill_group_s"] + 64 * c["per_prefill_token_s"] +
+                                                        64 * 64 * c["per_prefill_token_sq_s"], rel=1e-9)
+    rep = fidelity(small_workload(), path, n_engines=2, num_blocks=128, device=DEVICE)
+    assert rep["dispatch_latency_source"] == "calibration table"
+    assert rep["dispatch_latency_model_ms"] == pytest.approx(doc["dispatch_latency_s"] * 1e3)
+    assert set(rep["iterations"]) <= {"prefill", "decode", "mixed"} and rep["iterations"]["decode"]["n"] > 0
