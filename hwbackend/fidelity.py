@@ -106,7 +106,8 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
         from pathlib import Path
         meta = json.loads(Path(calibration).read_text()) if str(calibration).endswith(".json") else {}
         if "dispatch_latency_s" in meta:  # measured by calibrate_live on its own (different) segment
-            dispatch_latency_s, source = float(meta["dispatch_latency_s"]), "calibration table"
+            dispatch_latency_s = float(meta["dispatch_latency_s"]) + float(meta.get("wake_latency_s", 0.0))
+            source = "calibration table (dispatch + idle-engine wake latency)"
         else:
             dispatch_latency_s, source = probe_dispatch_latency(live_kwargs), "probe"
     live = gym.make("schedgym/LLMServingLive-v0", instance=workload, rate_scale=1.0, token_scale=1.0,

@@ -170,9 +170,11 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
                    gpu: str = "CPU", catalog_model: str = "schedgym-tiny") -> dict[str, Any]:
     """Calibrate from a live run: replay ``workload`` (time- and token-scaled already) on a live cluster exactly
     as the live env runs it (same engine processes/threads, driver and router), fit ``fit_iteration_model`` to
-    every iteration it executed, and tabulate the fit on the grid (schema ``schedgym.calibration/v1``; rows
-    carry ``"fit": true``). The run's median dispatch latency (trace arrival -> request at its engine) is stored
-    as ``dispatch_latency_s``. Use a different trace segment than the one the table will be judged on."""
+    every iteration it executed, and tabulate the fit plus the engine loop's mean gap between back-to-back
+    iterations (``loop_gap_s``) on the grid (schema ``schedgym.calibration/v1``; rows carry ``"fit": true``).
+    Also stored: the run's median dispatch latency (trace arrival -> request at its engine, ``dispatch_latency_s``)
+    and median wake latency (request at an idle engine -> its prefill starts, ``wake_latency_s``). Use a
+    different trace segment than the one the table will be judged on."""
     import gymnasium as gym
 
     from schedgym.hwbackend.fidelity import round_robin
@@ -182,9 +184,22 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
     round_robin(env)
     run = env.unwrapped.state
     env.close()
-    seg = np.array([s[1:3] + s[6:10] for s in run.seg], float)  # t0, t1, P, D, K, prefill context
+    order = sorted(range(len(run.seg)), key=lambda k: (run.seg[k][0], run.seg[k][1]))
+    inst = np.array([run.seg[k][0] for k in order])
+    seg = np.array([run.seg[k][1:3] + run.seg[k][6:10] for k in order], float)  # t0, t1, P, D, K, prefill ctx
     t = seg[:, 1] - seg[:, 0]
     coef = fit_iteration_model(seg[:, 2], seg[:, 3], seg[:, 4] + seg[:, 5], t)
+    # The engine loop's own time between back-to-back iterations (publishing the log, taking new requests):
+    # part of every iteration's period, outside the timed step. Gaps over 1 ms are idle time, not overhead.
+    gaps = (seg[1:, 0] - seg[:-1, 1])[inst[1:] == inst[:-1]]
+    loop_gap = float(np.mean(gaps[gaps < 1e-3])) if (gaps < 1e-3).any() else 0.0
+    # Wake-up: a request reaching an idle engine starts its prefill this much later (thread wake, GIL).
+    first_alloc: dict[int, float] = {}
+    for _, r in run.res:
+        first_alloc.setdefault(int(r[0]), float(r[1]))
+    wake = [a - run.dispatched[q] for q, a in first_alloc.items()
+            if not np.any((inst == run.routed[q]) & (seg[:, 0] < run.dispatched[q]) &
+                          (run.dispatched[q] <= seg[:, 1] + loop_gap))]
     rows: list[dict[str, Any]] = []
     for p in prefill:
         for d in decode:
@@ -195,7 +210,7 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
                 rows.append({"prefill_tokens": p, "decode_tokens": d, "kv_context_tokens": k,
                              # floor: a table time must be > 0 (only bites if every fitted term is 0)
                              "time_s": max(float(_design(np.array([p]), np.array([d]), np.array([k]))[0] @ coef),
-                                           1e-7),
+                                           1e-7) + loop_gap,
                              "fit": True})
     resid = (_design(seg[:, 2], seg[:, 3], seg[:, 4] + seg[:, 5]) @ coef - t) / t
     doc = {"schema": CALIBRATION_SCHEMA, "gpu": gpu, "model": catalog_model, "tp": 1,
@@ -205,6 +220,7 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
            "coefficients": dict(zip(LIVE_TERMS, map(float, coef))),
            "fit_relative_error_p50": float(np.median(np.abs(resid))),
            "dispatch_latency_s": float(np.nanmedian(run.dispatched - workload.arrival)),
+           "wake_latency_s": float(np.median(wake)) if wake else 0.0, "loop_gap_s": loop_gap,
            "block_size": EngineConfig.from_dict(engine).block_size, "created_unix": time.time(), "rows": rows}
     calibration_from_rows(rows, "live calibration")
     return doc

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tests_live_helpers import DEVICE
 
 from schedgym.envs.serving.types import END_FINISH, END_RECOMPUTE
 from schedgym.hwbackend.engine import LiveEngine
 from schedgym.hwbackend.model import KVPool, ModelConfig, SeqBatch, Transformer, dense_attention, paged_attention
-
-from tests_live_helpers import DEVICE
 
 torch.set_num_threads(1)
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+from tests_live_helpers import DEVICE, cpu_only
 
 import schedgym  # noqa: F401
-from tests_live_helpers import DEVICE, cpu_only
 from schedgym.envs.serving.types import ServingWorkload
 
 torch.set_num_threads(1)
