@@ -35,6 +35,7 @@ class EngineServer:
         self.epoch = time.time() if epoch is None else float(epoch)
         self.engine = LiveEngine(model, engine, num_blocks, context_limit=context_limit, seed=seed, device=device,
                                  clock=lambda: time.time() - self.epoch)
+        self.engine.warmup()  # one-off first-iteration costs are paid here, before the episode clock starts
         self._inbox: queue.SimpleQueue[tuple[int, int, int, float]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()

@@ -87,8 +87,9 @@ class LiveEngine:
         self.res_log: list[Residency] = []
         self.seg_log: list[Segment] = []
         # Parallel to seg_log: each iteration's batch shape (prefill tokens, decode sequences, decode KV context,
-        # prefill KV context) in the cost model's terms, to compare measured iterations with a calibration.
-        self.shape_log: list[tuple[int, int, int, int]] = []
+        # prefill KV context, prefill attention pairs) in the cost model's terms, to compare measured iterations
+        # with a calibration.
+        self.shape_log: list[tuple[int, int, int, int, float]] = []
         self.open: dict[int, tuple[float, float, int]] = {}  # rid -> (alloc, start, kv_start)
         self.finished: list[int] = []
         self.received: list[tuple[int, float]] = []  # (request, engine clock when it arrived at the engine)
@@ -214,7 +215,8 @@ class LiveEngine:
         t1 = self.clock()
         P = sum(c for _, c in chunks)
         self.seg_log.append((-1, t0, t1, 1, bool(decodes), P))
-        self.shape_log.append((P, len(decodes), sum(s.computed for s in decodes), sum(s.computed for s, _ in chunks)))
+        self.shape_log.append((P, len(decodes), sum(s.computed for s in decodes), sum(s.computed for s, _ in chunks),
+                               sum(c * (s.computed + (c + 1) / 2) for s, c in chunks)))
         self.busy_s += t1 - t0
         if decodes and not chunks:
             self.last_decode_s = t1 - t0
@@ -277,6 +279,19 @@ class LiveEngine:
             return torch.as_tensor(np.asarray(x, np.int64), device=dev)
 
         return SeqBatch(lt(tok), lt(pos), lt(slots), lt(qlens), lt(ctx), lt(tables), groups)
+
+    def warmup(self, prompt_tokens: int = 64, decode_steps: int = 3) -> None:
+        """Run a throwaway request (prefill, then a few decodes) and forget it: the first iterations of a fresh
+        process pay one-off costs (CUDA context, cuBLAS handles, allocator growth, lazy kernel loading; on CPU
+        page faults) that would otherwise land on the first real requests. Logs and state are reset after."""
+        if self.has_work() or self.res_log or self.seg_log:
+            raise RuntimeError("warmup() must run before the engine takes requests")
+        p = max(1, min(int(prompt_tokens), self.context_limit - decode_steps - 1))
+        self.submit(1 << 40, p, decode_steps + 1)  # an id no trace uses
+        self.run_until_idle()
+        self.res_log.clear(), self.seg_log.clear(), self.shape_log.clear(), self.received.clear()
+        self.finished.clear()
+        self.last_decode_s = self.busy_s = 0.0
 
     def run_until_idle(self, max_iters: int = 10_000_000) -> None:
         """Step until every queued request has finished (offline use: profiling, tests)."""

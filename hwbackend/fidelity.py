@@ -76,9 +76,10 @@ def iteration_check(segments: list[tuple], calibration: str) -> dict[str, dict[s
     cm = TableCostModel(load_calibration_table(calibration))
     out: dict[str, dict[str, float]] = {}
     kinds: dict[str, list[tuple[float, float]]] = {"prefill": [], "decode": [], "mixed": []}
-    for _i, t0, t1, _n, _dec, _p, P, D, K, Pc in segments:
+    for _i, t0, t1, _n, _dec, _p, P, D, K, Pc, pairs in segments:
         kind = "prefill" if D == 0 else ("decode" if P == 0 else "mixed")
-        kinds[kind].append((t1 - t0, cm.iteration_time(P, D, K, prefill_context_tokens=Pc)))
+        kinds[kind].append((t1 - t0, cm.iteration_time(P, D, K, prefill_context_tokens=Pc,
+                                                       prefill_attention_pairs=pairs)))
     for kind, v in kinds.items():
         if not v:
             continue
@@ -131,18 +132,23 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
                  if isinstance(v, float)}
     rows = _compare(live_info, predicted)
     # Engine-side: arrivals = when each request reached its engine (served requests only are dispatched).
-    served = ~np.isnan(run.dispatched)
+    # Requests the engines cannot hold (prompt + output over the context limit) are rejected on both sides and
+    # never dispatched: the engine-side replay is the served requests alone.
+    served = np.flatnonzero(~np.isnan(run.dispatched))
     engine_rows: list[dict[str, Any]] = []
-    dispatch_ms = float("nan")
-    if served.all() and (np.diff(run.dispatched) >= 0).all():
-        w2 = replace(workload, name=f"{workload.name}@dispatch", arrival=run.dispatched - run.dispatched[0])
-        t0 = run.dispatched[0]
-        m = per_request(run.dispatched - t0, run.first_token - t0, run.finish - t0, run.first_token - t0,
-                        workload.output_tokens)
+    dispatch_ms = float(np.median(run.dispatched[served] - workload.arrival[served]) * 1e3) if served.size \
+        else float("nan")
+    disp = run.dispatched[served]
+    if served.size and (np.diff(disp) >= 0).all():
+        t0 = disp[0]
+        w2 = replace(workload, name=f"{workload.name}@dispatch", arrival=disp - t0,
+                     prompt_tokens=workload.prompt_tokens[served], output_tokens=workload.output_tokens[served],
+                     priority=workload.priority[served], prefix_hashes=None, prefix_offsets=None, workflows=None)
+        m = per_request(disp - t0, run.first_token[served] - t0, run.finish[served] - t0,
+                        run.first_token[served] - t0, workload.output_tokens[served])
         live2 = {f"p{q}_{k}": float(np.percentile(m[k], q)) for k in METRICS for q in QUANTILES}
         sim2, _ = simulate(w2)
         engine_rows = _compare(live2, sim2)
-        dispatch_ms = float(np.median(run.dispatched - workload.arrival) * 1e3)
     return {"workload": workload.name, "n_requests": workload.n_requests, "same_routing": live_actions == sim_actions,
             "calibration": calibration, "dispatch_latency_model_ms": d * 1e3, "dispatch_latency_source": source,
             "rows": rows, "engine_rows": engine_rows, "median_dispatch_latency_ms": dispatch_ms,

@@ -40,7 +40,7 @@ def time_shape(eng: LiveEngine, prefill: int, decode: int, ctx_per_seq: int) -> 
     one waiting prompt of ``prefill`` tokens (chunked mode: both in one iteration)."""
     eng.waiting.clear(), eng.prefilling.clear(), eng.running.clear(), eng.open.clear()
     eng.free_blocks = list(range(eng.num_blocks - 1, -1, -1))
-    eng.seg_log.clear()
+    eng.seg_log.clear(), eng.shape_log.clear()
     rng = np.random.default_rng(0)
     for k in range(decode):
         s = _Seq(-1 - k, rng.integers(0, eng.cfg.vocab_size, ctx_per_seq), 1 << 30, generated=[1])
@@ -90,6 +90,7 @@ def calibrate(model: str | dict | None = "tiny", *, engine: dict[str, Any] | Non
             p, d, c = shapes[j]
             time_shape(eng, p, d, c)
             times[k, j] = time_shape(eng, p, d, c)
+    pair_s, pair_note = _attention_pair_cost(eng, max(prefill), warmup, repeats)
     med = np.median(times[warmup:], axis=0)
     std = np.std(times[warmup:], axis=0)
     fitted = _fit_nodes(shapes, med)
@@ -102,9 +103,45 @@ def calibrate(model: str | dict | None = "tiny", *, engine: dict[str, Any] | Non
     doc = {"schema": CALIBRATION_SCHEMA, "gpu": gpu, "model": catalog_model, "tp": 1,
            "device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
            "model_config": eng.cfg.to_dict(), "block_size": ecfg.block_size,
+           "attention_pair_s": pair_s, "attention_pair_from": pair_note,
            "created_unix": time.time(), "rows": rows}
     calibration_from_rows(rows, "profiler output")  # the table must load in the simulator
     return doc
+
+
+def time_prompts(eng: LiveEngine, prompts: list[int]) -> float:
+    """Seconds of one ``eng.step()`` prefilling the given fresh prompts together (no decodes)."""
+    eng.waiting.clear(), eng.prefilling.clear(), eng.running.clear(), eng.open.clear()
+    eng.free_blocks = list(range(eng.num_blocks - 1, -1, -1))
+    eng.seg_log.clear(), eng.shape_log.clear()
+    for k, p in enumerate(prompts):
+        eng.submit(10**9 + k, p, 2)
+    if not eng.step() or eng.shape_log[-1][0] != sum(prompts):
+        raise RuntimeError(f"prompts {prompts} could not be prefilled in one iteration")
+    _, t0, t1, *_ = eng.seg_log[-1]
+    return t1 - t0
+
+
+def _attention_pair_cost(eng: LiveEngine, P: int, warmup: int, repeats: int, split: int = 8) -> tuple[float, str]:
+    """Seconds per causal attention pair: ``P`` prompt tokens prefilled as one prompt and as ``split`` prompts
+    (same tokens, same linear work, fewer attention pairs), interleaved over the sweeps; the difference of the
+    medians over the difference of pairs, clamped at >= 0 (the table's prefill rows are one prompt each; the
+    simulator's batches of several prompts are corrected by this rate, see ``TableCostModel``)."""
+    if P < 2 * split:
+        return 0.0, f"not measured (largest prefill {P} < {2 * split} tokens)"
+    parts = [P // split + (1 if k < P % split else 0) for k in range(split)]
+    one, many = [], []
+    for k in range(warmup + repeats):
+        time_prompts(eng, [P])
+        a = time_prompts(eng, [P])
+        time_prompts(eng, parts)
+        b = time_prompts(eng, parts)
+        if k >= warmup:
+            one.append(a), many.append(b)
+    d_pairs = single_prompt_pairs(P) - sum(single_prompt_pairs(p) for p in parts)
+    rate = max(0.0, float(np.median(one) - np.median(many)) / d_pairs)
+    return rate, (f"{P} tokens as 1 prompt ({np.median(one) * 1e3:.3f} ms) vs {split} prompts "
+                  f"({np.median(many) * 1e3:.3f} ms), medians of {repeats}")
 
 
 def _fit_nodes(shapes: list[tuple[int, int, int]], med: np.ndarray) -> list[float]:
@@ -134,23 +171,30 @@ def _fit_nodes(shapes: list[tuple[int, int, int]], med: np.ndarray) -> list[floa
 
 # Terms of the iteration-time model fitted to live iterations: a fixed cost for each group present (prefill,
 # decode), per prefill token, per decode sequence, per KV token read (decode context + prefill prior context),
-# per prefill token squared (causal attention). All >= 0.
+# per causal attention pair of the prefill chunks (sum of c * (prior + (c + 1) / 2)). All >= 0.
 LIVE_TERMS = ("prefill_group_s", "decode_group_s", "per_prefill_token_s", "per_decode_seq_s", "per_kv_token_s",
-              "per_prefill_token_sq_s")
+              "per_attention_pair_s")
 
 
-def _design(P: np.ndarray, D: np.ndarray, K: np.ndarray) -> np.ndarray:
+def single_prompt_pairs(P: np.ndarray | float) -> np.ndarray | float:
+    """Causal attention pairs of one fresh prompt of ``P`` tokens (how the table's prefill rows are measured)."""
+    return P * (P + 1) / 2.0
+
+
+def _design(P: np.ndarray, D: np.ndarray, K: np.ndarray, pairs: np.ndarray | None = None) -> np.ndarray:
     P, D, K = (np.asarray(v, float) for v in (P, D, K))
-    return np.stack([(P > 0) * 1.0, (D > 0) * 1.0, P, D, K, P * P], 1)
+    pr = single_prompt_pairs(P) if pairs is None else np.asarray(pairs, float)
+    return np.stack([(P > 0) * 1.0, (D > 0) * 1.0, P, D, K, pr], 1)
 
 
-def fit_iteration_model(P: np.ndarray, D: np.ndarray, K: np.ndarray, t: np.ndarray) -> np.ndarray:
+def fit_iteration_model(P: np.ndarray, D: np.ndarray, K: np.ndarray, t: np.ndarray,
+                        pairs: np.ndarray | None = None) -> np.ndarray:
     """Coefficients (``LIVE_TERMS``, all >= 0) of the iteration time fitted to measured iterations by ordinary
     least squares on the times themselves, so that the fit keeps their mean: under CPU contention the times are
     heavy-tailed (the thread is descheduled now and then), and a decode-heavy latency such as TPOT or E2E sums
     many iterations, so the mean, not the median, is what the simulator must reproduce. Non-negativity by an
     active set: a coefficient that goes negative is fixed at 0 and the others refitted."""
-    A, t = _design(P, D, K), np.asarray(t, float)
+    A, t = _design(P, D, K, pairs), np.asarray(t, float)
     if t.size < A.shape[1] or not (t > 0).all():
         raise ValueError(f"need at least {A.shape[1]} iterations with positive times, got {t.size}")
     free = A.any(axis=0)  # terms the run never exercised (e.g. no decode) stay 0
@@ -186,9 +230,10 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
     env.close()
     order = sorted(range(len(run.seg)), key=lambda k: (run.seg[k][0], run.seg[k][1]))
     inst = np.array([run.seg[k][0] for k in order])
-    seg = np.array([run.seg[k][1:3] + run.seg[k][6:10] for k in order], float)  # t0, t1, P, D, K, prefill ctx
+    # t0, t1, P, D, K, prefill context, attention pairs
+    seg = np.array([run.seg[k][1:3] + run.seg[k][6:11] for k in order], float)
     t = seg[:, 1] - seg[:, 0]
-    coef = fit_iteration_model(seg[:, 2], seg[:, 3], seg[:, 4] + seg[:, 5], t)
+    coef = fit_iteration_model(seg[:, 2], seg[:, 3], seg[:, 4] + seg[:, 5], t, seg[:, 6])
     # The engine loop's own time between back-to-back iterations (publishing the log, taking new requests):
     # part of every iteration's period, outside the timed step. Gaps over 1 ms are idle time, not overhead.
     gaps = (seg[1:, 0] - seg[:-1, 1])[inst[1:] == inst[:-1]]
@@ -212,12 +257,13 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
                              "time_s": max(float(_design(np.array([p]), np.array([d]), np.array([k]))[0] @ coef),
                                            1e-7) + loop_gap,
                              "fit": True})
-    resid = (_design(seg[:, 2], seg[:, 3], seg[:, 4] + seg[:, 5]) @ coef - t) / t
+    resid = (_design(seg[:, 2], seg[:, 3], seg[:, 4] + seg[:, 5], seg[:, 6]) @ coef - t) / t
     doc = {"schema": CALIBRATION_SCHEMA, "gpu": gpu, "model": catalog_model, "tp": 1,
            "device": device_name(device), "torch": torch.__version__, "threads": threads,
            "source": f"live run of {workload.name} ({workload.n_requests} requests, {len(t)} iterations, "
                      f"{n_engines} engines, backend {backend})",
            "coefficients": dict(zip(LIVE_TERMS, map(float, coef))),
+           "attention_pair_s": float(coef[LIVE_TERMS.index("per_attention_pair_s")]),
            "fit_relative_error_p50": float(np.median(np.abs(resid))),
            "dispatch_latency_s": float(np.nanmedian(run.dispatched - workload.arrival)),
            "wake_latency_s": float(np.median(wake)) if wake else 0.0, "loop_gap_s": loop_gap,

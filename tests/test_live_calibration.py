@@ -31,6 +31,7 @@ def test_table_round_trips_into_the_simulator_cost_model(table: str) -> None:
     doc = json.loads(open(table).read())
     assert doc["schema"] == CALIBRATION_SCHEMA and doc["model"] == "schedgym-tiny" and doc["gpu"] == "CPU"
     assert len(doc["rows"]) == 3 + 3 * 4 * 2  # D=0 with P>0, then D>0 x every P x 2 contexts
+    assert doc["attention_pair_s"] >= 0 and "64 tokens as 1 prompt" in doc["attention_pair_from"]
     cm = TableCostModel(load_calibration_table(table))
     b = cm.table.b.copy()
     b[0, 0] = 0.0  # the (0, 0) node is extrapolated by the loader, never measured
@@ -130,10 +131,33 @@ def test_calibrate_from_a_live_run_round_trips_with_its_dispatch_latency(tmp_pat
     cm = TableCostModel(load_calibration_table(path))
     c = doc["coefficients"]
     expect = doc["loop_gap_s"] + c["prefill_group_s"] + 64 * c["per_prefill_token_s"] + \
-        64 * 64 * c["per_prefill_token_sq_s"]
+        64 * 65 / 2 * c["per_attention_pair_s"]
     assert cm.iteration_time(64, 0, 0) == pytest.approx(expect, rel=1e-9)
+    assert cm.pair_s == doc["attention_pair_s"] == c["per_attention_pair_s"]
     rep = fidelity(small_workload(), path, n_engines=2, num_blocks=128, device=DEVICE)
     assert rep["dispatch_latency_source"].startswith("calibration table")
     assert rep["dispatch_latency_model_ms"] == pytest.approx((doc["dispatch_latency_s"] + doc["wake_latency_s"]) * 1e3)
     assert 0 <= doc["wake_latency_s"] < 1.0 and 0 <= doc["loop_gap_s"] < 1e-3
     assert set(rep["iterations"]) <= {"prefill", "decode", "mixed"} and rep["iterations"]["decode"]["n"] > 0
+
+
+def test_attention_pairs_correct_a_batch_of_shorter_prompts() -> None:
+    """Rows time one prompt of P tokens; P tokens as several prompts have fewer attention pairs, so cost less."""
+    from schedgym.envs.serving.costmodel import calibration_from_rows
+    rows = _rows(4e-3)
+    rows = [{**r, "time_s": r["time_s"] + 1e-7 * r["prefill_tokens"] * (r["prefill_tokens"] + 1) / 2} for r in rows]
+    plain = TableCostModel(calibration_from_rows(rows))
+    cm = TableCostModel(calibration_from_rows(rows, meta={"attention_pair_s": 1e-7}))
+    one = 64 * 65 / 2
+    four = 4 * 16 * 17 / 2
+    assert cm.iteration_time(64, 0, 0) == plain.iteration_time(64, 0, 0)  # no pairs given: the table as is
+    assert cm.iteration_time(64, 0, 0, prefill_attention_pairs=one) == pytest.approx(plain.iteration_time(64, 0, 0))
+    assert cm.iteration_time(64, 0, 0, prefill_attention_pairs=four) == \
+        pytest.approx(plain.iteration_time(64, 0, 0) - 1e-7 * (one - four))
+    # A chunk after cached context has more pairs than a fresh prompt: it costs more.
+    assert cm.iteration_time(64, 0, 0, prefill_context_tokens=100, prefill_attention_pairs=64 * (100 + 32.5)) > \
+        plain.iteration_time(64, 0, 0, prefill_context_tokens=100)
+    # Never below the fastest measured iteration, whatever the pair count.
+    assert cm.iteration_time(64, 0, 0, prefill_attention_pairs=0.0) >= cm._floor
+    with pytest.raises(ValueError, match="attention_pair_s must be a finite number >= 0"):
+        TableCostModel(calibration_from_rows(rows, meta={"attention_pair_s": -1.0}))

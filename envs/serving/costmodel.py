@@ -269,13 +269,16 @@ class CalibrationTable:
     - ``kv_context_tokens`` (int >= 0): total KV context of the decoding sequences,
     - ``time_s`` (float > 0): measured wall time of the iteration (median of repeats).
 
-    Other columns (``repeats``, ``std_s``, ...) are allowed and ignored. The (prefill, decode) pairs must
-    form a full grid; at each grid node the time is fitted as ``a + b * kv_context_tokens`` by least squares
-    over its rows (attention cost is linear in the KV read), and ``a``, ``b`` are interpolated bilinearly
-    between nodes. Outside the grid they are extrapolated along the edge segment's slope clamped at >= 0 (more
-    prefill tokens or decode sequences never cost less; a noisy last segment that falls would otherwise drive
-    the time towards zero or below far past the grid, e.g. decode batches of 256 from a grid that ends at 64),
-    and never below 0.
+    Other columns (``repeats``, ``std_s``, ...) are allowed and ignored. Optional top-level
+    ``attention_pair_s`` (JSON, >= 0): seconds per causal query-key pair of prefill attention. The rows time
+    one fresh prompt of ``prefill_tokens`` tokens; an iteration whose prefill chunks have a different number
+    of pairs (several shorter prompts, or chunks after cached context) is corrected by this rate times the
+    difference. The (prefill, decode) pairs must form a full grid; at each grid node the time is fitted as
+    ``a + b * kv_context_tokens`` by least squares over its rows (attention cost is linear in the KV read),
+    and ``a``, ``b`` are interpolated bilinearly between nodes. Outside the grid they are extrapolated along
+    the edge segment's slope clamped at >= 0 (more prefill tokens or decode sequences never cost less; a
+    noisy last segment that falls would otherwise drive the time towards zero or below far past the grid,
+    e.g. decode batches of 256 from a grid that ends at 64), and never below 0.
     """
 
     prefill: np.ndarray   # (NP,) sorted distinct prefill_tokens
@@ -391,6 +394,13 @@ class TableCostModel:
     def __init__(self, table: CalibrationTable) -> None:
         self.table = table
         self._decode_cache: dict[int, tuple[float, float]] = {}
+        rate = table.meta.get("attention_pair_s", 0.0)
+        if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate >= 0):
+            raise ValueError(f"{table.meta.get('path', 'calibration table')}: attention_pair_s must be a finite "
+                             f"number >= 0, got {rate!r}")
+        self.pair_s = float(rate)
+        # No iteration is faster than the fastest measured one (bounds the attention-pair correction).
+        self._floor = float(min(np.nanmin(table.a[1:, :]), np.nanmin(table.a[:, 1:])))
 
     def _ab(self, prefill: float, decode: float) -> tuple[float, float]:
         """Bilinear inside the grid: along the decode axis at the two neighbouring prefill rows, then along
@@ -406,11 +416,16 @@ class TableCostModel:
 
     def iteration_time(self, prefill_tokens: int, decode_tokens: int, kv_context_tokens: int, *,
                        prefill_context_tokens: int = 0, prefill_attention_pairs: float | None = None) -> float:
-        """Interpolated measured time; prior prefill context is charged like decode context (a KV read)."""
+        """Interpolated measured time; prior prefill context is charged like decode context (a KV read), and
+        attention pairs other than one fresh prompt's at ``attention_pair_s`` each (class docstring)."""
         if prefill_tokens + decode_tokens == 0:
             return 0.0
         a, b = self._ab(prefill_tokens, decode_tokens)
-        return max(a + b * (kv_context_tokens + prefill_context_tokens), 0.0)
+        t = max(a + b * (kv_context_tokens + prefill_context_tokens), 0.0)
+        if self.pair_s and prefill_tokens and prefill_attention_pairs is not None:
+            single = prefill_tokens * (prefill_tokens + 1) / 2.0
+            t = max(t + self.pair_s * (prefill_attention_pairs - single), min(t, self._floor))
+        return t
 
     def decode_coefficients(self, batch: int) -> tuple[float, float]:
         co = self._decode_cache.get(batch)
