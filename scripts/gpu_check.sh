@@ -46,7 +46,7 @@ step tests 90 env SCHEDGYM_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -p no:cachep
 #    fidelity with it; (b) calibration fitted to a live run of Azure conv requests 128-191, then fidelity with it.
 #    The compared segment is Azure conv requests 64-127 (never the calibration's), real token lengths
 #    (token_scale 1.0), arrivals x8, one engine per GPU (thread backend: no Ray).
-# DEVICE, MODELS, CAL_ARGS, SEG_ARGS override the defaults (e.g. a CPU smoke run of the script itself).
+# DEVICE, MODELS, CAL_ARGS, SEG_ARGS, GRID_REPEATS override the defaults (e.g. a CPU smoke run of the script).
 read -r -a MODELS <<<"${MODELS:-small 1b}"
 read -r -a CAL <<<"${CAL_ARGS:---prefill 0,1,64,256,1024,2048,4000 --decode 0,1,4,16,64 --context 128,1024}"
 read -r -a SEG <<<"${SEG_ARGS:---trace azure-conv-2023 --requests 64 --rate-scale 8 --token-scale 1.0 --engines 1 \
@@ -54,7 +54,7 @@ read -r -a SEG <<<"${SEG_ARGS:---trace azure-conv-2023 --requests 64 --rate-scal
 declare -A T=([small]=45 [1b]=80)
 for m in "${MODELS[@]}"; do
     step "cal_grid_$m" "${T[$m]:-60}" "${CLI[@]}" calibrate --model "$m" --device "$DEVICE" "${CAL[@]}" \
-        --repeats 5 --out "$TABLES/cal_grid_$m.json"
+        --repeats "${GRID_REPEATS:-5}" --out "$TABLES/cal_grid_$m.json"
     step "fid_grid_$m" "${T[$m]:-60}" "${CLI[@]}" fidelity --model "$m" --device "$DEVICE" \
         --calibration "$TABLES/cal_grid_$m.json" "${SEG[@]}" --start 64 --out "$OUT/fid_grid_$m.json"
 done
