@@ -88,8 +88,9 @@ class LiveEngine:
         self.seg_log: list[Segment] = []
         # Parallel to seg_log: each iteration's batch shape (prefill tokens, decode sequences, decode KV context,
         # prefill KV context, prefill attention pairs) in the cost model's terms, to compare measured iterations
-        # with a calibration.
-        self.shape_log: list[tuple[int, int, int, int, float]] = []
+        # with a calibration, and the CPU seconds this thread spent in it (wall - CPU on a CPU device = time the
+        # thread waited for a core: contention from other processes).
+        self.shape_log: list[tuple[int, int, int, int, float, float]] = []
         self.open: dict[int, tuple[float, float, int]] = {}  # rid -> (alloc, start, kv_start)
         self.finished: list[int] = []
         self.received: list[tuple[int, float]] = []  # (request, engine clock when it arrived at the engine)
@@ -197,6 +198,7 @@ class LiveEngine:
         if not self.has_work():
             return False
         t0 = self.clock()
+        c0 = time.thread_time()
         chunks, decodes = self._plan(t0)
         if not chunks and not decodes:
             if self.waiting and not self.prefilling and not self.running:
@@ -213,10 +215,11 @@ class LiveEngine:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t1 = self.clock()
+        cpu = time.thread_time() - c0
         P = sum(c for _, c in chunks)
         self.seg_log.append((-1, t0, t1, 1, bool(decodes), P))
         self.shape_log.append((P, len(decodes), sum(s.computed for s in decodes), sum(s.computed for s, _ in chunks),
-                               sum(c * (s.computed + (c + 1) / 2) for s, c in chunks)))
+                               sum(c * (s.computed + (c + 1) / 2) for s, c in chunks), cpu))
         self.busy_s += t1 - t0
         if decodes and not chunks:
             self.last_decode_s = t1 - t0

@@ -71,15 +71,20 @@ def probe_dispatch_latency(live_kwargs: dict[str, Any], workload: ServingWorkloa
 
 def iteration_check(segments: list[tuple], calibration: str) -> dict[str, dict[str, float]]:
     """Measured live iterations against the calibration table, per kind (prefill-only, decode-only, mixed):
-    count, median and p10/p90 of live/table, ratio of the sums; ``segments``: ``LiveRun.seg`` entries."""
+    count, median and p10/p90 of live/table, ratio of the sums; and ``cpu_share``: the engine threads' CPU time
+    over the iterations' wall time (on a CPU device, below 1 means the threads waited for a core: other load);
+    ``segments``: ``LiveRun.seg`` entries."""
     from schedgym.envs.serving.costmodel import TableCostModel, load_calibration_table
     cm = TableCostModel(load_calibration_table(calibration))
     out: dict[str, dict[str, float]] = {}
     kinds: dict[str, list[tuple[float, float]]] = {"prefill": [], "decode": [], "mixed": []}
-    for _i, t0, t1, _n, _dec, _p, P, D, K, Pc, pairs in segments:
+    wall = cpu = 0.0
+    for _i, t0, t1, _n, _dec, _p, P, D, K, Pc, pairs, cpu_s in segments:
         kind = "prefill" if D == 0 else ("decode" if P == 0 else "mixed")
         kinds[kind].append((t1 - t0, cm.iteration_time(P, D, K, prefill_context_tokens=Pc,
                                                        prefill_attention_pairs=pairs)))
+        wall, cpu = wall + t1 - t0, cpu + cpu_s
+    out["cpu_share"] = {"value": cpu / wall if wall else float("nan")}
     for kind, v in kinds.items():
         if not v:
             continue
@@ -174,7 +179,8 @@ def format_report(rep: dict[str, Any]) -> str:
              f"{rep['median_dispatch_latency_ms']:.2f} ms (median))",
              "live iteration time / table time for the same shape: " + "; ".join(
                  f"{k} n={int(v['n'])} median x{v['median']:.2f} (p10 {v['p10']:.2f}, p90 {v['p90']:.2f})"
-                 for k, v in rep["iterations"].items())]
+                 for k, v in rep["iterations"].items() if k != "cpu_share")
+             + f"; engine threads' CPU time / iteration wall time {rep['iterations']['cpu_share']['value']:.2f}"]
     for title, key in (("from trace arrivals (prediction = simulator + modelled dispatch latency)", "rows"),
                        ("engine-side (arrivals = dispatch times)", "engine_rows")):
         if not rep[key]:

@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         reps.append(rep)
     print(f"\n## summary over {len(reps)} repeats: relative error (predicted - live) / live, min .. max "
           f"[mean]; live spread = (max - min) / median of the live values (the run-to-run noise floor)")
+    share = [r["iterations"]["cpu_share"]["value"] for r in reps]
+    print(f"engine threads' CPU time / iteration wall time: {min(share):.2f} .. {max(share):.2f} (below 1 on a "
+          "CPU device: waiting for a core)")
     for key, title in (("rows", "from trace arrivals"), ("engine_rows", "engine-side")):
         print(title)
         metrics = [r["metric"] for r in reps[0][key]]

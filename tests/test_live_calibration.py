@@ -138,7 +138,9 @@ def test_calibrate_from_a_live_run_round_trips_with_its_dispatch_latency(tmp_pat
     assert rep["dispatch_latency_source"].startswith("calibration table")
     assert rep["dispatch_latency_model_ms"] == pytest.approx((doc["dispatch_latency_s"] + doc["wake_latency_s"]) * 1e3)
     assert 0 <= doc["wake_latency_s"] < 1.0 and 0 <= doc["loop_gap_s"] < 1e-3
-    assert set(rep["iterations"]) <= {"prefill", "decode", "mixed"} and rep["iterations"]["decode"]["n"] > 0
+    assert set(rep["iterations"]) <= {"prefill", "decode", "mixed", "cpu_share"}
+    assert rep["iterations"]["decode"]["n"] > 0
+    assert 0 < rep["iterations"]["cpu_share"]["value"] <= 1.05
 
 
 def test_attention_pairs_correct_a_batch_of_shorter_prompts() -> None:
