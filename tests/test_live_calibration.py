@@ -163,3 +163,13 @@ def test_attention_pairs_correct_a_batch_of_shorter_prompts() -> None:
     assert cm.iteration_time(64, 0, 0, prefill_attention_pairs=0.0) >= cm._floor
     with pytest.raises(ValueError, match="attention_pair_s must be a finite number >= 0"):
         TableCostModel(calibration_from_rows(rows, meta={"attention_pair_s": -1.0}))
+
+
+def test_small_prefills_below_the_first_grid_node_keep_the_fixed_cost() -> None:
+    from schedgym.envs.serving.costmodel import calibration_from_rows
+    rows = [r for r in _rows(4e-3) if r["prefill_tokens"] in (0, 64)]
+    cm = TableCostModel(calibration_from_rows(rows))
+    at64 = cm.iteration_time(64, 0, 0)
+    assert cm.table.a[0, 0] == pytest.approx(min(cm.table.a[1, 0], cm.table.a[0, 1]))
+    for p in (1, 3, 32):  # between "no work" and the first prefill node: never cheaper than the cheapest node
+        assert cm.table.a[0, 0] <= cm.iteration_time(p, 0, 0) <= at64

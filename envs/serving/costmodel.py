@@ -365,10 +365,14 @@ def calibration_from_rows(rows: list[dict[str, Any]], src: str = "calibration ta
     if ps.size < 2 or ds.size < 2:
         raise ValueError(f"{src}: the grid needs at least 2 distinct prefill_tokens and 2 distinct decode_tokens "
                          f"values, got {ps.tolist()} and {ds.tolist()}")
-    # The (0, 0) node is never measured: extrapolate it from its neighbours for interpolation.
+    # The (0, 0) node is never measured (no work, no iteration) but anchors the interpolation below the first
+    # prefill node at D = 0 and below the first decode node at P = 0: it takes the cheaper neighbour's fixed
+    # cost (the smallest iteration still pays the fixed per-iteration cost; a linear extrapolation
+    # a[1,0] + a[0,1] - a[1,1] went to 0 or below and made a 3-token prefill free when the grid's first
+    # prefill node was 8).
     if ps[0] == 0 and ds[0] == 0:
-        a[0, 0] = a[1, 0] + a[0, 1] - a[1, 1]
-        b[0, 0] = b[1, 0] + b[0, 1] - b[1, 1]
+        a[0, 0] = min(a[1, 0], a[0, 1])
+        b[0, 0] = max(min(b[1, 0], b[0, 1]), 0.0)
     return CalibrationTable(ps.astype(float), ds.astype(float), a, b, dict(meta or {}))
 
 
