@@ -18,6 +18,7 @@ from schedgym.baselines.heft import Heft
 from schedgym.baselines.jsq import Jsq
 from schedgym.baselines.least_kv import LeastKv
 from schedgym.baselines.llumnix import Llumnix, LlumnixPriority
+from schedgym.baselines.llumnix_migration import LlumnixMigration
 from schedgym.baselines.lor import Lor
 from schedgym.baselines.lpt import Lpt
 from schedgym.baselines.lwkr import Lwkr
@@ -43,7 +44,8 @@ from schedgym.policy import register_baseline
 JOBSHOP = (Spt, Lpt, Mwkr, Lwkr, Mor, Lor, Fifo, Random, CpSat)
 DAG = (Heft, Cpop, Peft, Etf, MinMin, MaxMin, Met, Mct, RoundRobin, DagRandom)
 MEMORY = (XlaMsa, TfliteBestFit, TflmFirstFit, FirstFitStart, MinimallocDfs, CpSatMemory)
-SERVING = (RoundRobinRouting, RandomRouting, Jsq, LeastKv, PowerOfTwo, Llumnix, LlumnixPriority, CacheAware)
+SERVING = (RoundRobinRouting, RandomRouting, Jsq, LeastKv, PowerOfTwo, Llumnix, LlumnixPriority, CacheAware,
+           LlumnixMigration)
 ALL = JOBSHOP + DAG + MEMORY + SERVING
 for _cls in ALL:
     for _env_id in _cls.env_ids:
