@@ -22,6 +22,7 @@ from schedgym.baselines.llumnix_migration import LlumnixMigration
 from schedgym.baselines.lor import Lor
 from schedgym.baselines.lpt import Lpt
 from schedgym.baselines.lwkr import Lwkr
+from schedgym.baselines.melange import Melange
 from schedgym.baselines.maxmin import MaxMin
 from schedgym.baselines.mct import Mct
 from schedgym.baselines.met import Met
@@ -46,7 +47,8 @@ DAG = (Heft, Cpop, Peft, Etf, MinMin, MaxMin, Met, Mct, RoundRobin, DagRandom)
 MEMORY = (XlaMsa, TfliteBestFit, TflmFirstFit, FirstFitStart, MinimallocDfs, CpSatMemory)
 SERVING = (RoundRobinRouting, RandomRouting, Jsq, LeastKv, PowerOfTwo, Llumnix, LlumnixPriority, CacheAware,
            LlumnixMigration)
-ALL = JOBSHOP + DAG + MEMORY + SERVING
+PROVISIONING = (Melange,)
+ALL = JOBSHOP + DAG + MEMORY + SERVING + PROVISIONING
 for _cls in ALL:
     for _env_id in _cls.env_ids:
         register_baseline(_env_id, _cls.name, _cls)
