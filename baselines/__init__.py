@@ -11,6 +11,7 @@ from schedgym.baselines.cpop import Cpop
 from schedgym.baselines.cpsat import CpSat
 from schedgym.baselines.cpsat_memory import CpSatMemory
 from schedgym.baselines.dag_random import DagRandom
+from schedgym.baselines.deadline_aware import DeadlineAware
 from schedgym.baselines.etf import Etf
 from schedgym.baselines.fifo import Fifo
 from schedgym.baselines.firstfit_start import FirstFitStart
@@ -46,7 +47,7 @@ JOBSHOP = (Spt, Lpt, Mwkr, Lwkr, Mor, Lor, Fifo, Random, CpSat)
 DAG = (Heft, Cpop, Peft, Etf, MinMin, MaxMin, Met, Mct, RoundRobin, DagRandom)
 MEMORY = (XlaMsa, TfliteBestFit, TflmFirstFit, FirstFitStart, MinimallocDfs, CpSatMemory)
 SERVING = (RoundRobinRouting, RandomRouting, Jsq, LeastKv, PowerOfTwo, Llumnix, LlumnixPriority, CacheAware,
-           LlumnixMigration)
+           LlumnixMigration, DeadlineAware)
 PROVISIONING = (Melange,)
 ALL = JOBSHOP + DAG + MEMORY + SERVING + PROVISIONING
 for _cls in ALL:
