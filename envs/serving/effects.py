@@ -7,7 +7,9 @@
 - Live migration (Llumnix, OSDI'24: migrating running requests off memory-pressed instances cuts tail
   latency and preemptions): the same cluster and load, Llumnix dispatch without and with the simulator's
   Llumnix migration policy (``migration="llumnix"``). Expect lower p99 TTFT and fewer preemptions (p99
-  end-to-end latency is dominated by the longest outputs' decode time and barely moves).
+  end-to-end latency is dominated by the longest outputs' decode time and barely moves). The same rule
+  played through the agent decision point (``migration="agent"``, baseline ``llumnix_migration``) must give
+  the identical episode.
 - Priorities (Llumnix's high-priority headroom): 5 % of requests in class 0 (SLO 1 s TTFT, 50 ms TPOT), the
   rest class 1 (5 s, 200 ms); Llumnix dispatch without and with 64 blocks of headroom on instances holding
   a class-0 request. Expect lower class-0 p99 TTFT and TPOT with headroom.
@@ -157,6 +159,11 @@ def serving_effects(out_dir: str | Path | None = None, seed: int = 0) -> Effects
     rep.checks["Llumnix migration lowers p99 TTFT and preemptions against dispatch only"] = \
         mig["+ migration (Llumnix)"]["p99_ttft"] < mig["dispatch only"]["p99_ttft"] and \
         mig["+ migration (Llumnix)"]["preemptions"] < mig["dispatch only"]["preemptions"]
+    agent = add("migration@high-load", "+ migration (agent API)", "llumnix_migration", conv, cluster=a10g,
+                rate_scale=0.5, migration="agent")
+    rep.checks["the Llumnix rule at the agent migration decision point reproduces the built-in migration "
+               f"({agent['migrations']:.0f} migrations, p99 TTFT {agent['p99_ttft']:.3f} s)"] = \
+        all(agent[c] == mig["+ migration (Llumnix)"][c] for c in ("p99_ttft", "mean_ttft", "preemptions", "migrations"))
 
     h100 = "h100-4"
     chunk = {name: add("chunked-prefill", name, "jsq", conv, cluster=h100, rate_scale=12.0, engine=eng)
@@ -195,7 +202,7 @@ def serving_effects(out_dir: str | Path | None = None, seed: int = 0) -> Effects
         dis["3 prefill + 1 decode"]["goodput_rps"] > dis["colocated 4xH100"]["goodput_rps"]
 
     sql = text2sql_workload(conv, np.random.default_rng(seed), 300, WORKFLOW_RATE)
-    order = {(pol, qp): add("workflows", f"Text2SQL x3/s, {qp} queues", pol, sql, cluster="mixed-4", rate_scale=1.0,
+    order = {(pol, qp): add("workflows", f"Text2SQL 3/s, {qp}", pol, sql, cluster="mixed-4", rate_scale=1.0,
                             engine={"queue_policy": qp, "max_num_seqs": 16})
              for pol, qp in WORKFLOW_SETTINGS}
     base, best = order[WORKFLOW_SETTINGS[0]], order[WORKFLOW_SETTINGS[-1]]
