@@ -237,3 +237,14 @@ def test_llumnix_rule_through_the_agent_interface_reproduces_the_builtin_migrati
 def test_bad_agent_migration_configs_are_rejected(cfg, match) -> None:
     with pytest.raises(ValueError, match=match):
         resolve_migration(cfg)
+
+
+def test_llumnix_rule_via_agent_matches_builtin_with_several_moves_per_tick_and_priorities() -> None:
+    conv = part("azure-conv-2023", "test").slice(0, 600)
+    cfg = {"max_per_tick": 3, "out_threshold": 8.0, "in_threshold": 12.0, "priority_headroom_blocks": 64.0}
+    kw = dict(cluster=list(A10G), rate_scale=0.5, slo={"ttft_s": [1.0, 5.0], "tpot_s": [0.05, 0.2]},
+              class_probs=[0.1, 0.9])
+    builtin, _ = run_policy(conv, "llumnix", 0, migration=cfg, **kw)
+    agent, _ = run_policy(conv, "llumnix_migration", 0, migration={**cfg, "decider": "agent"}, **kw)
+    assert builtin["migrations"] > 20
+    assert agent == pytest.approx(builtin, rel=0, abs=0, nan_ok=True)
