@@ -23,9 +23,9 @@ from schedgym.baselines.llumnix_migration import LlumnixMigration
 from schedgym.baselines.lor import Lor
 from schedgym.baselines.lpt import Lpt
 from schedgym.baselines.lwkr import Lwkr
-from schedgym.baselines.melange import Melange
 from schedgym.baselines.maxmin import MaxMin
 from schedgym.baselines.mct import Mct
+from schedgym.baselines.melange import Melange
 from schedgym.baselines.met import Met
 from schedgym.baselines.minimalloc_dfs import MinimallocDfs
 from schedgym.baselines.minmin import MinMin

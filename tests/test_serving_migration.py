@@ -248,3 +248,22 @@ def test_llumnix_rule_via_agent_matches_builtin_with_several_moves_per_tick_and_
     agent, _ = run_policy(conv, "llumnix_migration", 0, migration={**cfg, "decider": "agent"}, **kw)
     assert builtin["migrations"] > 20
     assert agent == pytest.approx(builtin, rel=0, abs=0, nan_ok=True)
+
+
+def test_agent_decision_point_is_deterministic_and_copyable_mid_episode() -> None:
+    import copy
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from helpers import assert_trajectories_equal, rollout
+
+    t1, t2 = rollout(_agent_env(), 3, 3), rollout(_agent_env(), 3, 3)
+    assert_trajectories_equal(t1, t2, "p99_ttft")
+    env = _agent_env()
+    rng = np.random.default_rng(5)
+    head = rollout(env, 5, rng, max_steps=40)
+    assert any(i["decision"] == "migrate" for i in head.infos)
+    clone, rng2 = copy.deepcopy(env), copy.deepcopy(rng)
+    first = (head.observations[-1], head.infos[-1])
+    assert_trajectories_equal(rollout(env, None, rng, first=first), rollout(clone, None, rng2, first=first), "p99_ttft")

@@ -70,7 +70,8 @@ def test_provisioning_env_scores_the_allocation_by_its_validated_serving_episode
     r, term, info = _play(env, [3, 3, 5])
     assert term and info["counts"].tolist() == [0, 0, 0, 2]
     v = base.validate()
-    assert v["cost_per_hour"] == pytest.approx(2 * 7.52) and v["penalized_cost_per_hour"] == info["penalized_cost_per_hour"]
+    assert v["cost_per_hour"] == pytest.approx(2 * 7.52)
+    assert v["penalized_cost_per_hour"] == info["penalized_cost_per_hour"]
     assert v["slo_attainment"] == info["slo_attainment"]
     assert r == pytest.approx(-info["penalized_cost_per_hour"] / penalty(base.instance))
     # One L4 misses the target: penalised by the largest allocation's price.
@@ -120,3 +121,17 @@ def test_bad_provisioning_instances_are_rejected() -> None:
     env = gym.make("schedgym/Provisioning-v0", instance=ProvisioningProblem(w, "Llama-3-8B", ("CPU", "L4")))
     with pytest.raises(ValueError, match="CPU"):
         env.reset(seed=0)
+
+
+def test_provisioning_env_renders_the_allocation() -> None:
+    import gymnasium as gym
+
+    import schedgym  # noqa: F401
+
+    env = gym.make("schedgym/Provisioning-v0", render_mode="ansi")
+    env.reset(seed=0)
+    env.step(3)
+    text = env.render()
+    assert "H100-80GB" in text and "total $7.52/h" in text
+    env.step(5)
+    assert "SLO attainment" in env.render()

@@ -113,7 +113,8 @@ class ProvisioningEnv(SchedulingEnv):
         inst = args["instance"]
         if isinstance(inst, str):
             if inst not in PROVISIONING_PRESETS:
-                raise ValueError(f"unknown provisioning preset {inst!r}; expected one of {sorted(PROVISIONING_PRESETS)}")
+                raise ValueError(f"unknown provisioning preset {inst!r}; expected one of "
+                                 f"{sorted(PROVISIONING_PRESETS)}")
             inst = PROVISIONING_PRESETS[inst]()
         if inst is not None and not isinstance(inst, ProvisioningProblem):
             raise TypeError(f"instance must be a ProvisioningProblem or a preset name, got {type(inst).__name__}")
@@ -139,7 +140,8 @@ class ProvisioningEnv(SchedulingEnv):
             raise TypeError(f"options['instance'] must be a ProvisioningProblem, got {type(p).__name__}")
         bad = [g for g in p.gpus if g not in GPU_SLOTS]
         if bad:
-            raise ValueError(f"problem {p.name}: GPU type(s) {bad} have no slot; expected types among {list(GPU_SLOTS)}")
+            raise ValueError(f"problem {p.name}: GPU type(s) {bad} have no slot; expected types among "
+                             f"{list(GPU_SLOTS)}")
         self.state = ProvisioningState(p, np.zeros(len(p.gpus), np.int64))
         self._slot = np.array([GPU_SLOTS.index(g) for g in p.gpus])
         self._n_invalid = 0

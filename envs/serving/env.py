@@ -14,7 +14,7 @@ from schedgym.envs.serving.cluster import check_cluster, cost_models, resolve_cl
 from schedgym.envs.serving.generator import sample_classes
 from schedgym.envs.serving.io import TRACES, load_trace, load_trace_file
 from schedgym.envs.serving.metrics import aggregate
-from schedgym.envs.serving.migration import move_slots
+from schedgym.envs.serving.migration import move_features, move_slots
 from schedgym.envs.serving.reward import REWARDS, step_reward, tally
 from schedgym.envs.serving.sim import TICK, ClusterSim
 from schedgym.envs.serving.types import SLO, ClusterSpec, EngineConfig, ServingSchedule, ServingWorkload
@@ -342,19 +342,7 @@ class LLMServingEnv(SchedulingEnv):
         live = sim.live_stats()  # type: ignore[union-attr]
         z = np.zeros(len(live))
         self._encoder.encode(live, features.RequestView(0, 0, 0.0, 0.0), z, z, z.astype(np.int8), self._buf)
-        moves = np.zeros((len(sim.tick_moves), 5))  # type: ignore[union-attr]
-        base: dict[int, int] = {}
-        for j, m in enumerate(sim.tick_moves):  # type: ignore[union-attr]
-            if m is None:
-                continue
-            r, src, _ = m
-            e = sim.engines[src]  # type: ignore[union-attr]
-            if src not in base:  # tokens decoded on src so far (once per engine)
-                base[src] = e.D + e.iters_done(sim.now)  # type: ignore[union-attr]
-            g = sim.gen[r] + base[src] - sim.dbase[r]  # type: ignore[union-attr]
-            kv = sim.prompt[r] + g - 1  # type: ignore[union-attr]
-            moves[j] = (1.0, kv, g, -(-kv // e.bs) * e.block_bytes / sim.link_bw, sim.cls[r])  # type: ignore[union-attr]
-        self._moves.encode(self._buf, moves, self._out)  # type: ignore[union-attr]
+        self._moves.encode(self._buf, move_features(sim), self._out)  # type: ignore[union-attr,arg-type]
         return {k: v.copy() for k, v in self._out.items()}
 
     def _final_obs(self) -> dict[str, np.ndarray]:

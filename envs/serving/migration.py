@@ -187,3 +187,21 @@ def move_candidates(sim: ClusterSim, cfg: MigrationConfig) -> list[tuple[int, in
                     if c == K:
                         break
     return out
+
+
+def move_features(sim: ClusterSim) -> np.ndarray:
+    """(M, 5) per slot of the pending tick: present flag, KV tokens the move transfers now, tokens generated
+    so far, transfer time over the link (s), priority class (zeros where the slot has no candidate)."""
+    out = np.zeros((len(sim.tick_moves), 5))
+    decoded: dict[int, int] = {}
+    for j, m in enumerate(sim.tick_moves):
+        if m is None:
+            continue
+        r, src, _ = m
+        e = sim.engines[src]
+        if src not in decoded:  # decode iterations done on src so far, the current run's included
+            decoded[src] = e.D + e.iters_done(sim.now)
+        g = sim.gen[r] + decoded[src] - sim.dbase[r]
+        kv = sim.prompt[r] + g - 1
+        out[j] = (1.0, kv, g, -(-kv // e.bs) * e.block_bytes / sim.link_bw, sim.cls[r])
+    return out
