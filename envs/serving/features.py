@@ -181,6 +181,7 @@ class MoveEncoder:
             mask[N:] = 0
             return out
         present = moves[:, 0] > 0
+        nf[N, len(INSTANCE_COLS)] = 0.0  # node N is the tick, not a request
         nf[N, NODE_DIM] = 1.0
         mv = nf[N + 1:]
         mv[:, NODE_DIM:] = moves[:, (0, 0, 1, 2, 3, 4)] * (0.0, 1.0, 1e-4, 1e-3, 1.0, 1.0)
