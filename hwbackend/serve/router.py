@@ -116,6 +116,9 @@ class PolicyRouter(RequestRouter):
         self._static = np.zeros((n, len(features.STATIC)))
         self.buf = features.empty_buffers(n)
         self.fb_buf = features.empty_buffers(n)
+        for gone in set(self._inflight) - set(ids):  # replicas Serve removed (dead or scaled down)
+            del self._inflight[gone]
+            self._sent.pop(gone, None)
         self.policy.reset(RouterEnv(self.state), self.seed + len(self.ids))
         self.fallback.reset(RouterEnv(self.fb_state), self.seed + len(self.ids))
         self.ids = ids
@@ -189,7 +192,7 @@ class PolicyRouter(RequestRouter):
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
         uid = replica_id.unique_id
-        if self._inflight[uid] > 0:
+        if self._inflight.get(uid, 0) > 0:
             self._inflight[uid] -= 1
 
     def report(self) -> dict[str, Any]:
@@ -197,4 +200,4 @@ class PolicyRouter(RequestRouter):
         return {"policy": self.policy_name, "fallback": self.fallback_name, "stale_after_s": self.stale_after_s,
                 "replicas": list(self.ids), "outcomes": {k: self.counts.get(k, 0) for k in OUTCOMES},
                 "routed_as_chosen": self.routed_as_chosen, "routed_elsewhere": self.routed_elsewhere,
-                "in_flight": {k: v for k, v in self._inflight.items() if v}, "decisions": list(self.decisions)}
+                "in_flight": {k: self._inflight[k] for k in self.ids if self._inflight.get(k)}, "decisions": list(self.decisions)}
