@@ -236,6 +236,24 @@ class Ingress:
         yield protocol.SSE_DONE
 
 
+def check_policy(policy: str, fallback: str) -> str:
+    """Fail early (here, not inside a replica) on an unknown policy name or a missing ONNX file; returns the
+    policy with an ONNX path made absolute (the router may run in another working directory)."""
+    from pathlib import Path
+
+    from schedgym.hwbackend.serve.state import load_policy
+
+    if fallback.endswith(".onnx"):
+        raise ValueError(f"--fallback {fallback!r}: must be a baseline name (it runs without replica statistics)")
+    load_policy(fallback)
+    if policy.endswith(".onnx"):
+        if not Path(policy).is_file():
+            raise FileNotFoundError(f"--policy {policy!r}: no such ONNX file")
+        return str(Path(policy).resolve())
+    load_policy(policy)
+    return policy
+
+
 def build_app(spec: ReplicaSpec, replicas: int, policy: str = "jsq", *, fallback: str = "jsq",
               stale_after_s: float = 1.0, stats_period_s: float = 0.1, cpus_per_replica: float = 0.5,
               retries: int = 2, seed: int = 0) -> serve.Application:
@@ -245,17 +263,7 @@ def build_app(spec: ReplicaSpec, replicas: int, policy: str = "jsq", *, fallback
     if not stats_period_s > 0 or not cpus_per_replica >= 0 or retries < 0:
         raise ValueError(f"stats_period_s must be > 0, cpus_per_replica >= 0 and retries >= 0; got "
                          f"{stats_period_s}, {cpus_per_replica}, {retries}")
-    if policy.endswith(".onnx"):
-        from pathlib import Path
-
-        if not Path(policy).is_file():
-            raise FileNotFoundError(f"--policy {policy!r}: no such ONNX file")
-        policy = str(Path(policy).resolve())
-    else:
-        from schedgym.hwbackend.serve.state import load_policy
-
-        load_policy(policy)  # an unknown name fails here, with the list of names, not inside a replica
-        load_policy(fallback)
+    policy = check_policy(policy, fallback)
     router = RequestRouterConfig(request_router_class=ROUTER_CLASS,
                                  request_router_kwargs={"policy": policy, "fallback": fallback,
                                                         "stale_after_s": stale_after_s, "seed": seed},
