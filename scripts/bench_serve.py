@@ -51,7 +51,7 @@ def main() -> None:
     finally:
         ray.shutdown()
     for pol, rep in reps.items():
-        print(f"\n[served, {pol}]\n{format_report(rep)}")
+        print(f"\n[served, {pol}]\n{format_report(rep)}\nrouter decisions: {rep['router']}")
     if a.calibration:
         for pol in policies:
             if not pol.endswith(".onnx"):

@@ -210,3 +210,17 @@ def test_in_flight_requests_on_a_killed_replica_are_retried_or_fail_clearly(app)
     assert "not retried" in err["message"]
     status, _, text = post(app, {"prompt": "still there?", "max_tokens": 4})
     assert status == 200, text
+
+
+@pytest.mark.slow
+def test_loadtest_cli_reports_percentiles(app, capsys, tmp_path) -> None:
+    from schedgym.cli import main
+
+    out = tmp_path / "rep.json"
+    rc = main(["loadtest", "--url", app, "--requests", "8", "--rate", "8", "--token-scale", "0.02",
+               "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "8/8 ok, 0 errors, 0 wrong length" in text and "ttft" in text
+    rep = json.loads(out.read_text())
+    assert rep["n_ok"] == 8 and 0 < rep["p50_ttft"] <= rep["p99_ttft"] and 0 < rep["p50_e2e"]

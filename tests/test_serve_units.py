@@ -179,7 +179,8 @@ def test_router_falls_back_on_stale_or_missing_stats_and_policy_errors(caplog) -
     # Fallback JSQ uses the router's own in-flight counts: two requests on "a" -> "b".
     for rid in ("r3", "r4"):
         r.on_request_routed(pending(rid, 5, 5, rid), reps[0].replica_id, None)
-    assert choose(r, [replica("a", None), replica("b", None)], pending("w", 5, 5, "r5"))[0][0].replica_id.unique_id == "b"
+    tiers = choose(r, [replica("a", None), replica("b", None)], pending("w", 5, 5, "r5"))
+    assert tiers[0][0].replica_id.unique_id == "b"
 
     class Broken:
         name = "broken"
@@ -249,3 +250,16 @@ def test_loopback_only_and_trace_workload_bounds() -> None:
         trace_workload("azure-conv-2023", 0)
     with pytest.raises(ValueError, match="rate"):
         trace_workload("azure-conv-2023", 5, rate=-1)
+
+
+def test_cli_rejects_bad_serve_and_loadtest_arguments(capsys) -> None:
+    from schedgym.cli import main
+
+    assert main(["loadtest", "--url", "http://192.168.1.10:8000"]) == 2
+    assert "loopback" in capsys.readouterr().err
+    assert main(["loadtest", "--url", "http://127.0.0.1:9", "--requests", "0"]) == 2
+    assert "requests must be in" in capsys.readouterr().err
+    assert main(["serve", "--policy", "nope"]) == 2  # before Ray starts
+    assert "unknown policy 'nope'" in capsys.readouterr().err
+    assert main(["serve", "--policy", "missing.onnx"]) == 2
+    assert "no such ONNX file" in capsys.readouterr().err

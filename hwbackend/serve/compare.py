@@ -68,11 +68,22 @@ def served(w: ServingWorkload, spec: ReplicaSpec, replicas: int, policies: list[
             url = start(spec, replicas, pol, port=port, cpus_per_replica=cpus_per_replica)
             rep = run_load(url, w, timeout_s=timeout_s).report()
             rep["n_served"] = float(rep["n_ok"])
+            rep["router"] = _router_outcomes(url)
             out[pol] = rep
             serve.delete("schedgym")
     finally:
         serve.shutdown()
     return out
+
+
+def _router_outcomes(url: str) -> dict[str, int]:
+    """The router's decision counts by outcome (policy / each fallback reason)."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/v1/router", timeout=10) as r:
+        routers = json.loads(r.read())["routers"]
+    return routers[0]["outcomes"] if routers else {}
 
 
 def format_table(columns: dict[str, dict[str, Any]]) -> str:

@@ -95,14 +95,18 @@ class PolicyRouter(RequestRouter):
         now = time.time()
         a, outcome = self._decide(reps, p, o, now)
         if pending_request is not None:
+            if len(self._chosen) > 10_000:  # requests cancelled before routing never reach on_request_routed
+                self._chosen.pop(next(iter(self._chosen)))
             self._chosen[pending_request.metadata.internal_request_id] = (ids[a], outcome, cid)
         self.counts[outcome] += 1
         if self._metric is not None:
             self._metric.inc(tags={"policy": self.policy_name, "outcome": outcome})
         mode = "policy" if outcome == "policy" else "fallback"
         if mode != self._mode:
-            log = logger.info if mode == "policy" else logger.warning
-            log(f"schedgym router: {'back to policy ' + repr(self.policy_name) if mode == 'policy' else 'falling back to ' + repr(self.fallback_name)} ({outcome})")
+            if mode == "policy":
+                logger.info(f"schedgym router: back to policy {self.policy_name!r}")
+            else:
+                logger.warning(f"schedgym router: falling back to {self.fallback_name!r} ({outcome})")
             self._mode = mode
         return [[reps[a]], [r for i, r in enumerate(reps) if i != a]]
 
@@ -200,4 +204,5 @@ class PolicyRouter(RequestRouter):
         return {"policy": self.policy_name, "fallback": self.fallback_name, "stale_after_s": self.stale_after_s,
                 "replicas": list(self.ids), "outcomes": {k: self.counts.get(k, 0) for k in OUTCOMES},
                 "routed_as_chosen": self.routed_as_chosen, "routed_elsewhere": self.routed_elsewhere,
-                "in_flight": {k: self._inflight[k] for k in self.ids if self._inflight.get(k)}, "decisions": list(self.decisions)}
+                "in_flight": {k: self._inflight[k] for k in self.ids if self._inflight.get(k)},
+                "decisions": list(self.decisions)}
