@@ -53,7 +53,7 @@ def main() -> None:
     for pol, rep in reps.items():
         print(f"\n[served, {pol}]\n{format_report(rep)}\nrouter decisions: {rep['router']}")
     if a.calibration:
-        for pol in policies:
+        for pol in dict.fromkeys(policies):  # the simulator is deterministic: once per policy
             if not pol.endswith(".onnx"):
                 cols[f"sim {pol}"] = compare.simulated(w, spec, a.replicas, pol, a.calibration)
     if not a.no_live_env:

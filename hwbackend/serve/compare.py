@@ -56,7 +56,8 @@ def live_env(w: ServingWorkload, spec: ReplicaSpec, replicas: int, seed: int = 0
 
 def served(w: ServingWorkload, spec: ReplicaSpec, replicas: int, policies: list[str], *, port: int = 8000,
            cpus_per_replica: float = 0.5, timeout_s: float = 120.0) -> dict[str, dict[str, Any]]:
-    """Each policy's load-test report against a fresh deployment of the app (Ray must be initialised)."""
+    """Each policy's load-test report against a fresh deployment of the app (Ray must be initialised); a policy
+    listed twice is run twice (keys ``name``, ``name #2``, ...)."""
     from ray import serve
 
     from schedgym.hwbackend.serve.app import start
@@ -69,7 +70,11 @@ def served(w: ServingWorkload, spec: ReplicaSpec, replicas: int, policies: list[
             rep = run_load(url, w, timeout_s=timeout_s).report()
             rep["n_served"] = float(rep["n_ok"])
             rep["router"] = _router_outcomes(url)
-            out[pol] = rep
+            key, k = pol, 1
+            while key in out:  # a policy listed again: a repeat run (run-to-run noise)
+                k += 1
+                key = f"{pol} #{k}"
+            out[key] = rep
             serve.delete("schedgym")
     finally:
         serve.shutdown()
