@@ -97,6 +97,14 @@ def test_every_serving_baseline_runs_on_replica_stats(name) -> None:
     assert pol.act({}, {"action_mask": mask}) in (0, 2)
 
 
+def test_router_state_takes_the_replicas_block_size() -> None:
+    st = RouterState(2, 16)
+    static = np.array([SPEC.static_row()] * 2)
+    static[:, 1] = 32
+    st.update(np.zeros((2, len(features.LIVE))), static, 5, 1.0)
+    assert st.cluster.engine.block_size == 32 and st.engines[1].total_blocks == SPEC.num_blocks
+
+
 def test_load_policy_errors() -> None:
     with pytest.raises(ValueError, match="unknown policy 'nope'"):
         load_policy("nope")

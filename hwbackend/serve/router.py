@@ -36,6 +36,7 @@ from schedgym.hwbackend.serve import registry
 from schedgym.hwbackend.serve.state import RouterEnv, RouterState, load_policy
 
 logger = logging.getLogger("ray.serve")
+UNKNOWN_STATIC = np.array([1.0, 16.0, 0.0, 0.0, 0.0, 1.0])  # features.STATIC of a replica not reported yet
 OUTCOMES = ("policy", "no_stats", "stale_stats", "policy_error", "infeasible_choice", "no_feasible_replica")
 
 
@@ -113,9 +114,8 @@ class PolicyRouter(RequestRouter):
     def _resize(self, ids: list[str], reps: list[RunningReplica]) -> None:
         """The replica set changed: fresh views for the policy and the fallback (re-``reset`` with a new seed)."""
         n = len(ids)
-        bs = int((reps[0].routing_stats or {}).get("static", [0, 16])[1]) or 16
-        self.state = RouterState(n, bs, self.slo)
-        self.fb_state = RouterState(n, bs, self.slo)
+        self.state = RouterState(n, 16, self.slo)  # block size updated from the replicas' static rows
+        self.fb_state = RouterState(n, 16, self.slo)
         self.encoder: features.FeatureEncoder | None = None
         self._static = np.zeros((n, len(features.STATIC)))
         self.buf = features.empty_buffers(n)
@@ -131,7 +131,7 @@ class PolicyRouter(RequestRouter):
         """(live stats corrected for requests in transit, static rows, request limits, outcome so far)."""
         n = len(reps)
         live = np.zeros((n, len(features.LIVE)))
-        static = np.ones((n, len(features.STATIC)))
+        static = np.tile(UNKNOWN_STATIC, (n, 1))  # replaced by each replica's row once it reports
         limit = np.full(n, np.inf)
         outcome = "policy"
         for i, r in enumerate(reps):

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,7 @@ class ReplicaSpec:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
-        self.instance  # validates the engine config and the KV plan  # noqa: B018
+        self.request_limit()  # validates the engine config and the KV plan here, not inside a replica
 
     @property
     def engine_config(self) -> EngineConfig:
@@ -130,6 +130,9 @@ class RouterState:
         self.now = 0.0
 
     def update(self, live: np.ndarray, static: np.ndarray, prompt_tokens: int, now: float) -> None:
+        bs = int(static[0, 1])
+        if bs != self.cluster.engine.block_size:  # the replicas' block size, once their stats say it
+            self.cluster = replace(self.cluster, engine=EngineConfig.from_dict({"block_size": bs}))
         self.live[:] = live
         self.static[:] = static
         self.prompt[0] = prompt_tokens
