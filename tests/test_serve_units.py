@@ -79,13 +79,22 @@ def stats_state(live: np.ndarray) -> RouterState:
     return st
 
 
+ROUTABLE = {"round_robin", "random", "jsq", "least_kv", "power_of_two", "llumnix", "llumnix_priority",
+            "cache_aware"}
+
+
 @pytest.mark.parametrize("name", sorted(baselines(SERVING)))
-def test_every_serving_baseline_runs_on_replica_stats(name) -> None:
-    """One copy of each heuristic: every LLMServing-v0 baseline decides from a RouterState."""
+def test_every_serving_baseline_runs_on_replica_stats_or_is_refused(name) -> None:
+    """One copy of each heuristic: the LLMServing-v0 routers decide from a RouterState; a baseline that needs
+    simulator-only state (cost model, deadlines) is refused at load time with a clear error."""
     live = np.zeros((3, len(features.LIVE)))
     live[:, 0] = (5, 0, 3)    # waiting
     live[:, 3] = (200, 0, 100)  # used blocks
     st = stats_state(live)
+    if name not in ROUTABLE:
+        with pytest.raises(ValueError, match="reads simulator state a live router does not have"):
+            load_policy(name)
+        return
     pol = load_policy(name)
     pol.reset(RouterEnv(st), 0)
     mask = np.ones(3, np.int8)
@@ -103,6 +112,20 @@ def test_router_state_takes_the_replicas_block_size() -> None:
     static[:, 1] = 32
     st.update(np.zeros((2, len(features.LIVE))), static, 5, 1.0)
     assert st.cluster.engine.block_size == 32 and st.engines[1].total_blocks == SPEC.num_blocks
+
+
+def test_a_baseline_needing_simulator_state_is_refused_at_load() -> None:
+    from schedgym.baselines._routing import Router
+    from schedgym.hwbackend.serve.state import check_routable
+
+    class NeedsDeadlines(Router):  # like a workflow router reading per-request deadlines
+        name = "needs_deadlines"
+
+        def choose(self, state, request, valid):
+            return int(valid[np.argmin(state.deadline[request] - state.now)])
+
+    with pytest.raises(ValueError, match=r"'needs_deadlines' reads simulator state .*AttributeError.*deadline"):
+        check_routable(NeedsDeadlines())
 
 
 def test_load_policy_errors() -> None:

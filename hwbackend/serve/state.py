@@ -157,7 +157,11 @@ class RouterEnv:
 
 
 def load_policy(spec: str, seed: int = 0) -> Any:
-    """A ``schedgym.Policy`` for routing: an ``.onnx`` file or a ``schedgym/LLMServing-v0`` baseline name."""
+    """A ``schedgym.Policy`` for routing: an ``.onnx`` file or a ``schedgym/LLMServing-v0`` baseline name.
+
+    A baseline is tried once on a ``RouterState`` first: one that reads simulator state a live router does
+    not have (a cost model, workflow deadlines, ...) is refused here with the attribute it missed, rather than
+    failing on every request."""
     if spec.endswith(".onnx"):
         from schedgym.agents.onnx import OnnxPolicy
 
@@ -165,4 +169,20 @@ def load_policy(spec: str, seed: int = 0) -> Any:
     import schedgym.baselines  # noqa: F401  (registers the baselines)
     from schedgym.policy import make_policy
 
-    return make_policy(SERVING, spec)
+    policy = make_policy(SERVING, spec)
+    check_routable(policy)
+    return make_policy(SERVING, spec)  # a fresh one: the check may have advanced its state
+
+
+def check_routable(policy: Any) -> None:
+    """Run ``policy`` once on two idle replicas' ``RouterState``; ValueError if it needs what the view lacks."""
+    st = RouterState(2, 16)
+    st.update(np.zeros((2, len(features.LIVE))), np.array([ReplicaSpec().static_row()] * 2), 16, 0.0)
+    try:
+        policy.reset(RouterEnv(st), 0)
+        a = policy.act(features.empty_buffers(2), {"action_mask": np.ones(2, np.int8)})
+    except (AttributeError, KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"policy {getattr(policy, 'name', policy)!r} reads simulator state a live router does "
+                         f"not have ({type(exc).__name__}: {exc}); serve a different baseline") from None
+    if int(a) not in (0, 1):
+        raise ValueError(f"policy {getattr(policy, 'name', policy)!r} chose {a!r} on two replicas")
