@@ -30,7 +30,7 @@ class EngineServer:
         self.epoch = time.time() if epoch is None else float(epoch)
         self.engine = LiveEngine(model, engine, num_blocks, context_limit=context_limit, seed=seed, device=device,
                                  clock=lambda: time.time() - self.epoch)
-        self._inbox: queue.SimpleQueue[tuple[int, int, int, float]] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[tuple[int, int, int, float, list[int] | None]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -46,8 +46,9 @@ class EngineServer:
         """Time zero of the episode (``time.time()`` seconds); engine times are relative to it."""
         self.epoch = float(epoch)
 
-    def submit(self, rid: int, prompt_tokens: int, output_tokens: int) -> None:
-        self._inbox.put((int(rid), int(prompt_tokens), int(output_tokens), time.time() - self.epoch))
+    def submit(self, rid: int, prompt_tokens: int, output_tokens: int, prompt: list[int] | None = None) -> None:
+        """Queue a request (``prompt``: real token ids, else synthetic ones; see ``LiveEngine.submit``)."""
+        self._inbox.put((int(rid), int(prompt_tokens), int(output_tokens), time.time() - self.epoch, prompt))
         self._wake.set()
 
     def _loop(self) -> None:
