@@ -11,6 +11,7 @@ from schedgym.baselines.cpop import Cpop
 from schedgym.baselines.cpsat import CpSat
 from schedgym.baselines.cpsat_memory import CpSatMemory
 from schedgym.baselines.dag_random import DagRandom
+from schedgym.baselines.deadline_aware import DeadlineAware
 from schedgym.baselines.etf import Etf
 from schedgym.baselines.fifo import Fifo
 from schedgym.baselines.firstfit_start import FirstFitStart
@@ -18,11 +19,13 @@ from schedgym.baselines.heft import Heft
 from schedgym.baselines.jsq import Jsq
 from schedgym.baselines.least_kv import LeastKv
 from schedgym.baselines.llumnix import Llumnix, LlumnixPriority
+from schedgym.baselines.llumnix_migration import LlumnixMigration
 from schedgym.baselines.lor import Lor
 from schedgym.baselines.lpt import Lpt
 from schedgym.baselines.lwkr import Lwkr
 from schedgym.baselines.maxmin import MaxMin
 from schedgym.baselines.mct import Mct
+from schedgym.baselines.melange import Melange
 from schedgym.baselines.met import Met
 from schedgym.baselines.minimalloc_dfs import MinimallocDfs
 from schedgym.baselines.minmin import MinMin
@@ -43,8 +46,10 @@ from schedgym.policy import register_baseline
 JOBSHOP = (Spt, Lpt, Mwkr, Lwkr, Mor, Lor, Fifo, Random, CpSat)
 DAG = (Heft, Cpop, Peft, Etf, MinMin, MaxMin, Met, Mct, RoundRobin, DagRandom)
 MEMORY = (XlaMsa, TfliteBestFit, TflmFirstFit, FirstFitStart, MinimallocDfs, CpSatMemory)
-SERVING = (RoundRobinRouting, RandomRouting, Jsq, LeastKv, PowerOfTwo, Llumnix, LlumnixPriority, CacheAware)
-ALL = JOBSHOP + DAG + MEMORY + SERVING
+SERVING = (RoundRobinRouting, RandomRouting, Jsq, LeastKv, PowerOfTwo, Llumnix, LlumnixPriority, CacheAware,
+           LlumnixMigration, DeadlineAware)
+PROVISIONING = (Melange,)
+ALL = JOBSHOP + DAG + MEMORY + SERVING + PROVISIONING
 for _cls in ALL:
     for _env_id in _cls.env_ids:
         register_baseline(_env_id, _cls.name, _cls)

@@ -2,7 +2,8 @@
 
 Every router reads the simulator the env exposes (``env.unwrapped.state``, a ``ClusterSim``): the pending
 request (``state.next_req``), per-instance live statistics (``state.live_stats()``, columns
-``features.LIVE``) and the routing mask (``info["action_mask"]``). Ties are broken uniformly at random with
+``features.LIVE``) and the routing mask (``info["action_mask"]``). With the agent migration decision point
+(``migration="agent"``) a plain router answers every tick with "no migration". Ties are broken uniformly at random with
 the episode's seed, so no instance is favoured by its index.
 """
 
@@ -36,6 +37,8 @@ class Router:
     def act(self, obs: Any, info: dict[str, Any]) -> int:
         if self.state is None:
             raise RuntimeError(f"{self.name}: call reset(env) before act()")
+        if info.get("decision") == "migrate":  # a router only routes: "no migration" (the last action)
+            return len(info["action_mask"]) - 1
         valid = np.flatnonzero(info["action_mask"])
         if valid.size == 0:
             raise RuntimeError(f"{self.name}: no valid instance for the pending request")

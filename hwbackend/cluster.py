@@ -36,7 +36,7 @@ class EngineServer:
         self.engine = LiveEngine(model, engine, num_blocks, context_limit=context_limit, seed=seed, device=device,
                                  clock=lambda: time.time() - self.epoch)
         self.engine.warmup()  # one-off first-iteration costs are paid here, before the episode clock starts
-        self._inbox: queue.SimpleQueue[tuple[int, int, int, float]] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[tuple[int, int, int, float, list[int] | None]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()   # guards the published snapshot only
@@ -54,8 +54,9 @@ class EngineServer:
         """Time zero of the episode (``time.time()`` seconds); engine times are relative to it."""
         self.epoch = float(epoch)
 
-    def submit(self, rid: int, prompt_tokens: int, output_tokens: int) -> None:
-        self._inbox.put((int(rid), int(prompt_tokens), int(output_tokens), time.time() - self.epoch))
+    def submit(self, rid: int, prompt_tokens: int, output_tokens: int, prompt: list[int] | None = None) -> None:
+        """Queue a request (``prompt``: real token ids, else synthetic ones; see ``LiveEngine.submit``)."""
+        self._inbox.put((int(rid), int(prompt_tokens), int(output_tokens), time.time() - self.epoch, prompt))
         self._wake.set()
 
     def _publish(self) -> None:

@@ -96,18 +96,30 @@ class LiveEngine:
         self.received: list[tuple[int, float]] = []  # (request, engine clock when it arrived at the engine)
         self.last_decode_s = 0.0
         self.busy_s = 0.0
+        # Optional streaming hook (serving front ends): called as on_token(rid, token, t, finished) after every
+        # generated token, in the thread that runs step(); it must be cheap and must not call the engine.
+        self.on_token: Callable[[int, int, float, bool], None] | None = None
 
     # ------------------------------------------------------------------ requests
-    def submit(self, rid: int, prompt_tokens: int, output_tokens: int, received: float | None = None) -> None:
+    def submit(self, rid: int, prompt_tokens: int, output_tokens: int, received: float | None = None,
+               prompt: np.ndarray | list[int] | None = None) -> None:
         """Queue request ``rid`` (synthetic prompt ids of the given length; exactly ``output_tokens`` out).
-        ``received``: when the engine got it (engine clock; default now), reported as the dispatch time."""
+        ``received``: when the engine got it (engine clock; default now), reported as the dispatch time.
+        ``prompt``: the real prompt token ids instead of synthetic ones (length ``prompt_tokens``, ids < vocab)."""
         if prompt_tokens < 1 or output_tokens < 1:
             raise ValueError(f"request {rid}: prompt_tokens and output_tokens must be >= 1, got "
                              f"{prompt_tokens}, {output_tokens}")
         if prompt_tokens + output_tokens > self.context_limit:
             raise ValueError(f"request {rid}: prompt + output = {prompt_tokens + output_tokens} tokens exceeds the "
                              f"context limit {self.context_limit}")
-        s = _Seq(rid, prompt_ids(rid, prompt_tokens, self.cfg.vocab_size, self.seed), int(output_tokens))
+        if prompt is None:
+            ids = prompt_ids(rid, prompt_tokens, self.cfg.vocab_size, self.seed)
+        else:
+            ids = np.asarray(prompt, np.int64)
+            if ids.shape != (prompt_tokens,) or (ids < 0).any() or (ids >= self.cfg.vocab_size).any():
+                raise ValueError(f"request {rid}: prompt must be {prompt_tokens} token ids in "
+                                 f"[0, {self.cfg.vocab_size}), got shape {ids.shape}")
+        s = _Seq(rid, ids, int(output_tokens))
         s.target = prompt_tokens
         self.waiting.append(s)
         self.received.append((int(rid), self.clock() if received is None else float(received)))
@@ -240,6 +252,8 @@ class LiveEngine:
         return True
 
     def _after_token(self, s: _Seq, t: float, joined: bool) -> None:
+        if self.on_token is not None:
+            self.on_token(s.rid, s.generated[-1], t, len(s.generated) >= s.output_len)
         if len(s.generated) >= s.output_len:
             if not joined:
                 self.running.remove(s)
@@ -290,8 +304,10 @@ class LiveEngine:
         if self.has_work() or self.res_log or self.seg_log:
             raise RuntimeError("warmup() must run before the engine takes requests")
         p = max(1, min(int(prompt_tokens), self.context_limit - decode_steps - 1))
+        hook, self.on_token = self.on_token, None
         self.submit(1 << 40, p, decode_steps + 1)  # an id no trace uses
         self.run_until_idle()
+        self.on_token = hook
         self.res_log.clear(), self.seg_log.clear(), self.shape_log.clear(), self.received.clear()
         self.finished.clear()
         self.last_decode_s = self.busy_s = 0.0

@@ -20,6 +20,7 @@ ENV_IDS = {
     "schedgym/MemoryMapping-v0": "schedgym.envs.memory.env:MemoryMappingEnv",
     "schedgym/MemoryOffsets-v0": "schedgym.envs.memory.offsets_env:MemoryOffsetsEnv",
     "schedgym/LLMServingLive-v0": "schedgym.envs.serving.live_env:LLMServingLiveEnv",
+    "schedgym/Provisioning-v0": "schedgym.envs.provisioning.env:ProvisioningEnv",
 }
 # Ids whose episodes depend on wall-clock timing (real engines): registered nondeterministic=True.
 NONDETERMINISTIC_IDS = frozenset({"schedgym/LLMServingLive-v0"})
@@ -34,6 +35,7 @@ import schedgym.baselines  # noqa: E402,F401
 import schedgym.envs.dag.datasets  # noqa: E402,F401
 import schedgym.envs.jobshop.datasets  # noqa: E402,F401
 import schedgym.envs.memory.datasets  # noqa: E402,F401
+import schedgym.envs.provisioning.datasets  # noqa: E402,F401
 import schedgym.envs.serving.datasets  # noqa: E402,F401
 from schedgym.evaluation import Results, evaluate  # noqa: E402
 

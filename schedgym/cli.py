@@ -137,7 +137,95 @@ def _parser() -> argparse.ArgumentParser:
                           "synthetic live episode; 0 compares the bare simulator)")
     fid.add_argument("--out", help="write the full report as JSON")
     fid.set_defaults(func=cmd_fidelity)
+    _serve_parsers(sub)
     return p
+
+
+def _serve_parsers(sub: Any) -> None:
+    """``serve`` (Ray Serve app routed by a policy) and ``loadtest`` (trace replay against an endpoint)."""
+    sv = sub.add_parser("serve", help="live backend: N engine replicas behind an OpenAI-compatible endpoint "
+                                      "(/v1/completions) on Ray Serve, each request routed by a policy")
+    sv.add_argument("--policy", default="jsq", help="LLMServing-v0 baseline name or an exported .onnx policy")
+    sv.add_argument("--fallback", default="jsq", help="baseline used when stats are stale or the policy fails")
+    sv.add_argument("--replicas", type=int, default=2, help="engine replicas (default 2)")
+    sv.add_argument("--model", default="tiny", help="hwbackend model preset: tiny (default), small, 1b")
+    sv.add_argument("--num-blocks", type=int, default=256, help="KV blocks per replica (default 256)")
+    sv.add_argument("--context-limit", type=int, default=512, help="max prompt + output tokens (default 512)")
+    sv.add_argument("--chunked-prefill", action="store_true", help="engines use chunked prefill")
+    sv.add_argument("--device", default="cpu", help="cpu (default) or cuda (one GPU per replica)")
+    sv.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    sv.add_argument("--cpus-per-replica", type=float, default=0.5, help="Ray CPUs per replica (default 0.5)")
+    sv.add_argument("--stats-period", type=float, default=0.1, help="replica stats period, s (default 0.1)")
+    sv.add_argument("--stale-after", type=float, default=1.0, help="stats older than this (s) -> fallback")
+    sv.add_argument("--address", help="Ray cluster to join (default: start a local one)")
+    sv.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    sv.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    sv.set_defaults(func=cmd_serve)
+
+    lt = sub.add_parser("loadtest", help="replay a shipped trace against an OpenAI-compatible endpoint on "
+                                         "loopback; TTFT/TPOT/E2E percentiles and errors")
+    lt.add_argument("--url", required=True, help="base URL, e.g. http://127.0.0.1:8000 (loopback only)")
+    lt.add_argument("--trace", default="azure-conv-2023", help="shipped trace name (default azure-conv-2023)")
+    lt.add_argument("--rate", type=float, help="mean arrival rate, req/s (default: the trace's own timing)")
+    lt.add_argument("--duration", type=float, default=60.0, help="stop sending after this many seconds (60)")
+    lt.add_argument("--requests", type=int, default=100, help="at most this many requests (default 100)")
+    lt.add_argument("--start", type=int, default=0, help="first trace request (default 0)")
+    lt.add_argument("--token-scale", type=float, default=0.05, help="prompt/output lengths times this (0.05)")
+    lt.add_argument("--timeout", type=float, default=120.0, help="per-request timeout, s (default 120)")
+    lt.add_argument("--model", help="model field to send (default: the first of /v1/models)")
+    lt.add_argument("--out", help="write the report as JSON")
+    lt.set_defaults(func=cmd_loadtest)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import ray
+    from ray import serve
+
+    from schedgym.hwbackend.serve.app import check_policy, start
+    from schedgym.hwbackend.serve.state import ReplicaSpec
+
+    check_policy(args.policy, args.fallback)
+    if args.replicas < 1:
+        raise ValueError(f"--replicas must be >= 1, got {args.replicas}")
+    spec = ReplicaSpec(model=args.model, engine={"chunked_prefill": bool(args.chunked_prefill)},
+                       num_blocks=args.num_blocks, context_limit=args.context_limit, device=args.device)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    ray.init(address=args.address, num_cpus=args.num_cpus, include_dashboard=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    try:
+        url = start(spec, args.replicas, args.policy, host=args.host, port=args.port, fallback=args.fallback,
+                    stale_after_s=args.stale_after, stats_period_s=args.stats_period,
+                    cpus_per_replica=args.cpus_per_replica)
+        print(f"serving {args.replicas} x {args.model} on {url}/v1/completions, routed by {args.policy!r} "
+              f"(fallback {args.fallback!r}); routing counts at {url}/v1/router", flush=True)
+        t_end = time.time() + args.duration if args.duration else float("inf")
+        while time.time() < t_end:
+            time.sleep(min(1.0, max(t_end - time.time(), 0.0)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return 0
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    import json
+
+    from schedgym.hwbackend.serve.loadtest import check_loopback, format_report, run_load, trace_workload
+
+    url = check_loopback(args.url)
+    w = trace_workload(args.trace, args.requests, rate=args.rate, duration_s=args.duration, start=args.start,
+                       token_scale=args.token_scale)
+    print(f"replaying {w.n_requests} requests of {args.trace} over {w.arrival[-1]:.1f} s against {url}", flush=True)
+    rep = run_load(url, w, model=args.model, timeout_s=args.timeout).report()
+    print(format_report(rep))
+    if args.out:
+        Path(args.out).write_text(json.dumps(rep, indent=1, default=float) + "\n")
+    return 0 if rep["n_errors"] == 0 else 1
 
 
 def _ints(text: str) -> tuple[int, ...]:

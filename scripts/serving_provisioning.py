@@ -29,6 +29,24 @@ def main() -> int:
     print(f"\n[{'PASS' if ok else 'FAIL'}] a mixed allocation is cheaper than the best single-type allocation at the "
           f"same attainment target ({len(res.evaluated)} allocations simulated and validated, "
           f"{time.perf_counter() - t0:.0f} s)")
+    # The same answer as actions of schedgym/Provisioning-v0: its objective, recomputed by the validator.
+    if res.best is not None:
+        import gymnasium as gym
+
+        import schedgym  # noqa: F401
+        from schedgym.envs.provisioning.types import GPU_SLOTS
+
+        env = gym.make("schedgym/Provisioning-v0", instance=p)
+        env.reset(seed=0)
+        for g, n in zip(p.gpus, res.best["counts"], strict=True):
+            for _ in range(n):
+                env.step(GPU_SLOTS.index(g))
+        _, reward, _, _, info = env.step(len(GPU_SLOTS))
+        v = env.unwrapped.validate()
+        print(f"Provisioning-v0 with that allocation: penalized_cost_per_hour {info['penalized_cost_per_hour']:.2f} "
+              f"(validator {v['penalized_cost_per_hour']:.2f}), SLO attainment {v['slo_attainment']:.3f}, "
+              f"reward {reward:.4f}")
+        ok = ok and v["penalized_cost_per_hour"] == info["penalized_cost_per_hour"] == res.best["cost_per_hour"]
     return 0 if ok else 1
 
 

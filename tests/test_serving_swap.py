@@ -53,3 +53,26 @@ def test_jain_index() -> None:
 def test_bad_swap_bandwidth_is_rejected(bw) -> None:
     with pytest.raises(ValueError, match="swap_bw_gbps"):
         EngineConfig(swap_bw_gbps=bw)
+
+
+def test_validator_recomputes_the_swap_transfer_time() -> None:
+    """The log's iterations must carry the swap traffic at the configured bandwidth: the same log claimed at
+    a 100x slower link is rejected, and the reported swap time is blocks x block bytes / bandwidth."""
+    from schedgym.envs.serving.cluster import instance_plan
+
+    w = part("azure-conv-2023", "test").slice(0, 400).scaled(12.0)
+    cfg = EngineConfig(**SMALL, swap_bw_gbps=8.0)
+    sim = ClusterSim.build(w, ClusterSpec(("H100-80GB/Llama-3-8B",), cfg))
+    while (r := sim.next_decision()) is not None:
+        sim.route(r, 0)
+    sim.drain()
+    s = sim.schedule()
+    m = validate_schedule(w, s)
+    plan = instance_plan(s.cluster.instances[0], cfg)
+    j = np.flatnonzero(s.res_start_kind == START_SWAP_IN)
+    # Every swap-in brings back exactly what its swap-out took: the traffic is twice the swapped-in blocks.
+    blocks = 2 * (-(-s.res_kv_start[j] // 16)).sum()
+    assert m["swap_time_s"] == pytest.approx(blocks * plan.block_bytes / 8e9)
+    slow = replace(s, cluster=replace(s.cluster, engine=replace(cfg, swap_bw_gbps=0.08)))
+    with pytest.raises(ScheduleError, match="swap transfer"):
+        validate_schedule(w, slow)

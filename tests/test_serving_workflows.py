@@ -77,3 +77,52 @@ def test_bad_workflow_workloads_are_rejected() -> None:
         ok.slice(0, 1)
     with pytest.raises(ValueError, match="queue_policy"):
         EngineConfig(queue_policy="lifo")
+
+
+# ---------------------------------------------------------------------------------------------- urgency-aware routing
+@pytest.mark.slow
+def test_deadline_aware_routing_with_edf_beats_jsq_fcfs_on_every_seed() -> None:
+    from schedgym.envs.serving.effects import WORKFLOW_SETTINGS, workflow_effect
+
+    res = workflow_effect([0, 1, 2])
+    base, best = np.array(res[WORKFLOW_SETTINGS[0]]), np.array(res[WORKFLOW_SETTINGS[-1]])
+    assert (best > base).all() and (best - base).mean() > 0.03
+
+
+def test_deadline_aware_router_sends_hopeless_stages_away_from_the_fastest_instance() -> None:
+    import gymnasium as gym
+
+    from schedgym.baselines.deadline_aware import DeadlineAware
+
+    w = text2sql_workload(part("azure-conv-2023", "test"), np.random.default_rng(0), 30, 3.0)
+    env = gym.make("schedgym/LLMServing-v0", instance=w, rate_scale=1.0, cluster="mixed-4")
+    obs, info = env.reset(seed=0)
+    pol = DeadlineAware()
+    pol.reset(env, seed=0)
+    sim = env.unwrapped.state
+    for _ in range(20):  # load the cluster a little
+        obs, _, _, _, info = env.step(pol.act(obs, info))
+    r = sim.next_req
+    valid = np.flatnonzero(info["action_mask"])
+    est = pol.estimate(sim, r)
+    assert pol.act(obs, info) == valid[np.argmin(est[valid])]  # deadline reachable: earliest estimated finish
+    sim.deadline[r] = sim.now - 1.0  # past its deadline: shed to the instance with the latest estimate
+    assert pol.act(obs, info) == valid[np.argmax(est[valid])]
+
+
+def test_text2sql_dataset_is_sampled_by_the_env_without_an_instance() -> None:
+    import gymnasium as gym
+
+    from schedgym import datasets
+
+    env = gym.make("schedgym/LLMServing-v0", dataset="serving/text2sql-r3", rate_scale=1.0, segment_requests=50)
+    _, info = env.reset(seed=0)
+    w = env.unwrapped.instance
+    assert w.workflows is not None and w.n_requests == 50 and w.workflows.n_workflows == 10
+    env.reset(seed=1)
+    assert not np.array_equal(env.unwrapped.instance.arrival, w.arrival)
+    test = datasets.get("serving/text2sql-r3")
+    t0 = test.load(test.names("test")[0])
+    assert t0.workflows.n_workflows == 300 and t0.name == "text2sql-r3/test/000"
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        datasets.get("serving/text2sql-r0")

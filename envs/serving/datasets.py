@@ -15,11 +15,18 @@ from ``lengths`` (``sharegpt`` or a trace name) with Poisson or Gamma (burstines
 ``rate`` requests/s: ``train`` = unbounded seeded stream of ``TRAIN_WINDOW`` requests, ``test`` = 10 fixed
 workloads of ``TEST_WINDOW`` requests (seeded apart from training streams). ShareGPT lengths come from the
 first 80 % of its rows for train and the rest for test.
+
+Workflows: ``serving/text2sql-r<rate>`` — HEXGEN-Text2SQL pipelines (schema linking -> 3 SQL candidates ->
+selection, ``workflows.text2sql_workload``) arriving as a Poisson process of ``rate`` workflows/s (before the
+env's ``rate_scale``; pass ``rate_scale=1.0`` for the named rate), stage lengths drawn from the Azure conv 2023
+train (test) part, deadlines uniform in 5..40 s: ``train`` = unbounded seeded stream (the env draws
+``segment_requests // 5`` workflows), ``test`` = 5 fixed workloads of 300 workflows.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -28,6 +35,7 @@ from schedgym import datasets
 from schedgym.envs.serving.generator import synthetic_workload, trace_window
 from schedgym.envs.serving.io import TRACES, load_sharegpt, load_trace, load_trace_file
 from schedgym.envs.serving.types import ServingWorkload
+from schedgym.envs.serving.workflows import text2sql_workload
 
 ENV_ID = "schedgym/LLMServing-v0"
 TRAIN_FRACTION = 0.8
@@ -165,7 +173,39 @@ def _synthetic_dataset(m: re.Match[str]) -> datasets.Dataset:
     )
 
 
+def _text2sql_dataset(m: re.Match[str]) -> datasets.Dataset:
+    rate = float(m["rate"])
+    if not rate > 0:
+        raise ValueError(f"text2sql workflow rate must be > 0, got r{m['rate']}")
+    base = m.group(0).split("/", 1)[1]
+    stages = 5  # schema linking, 3 candidates, selection
+
+    def make(rng: np.random.Generator, split: str, n_workflows: int, name: str) -> ServingWorkload:
+        return replace(text2sql_workload(part("azure-conv-2023", split), rng, n_workflows, rate), name=name)
+
+    def load(name: str) -> ServingWorkload:
+        idx = int(name.rsplit("/", 1)[1])
+        return make(np.random.default_rng([0x7E57, idx, int(rate * 1000)]), "test", 300, name)
+
+    def sampler(split: str):  # noqa: ANN202
+        def sample(rng: np.random.Generator, n: int) -> ServingWorkload:
+            return make(rng, split, max(1, n // stages), f"{base}/{split}")
+        return sample
+
+    return datasets.Dataset(
+        f"serving/{base}", ENV_ID, f"Text2SQL workflows (5 stages) at {rate:g} workflows/s, Azure conv 2023 lengths",
+        {"train": None, "test": tuple(f"{base}/test/{i:03d}" for i in range(5))},
+        loader=load, generator=lambda rng: make(rng, "train", TRAIN_WINDOW // stages, f"{base}/train"),
+        source="schedgym.envs.serving.workflows.text2sql_workload over the Azure conv 2023 trace (seeded)",
+        meta={"sampler": {"train": sampler("train"), "test": sampler("test")}},
+    )
+
+
 _register_traces()
+datasets.register_pattern(
+    "serving/text2sql-r<rate>", r"serving/text2sql-r(?P<rate>\d+(?:\.\d+)?)", _text2sql_dataset,
+    "HEXGEN-Text2SQL workflows (stages released when parents finish, deadlines 5..40 s) at <rate> workflows/s",
+)
 datasets.register_pattern(
     "serving/synthetic-<lengths>-<poisson|gamma>-r<rate>[-cv<cv>]",
     r"serving/synthetic-(?P<src>[a-z0-9-]+?)-(?P<kind>poisson|gamma)-r(?P<rate>\d+(?:\.\d+)?)(?:-cv(?P<cv>\d+(?:\.\d+)?))?",

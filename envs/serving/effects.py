@@ -7,7 +7,9 @@
 - Live migration (Llumnix, OSDI'24: migrating running requests off memory-pressed instances cuts tail
   latency and preemptions): the same cluster and load, Llumnix dispatch without and with the simulator's
   Llumnix migration policy (``migration="llumnix"``). Expect lower p99 TTFT and fewer preemptions (p99
-  end-to-end latency is dominated by the longest outputs' decode time and barely moves).
+  end-to-end latency is dominated by the longest outputs' decode time and barely moves). The same rule
+  played through the agent decision point (``migration="agent"``, baseline ``llumnix_migration``) must give
+  the identical episode.
 - Priorities (Llumnix's high-priority headroom): 5 % of requests in class 0 (SLO 1 s TTFT, 50 ms TPOT), the
   rest class 1 (5 s, 200 ms); Llumnix dispatch without and with 64 blocks of headroom on instances holding
   a class-0 request. Expect lower class-0 p99 TTFT and TPOT with headroom.
@@ -25,9 +27,11 @@
   Llama-3-8B, SLO 1 s TTFT / 50 ms TPOT, JSQ; colocated vs 3 prefill + 1 decode instances (``disagg="3p1d"``,
   KV over a 25 GB/s link). Expect higher goodput per GPU disaggregated.
 - Workflows (HEXGEN-Text2SQL: urgency-aware scheduling of multi-stage LLM workflows raises deadline
-  attainment): the ``text2sql`` preset (schema linking -> 3 SQL candidates -> selection; a stage arrives when
-  its parents finish) on 4 x A100 / Llama-3-8B with 16 sequences per batch, JSQ; FCFS vs earliest-deadline
-  waiting queues (``queue_policy``). Expect higher deadline attainment with EDF.
+  attainment): Text2SQL workflows (schema linking -> 3 SQL candidates -> selection; a stage arrives when its
+  parents finish; deadlines 5..40 s) at 3 workflows/s on the heterogeneous ``mixed-4`` cluster with 16
+  sequences per batch; JSQ with FCFS queues vs the urgency-aware ``deadline_aware`` router with FCFS and
+  with earliest-deadline-first queues (``queue_policy="edf"``). Expect higher deadline attainment with
+  urgency-aware routing and ordering (``workflow_effect`` runs it over several seeds).
 - Prefix-aware routing (SGLang's cache-aware router; Mooncake, FAST'25, on KV reuse): 4 x H100 /
   Llama-3.1-8B with prefix caching on the Mooncake synthetic trace's test part (prefix hashes). Expect a
   lower mean TTFT than round-robin, from more prompt tokens served by the prefix cache
@@ -48,13 +52,16 @@ import numpy as np
 
 from schedgym.envs.serving.datasets import part
 from schedgym.envs.serving.types import ServingWorkload
-from schedgym.envs.serving.workflows import text2sql_preset
+from schedgym.envs.serving.workflows import text2sql_workload
 from schedgym.policy import make_policy
 
 ENV_ID = "schedgym/LLMServing-v0"
 COLUMNS = ("mean_ttft", "p50_ttft", "p99_ttft", "p99_tpot", "p99_e2e", "preemptions", "migrations", "slo_attainment",
            "n_rejected", "prefix_hit_fraction")
 COUNTS = ("preemptions", "migrations", "n_rejected")
+WORKFLOW_RATE = 3.0
+# (router, queue policy): the FCFS baseline first, the fully urgency-aware setting last.
+WORKFLOW_SETTINGS = (("jsq", "fcfs"), ("jsq", "edf"), ("deadline_aware", "fcfs"), ("deadline_aware", "edf"))
 
 
 @dataclass
@@ -106,6 +113,20 @@ def run_policy(workload: ServingWorkload, policy: str, seed: int = 0,
         env.close()
 
 
+def workflow_effect(seeds: list[int], rate: float = WORKFLOW_RATE, cluster: str = "mixed-4", max_num_seqs: int = 16,
+                    n_workflows: int = 300) -> dict[tuple[str, str], list[float]]:
+    """Validated deadline attainment of every ``WORKFLOW_SETTINGS`` entry on one Text2SQL workload per seed."""
+    conv = part("azure-conv-2023", "test")
+    out: dict[tuple[str, str], list[float]] = {k: [] for k in WORKFLOW_SETTINGS}
+    for seed in seeds:
+        w = text2sql_workload(conv, np.random.default_rng(seed), n_workflows, rate)
+        for pol, qp in WORKFLOW_SETTINGS:
+            m, _ = run_policy(w, pol, seed, cluster=cluster, rate_scale=1.0,
+                              engine={"queue_policy": qp, "max_num_seqs": max_num_seqs})
+            out[(pol, qp)].append(m["deadline_attainment"])
+    return out
+
+
 def serving_effects(out_dir: str | Path | None = None, seed: int = 0) -> EffectsReport:
     """Run the experiments (about a minute on one core); write TTFT CDF plots to ``out_dir`` if given."""
     rep = EffectsReport()
@@ -138,6 +159,11 @@ def serving_effects(out_dir: str | Path | None = None, seed: int = 0) -> Effects
     rep.checks["Llumnix migration lowers p99 TTFT and preemptions against dispatch only"] = \
         mig["+ migration (Llumnix)"]["p99_ttft"] < mig["dispatch only"]["p99_ttft"] and \
         mig["+ migration (Llumnix)"]["preemptions"] < mig["dispatch only"]["preemptions"]
+    agent = add("migration@high-load", "+ migration (agent API)", "llumnix_migration", conv, cluster=a10g,
+                rate_scale=0.5, migration="agent")
+    rep.checks["the Llumnix rule at the agent migration decision point reproduces the built-in migration "
+               f"({agent['migrations']:.0f} migrations, p99 TTFT {agent['p99_ttft']:.3f} s)"] = \
+        all(agent[c] == mig["+ migration (Llumnix)"][c] for c in ("p99_ttft", "mean_ttft", "preemptions", "migrations"))
 
     h100 = "h100-4"
     chunk = {name: add("chunked-prefill", name, "jsq", conv, cluster=h100, rate_scale=12.0, engine=eng)
@@ -175,12 +201,14 @@ def serving_effects(out_dir: str | Path | None = None, seed: int = 0) -> Effects
                f"{dis['3 prefill + 1 decode']['goodput_rps'] / 4:.3f} req/s/GPU)"] = \
         dis["3 prefill + 1 decode"]["goodput_rps"] > dis["colocated 4xH100"]["goodput_rps"]
 
-    sql = text2sql_preset(seed)
-    order = {qp: add("workflows", f"Text2SQL, {qp} queues", "jsq", sql, cluster="a100-4", rate_scale=1.0,
-                     engine={"queue_policy": qp, "max_num_seqs": 16}) for qp in ("fcfs", "edf")}
-    rep.checks["urgency-aware (EDF) queues raise workflow deadline attainment over FCFS "
-               f"({order['fcfs']['deadline_attainment']:.3f} -> {order['edf']['deadline_attainment']:.3f})"] = \
-        order["edf"]["deadline_attainment"] > order["fcfs"]["deadline_attainment"]
+    sql = text2sql_workload(conv, np.random.default_rng(seed), 300, WORKFLOW_RATE)
+    order = {(pol, qp): add("workflows", f"Text2SQL 3/s, {qp}", pol, sql, cluster="mixed-4", rate_scale=1.0,
+                            engine={"queue_policy": qp, "max_num_seqs": 16})
+             for pol, qp in WORKFLOW_SETTINGS}
+    base, best = order[WORKFLOW_SETTINGS[0]], order[WORKFLOW_SETTINGS[-1]]
+    rep.checks["urgency-aware routing + EDF queues raise workflow deadline attainment over JSQ + FCFS "
+               f"({base['deadline_attainment']:.3f} -> {best['deadline_attainment']:.3f})"] = \
+        best["deadline_attainment"] > base["deadline_attainment"]
 
     moon = part("mooncake-synthetic", "test")
     prefix = {p: add("prefix-aware", "4xH100 Llama-3.1-8B x1", p, moon, cluster="h100-long-4", rate_scale=1.0,

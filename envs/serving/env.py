@@ -14,8 +14,9 @@ from schedgym.envs.serving.cluster import check_cluster, cost_models, resolve_cl
 from schedgym.envs.serving.generator import sample_classes
 from schedgym.envs.serving.io import TRACES, load_trace, load_trace_file
 from schedgym.envs.serving.metrics import aggregate
+from schedgym.envs.serving.migration import move_features, move_slots
 from schedgym.envs.serving.reward import REWARDS, step_reward, tally
-from schedgym.envs.serving.sim import ClusterSim
+from schedgym.envs.serving.sim import TICK, ClusterSim
 from schedgym.envs.serving.types import SLO, ClusterSpec, EngineConfig, ServingSchedule, ServingWorkload
 from schedgym.envs.serving.validator import validate_schedule
 from schedgym.graph import GraphSpec
@@ -54,10 +55,29 @@ class LLMServingEnv(SchedulingEnv):
     The true output length is never observed unless ``output_estimate`` is ``"oracle"`` (exact) or
     ``"noisy"`` (exact x lognormal noise of sigma ``estimate_noise``); with ``"none"`` (default) it is 0.
 
+    With ``migration="agent"`` (a second decision point, Llumnix's migration on a timer) the graph grows by
+    one node per candidate-move slot (``M = N (N-1) K``, ``K = candidates_per_pair``, default 2; slot ``j``
+    is the ``c``-th cheapest running request of ``src`` that ``dst`` can hold, ``migration.move_slots``):
+    ``node_features`` (N+1+M, 26) adds ``features.MOVE_COLS`` (``is_tick`` on node N at a tick; on move nodes
+    ``is_move``, KV tokens / 1e4, tokens generated / 1e3, KV transfer time over the link (s), priority);
+    ``edge_features`` (2N+4M, 6) adds ``move_src``/``move_dst`` flags on the edges move <-> source and
+    move <-> destination; move nodes and their edges are masked out except at a tick, where only slots
+    with a candidate are present. ``info["decision"]`` is ``"route"``, ``"migrate"`` or ``"done"``.
+
     ## Action
     ``Discrete(N)``: the instance that serves the arriving request. A masked-out instance is a no-op: reward
     ``-invalid_action_penalty``, ``info["invalid_action"] = True``, state unchanged; with ``strict=True`` it
     raises ``ValueError`` naming the action and the valid ones.
+
+    With ``migration="agent"``: ``Discrete(N + M + 1)``. At an arrival (``info["decision"] == "route"``)
+    actions ``0..N-1`` route as above. Every ``interval_s`` of simulated time at which some running request
+    can move (a *tick*, ``"migrate"``), action ``N + j`` migrates candidate ``j`` (its KV blocks leave at the
+    source's next iteration boundary and travel over the link; it resumes on the destination with its
+    tokens kept) and ``N + M`` is "no migration"; up to ``max_per_tick`` moves per tick (a source with a
+    migration pending offers no further candidate), "no migration" ends the tick. Masked: slots without a
+    candidate (nothing running on the source, a migration already pending there, or no running request
+    the destination can hold). Plain routers answer ticks with "no migration"; ``llumnix_migration`` plays
+    the built-in Llumnix rule.
 
     ## Reward
     ``reward`` (``reward.py``): ``"slo"`` (default) = minus the SLO misses settled during the step / number
@@ -83,7 +103,9 @@ class LLMServingEnv(SchedulingEnv):
     - ``engine``: ``EngineConfig`` fields (block size 16, max_num_seqs 256, chunked_prefill False,
       preemption ``"recompute"``/``"swap"``, prefix_caching, num_gpu_blocks, ...).
     - ``migration``: live migration of running requests (Llumnix; ``migration.py``): ``None`` (default, off),
-      ``"llumnix"`` or a dict of ``MigrationConfig`` fields; the simulator's timer runs Llumnix's policy.
+      ``"llumnix"``/``"llumnix-priority"`` (the simulator's timer runs Llumnix's rule), ``"agent"`` (the agent
+      decides at each tick, see Action) or a dict of ``MigrationConfig`` fields, e.g.
+      ``{"decider": "agent", "interval_s": 0.5, "candidates_per_pair": 1}``.
     - ``disagg``: disaggregated prefill/decode pools (DistServe/Splitwise; ``disagg.py``): ``None`` (default),
       ``"1p1d"``/``"2p2d"``/``"3p1d"`` or ``{"n_prefill": P, "link_gbps": ...}``; the first P instances prefill
       (the action picks among them), the rest decode (placed by the simulator).
@@ -94,7 +116,8 @@ class LLMServingEnv(SchedulingEnv):
     - ``reset(options={"instance": workload})`` runs one episode on ``workload``.
 
     ## Version history
-    - v0: initial version; ``migration`` and ``disagg`` options added (off by default, so v0 episodes are unchanged).
+    - v0: initial version; ``migration`` and ``disagg`` options added (off by default, so v0 episodes are unchanged);
+      ``migration="agent"`` adds the migration decision point (default observation and action unchanged).
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
@@ -176,8 +199,14 @@ class LLMServingEnv(SchedulingEnv):
             datasets.parse(f"{self._dataset_name}:{self._split}")  # validates name and split now
         N = self.cluster.n_instances
         self.graph_spec = GraphSpec(N + 1, 2 * N, features.NODE_DIM, features.EDGE_DIM, N, action_node=True)
+        mig = self.cluster.migration
+        self._moves = None  # the migration decision point (``migration.decider == "agent"``)
+        if mig is not None and mig.decider == "agent":
+            m = self._moves = features.MoveEncoder(N, move_slots(N, mig.candidates_per_pair))
+            self.graph_spec = GraphSpec(m.n_nodes, m.n_edges, m.node_dim, m.edge_dim, m.n_actions, action_node=True)
         self.observation_space = self.graph_spec.space(0.0, np.inf)
-        self.action_space = spaces.Discrete(N)
+        self.action_space = spaces.Discrete(self.graph_spec.n_actions)
+        self._n_actions = self.graph_spec.n_actions
         self._static = np.array([[p.num_blocks, self.cluster.engine.block_size,
                                   catalog.gpu(s.gpu).peak_flops * s.tp / 1e12, catalog.gpu(s.gpu).hbm_bw * s.tp / 1e12,
                                   catalog.gpu(s.gpu).price_per_hour * s.tp, s.context_limit]
@@ -185,6 +214,7 @@ class LLMServingEnv(SchedulingEnv):
         self._encoder = features.FeatureEncoder(self._static)
         self._prefill_memo: dict[int, np.ndarray] = {}
         self._buf = features.empty_buffers(N)
+        self._out = self._buf if self._moves is None else self._moves.empty_buffers()  # what obs are copied from
         self.state: ClusterSim | None = None
 
     # ------------------------------------------------------------------ Gymnasium API
@@ -217,13 +247,23 @@ class LLMServingEnv(SchedulingEnv):
         sim = self.state
         if sim is None:
             raise RuntimeError("call reset() before step()")
-        a = action_index(action, self.cluster.n_instances)
+        a = action_index(action, self._n_actions)
         if self._request is None:
             raise RuntimeError("the episode has ended; call reset()")
-        if not sim.feasible[self._request, a]:
-            return self._invalid(a)
-        sim.route(self._request, a)
-        self._request = sim.next_decision()
+        if self._request == TICK:
+            if not self._out["action_mask"][a]:
+                return self._invalid(a)
+            if a == self._n_actions - 1:
+                sim.end_tick()
+            else:
+                sim.migrate(a - self.cluster.n_instances)
+            if sim.tick is None:
+                self._request = sim.next_decision()
+        else:
+            if a >= self.cluster.n_instances or not sim.feasible[self._request, a]:
+                return self._invalid(a)
+            sim.route(self._request, a)
+            self._request = sim.next_decision()
         terminated = self._request is None
         if terminated:
             sim.drain()
@@ -250,7 +290,7 @@ class LLMServingEnv(SchedulingEnv):
         return validate_schedule(self.instance, self.schedule())
 
     def action_masks(self) -> np.ndarray:
-        return self._buf["action_mask"].astype(bool)
+        return self._out["action_mask"].astype(bool)
 
     def metrics(self) -> dict[str, float]:
         """Every aggregate metric from the simulator's own per-request record (the validator recomputes them)."""
@@ -279,6 +319,8 @@ class LLMServingEnv(SchedulingEnv):
 
     def _obs(self) -> dict[str, np.ndarray]:
         sim, r = self.state, self._request
+        if r == TICK:
+            return self._tick_obs()
         p = sim.prompt[r]  # type: ignore[union-attr]
         c = sim.cls[r]  # type: ignore[union-attr]
         slo = self.cluster.slo
@@ -290,7 +332,18 @@ class LLMServingEnv(SchedulingEnv):
             prefill = self._prefill_memo[p] = alone[self._cost_index]
         self._encoder.encode(sim.live_stats(), view, prefill, sim.prefix_hits(r), sim.feasible[r],  # type: ignore[union-attr]
                              self._buf)
-        return {k: v.copy() for k, v in self._buf.items()}
+        if self._moves is not None:
+            self._moves.encode(self._buf, None, self._out)
+        return {k: v.copy() for k, v in self._out.items()}
+
+    def _tick_obs(self) -> dict[str, np.ndarray]:
+        """A migration tick: instance nodes current, the tick node (node N) flagged, one node per candidate."""
+        sim = self.state
+        live = sim.live_stats()  # type: ignore[union-attr]
+        z = np.zeros(len(live))
+        self._encoder.encode(live, features.RequestView(0, 0, 0.0, 0.0), z, z, z.astype(np.int8), self._buf)
+        self._moves.encode(self._buf, move_features(sim), self._out)  # type: ignore[union-attr,arg-type]
+        return {k: v.copy() for k, v in self._out.items()}
 
     def _final_obs(self) -> dict[str, np.ndarray]:
         """After the drain there is no arriving request: instance nodes are current, the request node is zero."""
@@ -299,28 +352,34 @@ class LLMServingEnv(SchedulingEnv):
         self._encoder.encode(live, features.RequestView(0, 0, 0.0, 0.0), np.zeros(len(live)), np.zeros(len(live)),
                              np.zeros(len(live), np.int8), b)
         b["action_mask"][:] = 0
-        return {k: v.copy() for k, v in b.items()}
+        if self._moves is not None:
+            self._moves.encode(b, None, self._out)
+        return {k: v.copy() for k, v in self._out.items()}
 
     def _invalid(self, a: int) -> tuple[dict, float, bool, bool, dict]:
-        valid = np.flatnonzero(self._buf["action_mask"]).tolist()
+        valid = np.flatnonzero(self._out["action_mask"]).tolist()
         if self.strict:
-            raise ValueError(f"action {a} is masked out (that instance cannot hold request {self._request}); "
-                             f"valid actions: {valid}")
+            what = "no such candidate migration at this tick" if self._request == TICK else \
+                f"that instance cannot hold request {self._request}"
+            raise ValueError(f"action {a} is masked out ({what}); valid actions: {valid}")
         self._n_invalid += 1
         truncated = self._n_invalid >= len(self.state.arrival)  # type: ignore[union-attr]
-        return {k: v.copy() for k, v in self._buf.items()}, -self.invalid_action_penalty, False, truncated, \
+        return {k: v.copy() for k, v in self._out.items()}, -self.invalid_action_penalty, False, truncated, \
             self._info(True)
 
     def _info(self, invalid: bool) -> dict[str, Any]:
         """Running metrics: simulated time, counts, and TTFT / SLO attainment of the requests settled so far."""
         sim = self.state
         assert sim is not None
-        return {"action_mask": self._buf["action_mask"].copy(), "invalid_action": invalid, "time": sim.now,
+        info = {"action_mask": self._out["action_mask"].copy(), "invalid_action": invalid, "time": sim.now,
                 "request": -1 if self._request is None else self._request,
                 "n_routed": sim.settled - len(sim.rejected), "n_finished": sim.n_finished,
                 "n_slo_met": sim.n_slo_ok, "n_rejected": len(sim.rejected),
                 "mean_ttft_so_far": sim.ttft_done / sim.n_first if sim.n_first else 0.0,
                 "slo_attainment_so_far": sim.n_slo_ok / sim.n_finished if sim.n_finished else 1.0}
+        if self._moves is not None:
+            info["decision"] = "migrate" if self._request == TICK else "done" if self._request is None else "route"
+        return info
 
 
 def _resolve_instance(instance: ServingWorkload | str) -> ServingWorkload:

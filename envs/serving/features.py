@@ -114,3 +114,80 @@ def router_features(live: np.ndarray, static: np.ndarray, request: RequestView, 
     ``prefill_time_s``, ``prefix_hit`` (fraction) and ``feasible`` are per instance. (Build a
     ``FeatureEncoder`` once to encode many observations of the same cluster.)"""
     return FeatureEncoder(static).encode(live, request, prefill_time_s, prefix_hit, feasible, out)
+
+
+# ---------------------------------------------------------------------------------------------- migration
+# With ``migration.decider == "agent"`` the observation also carries the migration decision point: the router
+# graph above (node N is the arriving request at a routing decision, the *tick* node at a migration tick)
+# plus one node per candidate-move slot (``migration.move_slots``), wired move -> source, move -> destination
+# and back. Extra node columns (zero on the router graph's nodes except ``is_tick``):
+MOVE_COLS = ("is_tick", "is_move", "move_kv_tokens", "move_generated_tokens", "move_transfer_s", "move_priority")
+# Extra edge columns: the edge joins a move node and its source / its destination instance.
+MOVE_EDGE_COLS = ("move_src", "move_dst")
+
+
+class MoveEncoder:
+    """The observation with the migration decision point (``slots``: (M, 2) source, destination per slot).
+
+    Actions: ``0..N-1`` route the arriving request to instance i (node i); ``N + j`` takes candidate move
+    ``j`` (node ``N + 1 + j``); ``N + M`` is "no migration" (node N, the tick node). At a routing decision
+    only the instances can be valid; at a tick only the present moves and "no migration".
+    """
+
+    def __init__(self, n_instances: int, slots: np.ndarray) -> None:
+        self.N, self.slots = n_instances, np.asarray(slots, np.int64)
+        self.M = M = self.slots.shape[0]
+        self.n_nodes, self.n_edges, self.n_actions = n_instances + 1 + M, 2 * n_instances + 4 * M, n_instances + M + 1
+        self.node_dim, self.edge_dim = NODE_DIM + len(MOVE_COLS), EDGE_DIM + len(MOVE_EDGE_COLS)
+
+    def empty_buffers(self) -> dict[str, np.ndarray]:
+        """Zeroed arrays with the static wiring (router edges, then 4 edges per move slot)."""
+        N, M = self.N, self.M
+        base = empty_buffers(N)
+        move = N + 1 + np.arange(M)
+        src, dst = self.slots[:, 0], self.slots[:, 1]
+        ei = np.concatenate([base["edge_index"], np.stack([
+            np.stack([move, move, src, dst], 1).ravel(), np.stack([src, dst, move, move], 1).ravel()])], 1)
+        ef = np.zeros((self.n_edges, self.edge_dim), np.float32)
+        ef[:2 * N, :EDGE_DIM] = base["edge_features"]
+        mv = ef[2 * N:].reshape(M, 4, self.edge_dim)
+        mv[:, 2:, 3] = 1.0                           # direction: instance -> move
+        mv[:, (0, 2), EDGE_DIM] = 1.0                # joins the source
+        mv[:, (1, 3), EDGE_DIM + 1] = 1.0            # joins the destination
+        node_mask = np.zeros(self.n_nodes, np.int8)
+        node_mask[:N + 1] = 1
+        edge_mask = np.zeros(self.n_edges, np.int8)
+        edge_mask[:2 * N] = 1
+        action_node = np.r_[np.arange(N), N + 1 + np.arange(M), N].astype(np.int64)
+        return {"node_features": np.zeros((self.n_nodes, self.node_dim), np.float32), "edge_index": ei,
+                "edge_features": ef, "node_mask": node_mask, "edge_mask": edge_mask,
+                "action_mask": np.zeros(self.n_actions, np.int8), "action_node": action_node}
+
+    def encode(self, router: dict[str, np.ndarray], moves: np.ndarray | None, out: dict[str, np.ndarray]
+               ) -> dict[str, np.ndarray]:
+        """Copy the router graph (``router``: ``FeatureEncoder`` buffers) into ``out`` and add the moves:
+        ``moves`` is ``None`` at a routing decision, else (M, 5) per slot: present flag, KV tokens, tokens
+        generated so far, transfer time (s), priority class (a slot without a candidate has flag 0)."""
+        N, M = self.N, self.M
+        nf, mask, node_mask, edge_mask = out["node_features"], out["action_mask"], out["node_mask"], out["edge_mask"]
+        nf[:N + 1, :NODE_DIM] = router["node_features"]
+        out["edge_features"][:2 * N, :EDGE_DIM] = router["edge_features"]
+        mask[:N] = router["action_mask"]
+        if moves is None:
+            nf[N, NODE_DIM] = 0.0
+            nf[N + 1:] = 0.0
+            node_mask[N + 1:] = 0
+            edge_mask[2 * N:] = 0
+            mask[N:] = 0
+            return out
+        present = moves[:, 0] > 0
+        nf[N, len(INSTANCE_COLS)] = 0.0  # node N is the tick, not a request
+        nf[N, NODE_DIM] = 1.0
+        mv = nf[N + 1:]
+        mv[:, NODE_DIM:] = moves[:, (0, 0, 1, 2, 3, 4)] * (0.0, 1.0, 1e-4, 1e-3, 1.0, 1.0)
+        mv[~present] = 0.0
+        node_mask[N + 1:] = present
+        edge_mask[2 * N:] = np.repeat(present, 4)
+        mask[N:N + M] = present
+        mask[N + M] = 1
+        return out

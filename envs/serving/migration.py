@@ -7,10 +7,17 @@ its own link); on arrival it joins ``dst``'s swapped queue and is resumed as soo
 recompute: tokens generated so far are kept). The request's decode is paused for the whole transfer, so a
 migration costs latency; Llumnix's pipelined copy hides most of it, so this is a conservative model.
 
-The simulator runs the policy on a timer (``MigrationConfig.interval_s``): Llumnix's pairing of the
-instances whose freeness (free KV blocks after the waiting prompts, per request; ``baselines/llumnix.py``)
-is below ``out_threshold`` with the freest instances above ``in_threshold``, moving the running request
-with the fewest KV blocks (cheapest to transfer).
+On a timer (``MigrationConfig.interval_s``) the migrations are decided by ``decider``:
+
+- ``"llumnix"`` (built in): Llumnix's pairing of the instances whose freeness (free KV blocks after the
+  waiting prompts, per request; ``baselines/llumnix.py``) is below ``out_threshold`` with the freest
+  instances above ``in_threshold``, moving the running request with the fewest KV blocks (cheapest to
+  transfer) — ``llumnix_moves``;
+- ``"agent"``: the simulator stops at each tick and the agent picks among the candidate moves
+  (``move_candidates``: per ordered pair of instances, the ``candidates_per_pair`` running requests of the
+  source with the fewest KV blocks that the destination can hold) or none, up to ``max_per_tick`` moves.
+  ``baselines/llumnix_migration.py`` plays ``llumnix_moves`` through that interface, so the built-in rule
+  and the baseline are one implementation.
 
 Source: B. Sun et al., "Llumnix: Dynamic Scheduling for Large Language Model Serving", OSDI 2024
 (``llumnix/global_scheduler/migration_scheduler.py``: pair migrate-out with migrate-in instances by load).
@@ -28,6 +35,7 @@ if TYPE_CHECKING:
     from schedgym.envs.serving.sim import ClusterSim
 
 GB = 1e9
+DECIDERS = ("llumnix", "agent")
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class MigrationConfig:
     max_per_tick:  migrations started per tick, >= 1
     priority_headroom_blocks: virtual KV usage charged to instances holding a high-priority (class 0)
                    request when the SLO has several classes (``freeness``), >= 0
+    decider:       who picks the migrations at a tick: "llumnix" (the built-in rule) or "agent" (the env asks)
+    candidates_per_pair: with the agent decider, candidate requests offered per (source, destination) pair
     """
 
     interval_s: float = 0.1
@@ -49,6 +59,8 @@ class MigrationConfig:
     in_threshold: float = 16.0
     max_per_tick: int = 1
     priority_headroom_blocks: float = 0.0
+    decider: str = "llumnix"
+    candidates_per_pair: int = 2
 
     def __post_init__(self) -> None:
         checks = {"interval_s": (self.interval_s > 0 and math.isfinite(self.interval_s), "a finite number > 0"),
@@ -60,7 +72,10 @@ class MigrationConfig:
                                    "an integer >= 1"),
                   "priority_headroom_blocks": (self.priority_headroom_blocks >= 0
                                                and math.isfinite(self.priority_headroom_blocks),
-                                               "a finite number >= 0")}
+                                               "a finite number >= 0"),
+                  "decider": (self.decider in DECIDERS, f"one of {list(DECIDERS)}"),
+                  "candidates_per_pair": (isinstance(self.candidates_per_pair, (int, np.integer))
+                                          and self.candidates_per_pair >= 1, "an integer >= 1")}
         for k, (ok, expect) in checks.items():
             if not ok:
                 raise ValueError(f"MigrationConfig.{k}={getattr(self, k)!r}: expected {expect}")
@@ -78,11 +93,14 @@ MIGRATION_PRESETS: dict[str, MigrationConfig] = {
     "llumnix": MigrationConfig(),
     # Llumnix with priorities: high-priority (class 0) instances keep headroom, normal requests move first.
     "llumnix-priority": MigrationConfig(priority_headroom_blocks=64.0),
+    # The same timer and link, but the agent decides each tick's migrations (a second decision point).
+    "agent": MigrationConfig(decider="agent"),
 }
 
 
 def resolve_migration(m: str | dict[str, Any] | MigrationConfig | None) -> MigrationConfig | None:
-    """``None`` (off), a preset name (``MIGRATION_PRESETS``), a dict of ``MigrationConfig`` fields, or one."""
+    """``None`` (off), a preset name (``MIGRATION_PRESETS``), a dict of ``MigrationConfig`` fields, or one
+    (``{"decider": "agent", "interval_s": 0.5}``: the agent decides every 0.5 s)."""
     if m is None or isinstance(m, MigrationConfig):
         return m
     if isinstance(m, str):
@@ -133,3 +151,57 @@ def llumnix_moves(sim: ClusterSim, cfg: MigrationConfig, t: float) -> list[tuple
         if r is not None:
             moves.append((r, src, dst))
     return moves
+
+
+def move_slots(n_instances: int, per_pair: int) -> np.ndarray:
+    """(M, 2) source and destination of every candidate-move slot, M = N (N - 1) ``per_pair``: slot
+    ``((src * (N - 1) + d) * per_pair + c)`` is the ``c``-th cheapest running request of ``src`` that can go
+    to ``dst = d if d < src else d + 1`` (the fixed action encoding of the migration decision point)."""
+    N = n_instances
+    pairs = [(src, dst) for src in range(N) for dst in range(N) if dst != src]
+    return np.array([p for p in pairs for _ in range(per_pair)], np.int64).reshape(-1, 2)
+
+
+def move_candidates(sim: ClusterSim, cfg: MigrationConfig) -> list[tuple[int, int, int] | None]:
+    """The candidate move of every slot of ``move_slots``: ``(request, src, dst)``, or ``None`` where ``src``
+    cannot migrate now (nothing running, or a migration already waits for its iteration boundary), ``dst``
+    serves another model, or fewer than ``c + 1`` of ``src``'s running requests fit ``dst``. Requests are
+    ranked as the built-in rule ranks them (``Engine.running_by_cost``)."""
+    N, K = len(sim.engines), cfg.candidates_per_pair
+    out: list[tuple[int, int, int] | None] = [None] * (N * (N - 1) * K)
+    normal_first = cfg.priority_headroom_blocks > 0
+    feasible, same = sim.feasible, sim.same_model
+    for src, e in enumerate(sim.engines):
+        if not e.migratable():
+            continue
+        ranked = e.running_by_cost(normal_first)
+        for d in range(N - 1):
+            dst = d if d < src else d + 1
+            if not same[src, dst]:
+                continue
+            base, c = (src * (N - 1) + d) * K, 0
+            for r in ranked:
+                if feasible[r, dst]:
+                    out[base + c] = (r, src, dst)
+                    c += 1
+                    if c == K:
+                        break
+    return out
+
+
+def move_features(sim: ClusterSim) -> np.ndarray:
+    """(M, 5) per slot of the pending tick: present flag, KV tokens the move transfers now, tokens generated
+    so far, transfer time over the link (s), priority class (zeros where the slot has no candidate)."""
+    out = np.zeros((len(sim.tick_moves), 5))
+    decoded: dict[int, int] = {}
+    for j, m in enumerate(sim.tick_moves):
+        if m is None:
+            continue
+        r, src, _ = m
+        e = sim.engines[src]
+        if src not in decoded:  # decode iterations done on src so far, the current run's included
+            decoded[src] = e.D + e.iters_done(sim.now)
+        g = sim.gen[r] + decoded[src] - sim.dbase[r]
+        kv = sim.prompt[r] + g - 1
+        out[j] = (1.0, kv, g, -(-kv // e.bs) * e.block_bytes / sim.link_bw, sim.cls[r])
+    return out

@@ -54,12 +54,21 @@ class ProvisioningProblem:
         if not 0 < self.target <= 1:
             raise ValueError(f"target SLO attainment must be in (0, 1], got {self.target}")
 
+    @property
+    def name(self) -> str:
+        return f"{self.workload.name}|{self.model}|{'+'.join(self.gpus)}|target{self.target:g}"
+
+    @property
+    def best_known(self) -> None:
+        return None
+
     def price(self, counts: tuple[int, ...]) -> float:
         """$/hour of an allocation."""
         return float(sum(n * catalog.gpu(g).price_per_hour for g, n in zip(self.gpus, counts, strict=True)))
 
 
-def _cluster(p: ProvisioningProblem, counts: tuple[int, ...]) -> ClusterSpec:
+def cluster_for(p: ProvisioningProblem, counts: tuple[int, ...]) -> ClusterSpec:
+    """The cluster of an allocation: ``counts[k]`` single-GPU instances of ``p.gpus[k]``, in type order."""
     if len(counts) != len(p.gpus) or any(n < 0 for n in counts) or sum(counts) == 0:
         raise ValueError(f"allocation {counts}: expected {len(p.gpus)} counts >= 0 (for {list(p.gpus)}), "
                          "not all zero")
@@ -73,15 +82,20 @@ def speed_weighted_jsq(sim: ClusterSim, r: int, speed: np.ndarray) -> int:
     return int(np.argmin(score))
 
 
-def evaluate(p: ProvisioningProblem, counts: tuple[int, ...]) -> dict[str, Any]:
-    """Run the workload on the allocation; its validated SLO attainment, p99 TTFT/TPOT and $/hour."""
-    cluster = _cluster(p, counts)
+def serve(p: ProvisioningProblem, counts: tuple[int, ...]) -> ClusterSim:
+    """Simulate the workload on the allocation, routed by ``speed_weighted_jsq``, until it drains."""
+    cluster = cluster_for(p, counts)
     sim = ClusterSim.build(p.workload, cluster)
     speed = np.array([catalog.gpu(s.gpu).hbm_bw for s in cluster.instances])
     while (r := sim.next_decision()) is not None:
         sim.route(r, speed_weighted_jsq(sim, r, speed))
     sim.drain()
-    m = validate_schedule(p.workload, sim.schedule())
+    return sim
+
+
+def evaluate(p: ProvisioningProblem, counts: tuple[int, ...]) -> dict[str, Any]:
+    """Run the workload on the allocation; its validated SLO attainment, p99 TTFT/TPOT and $/hour."""
+    m = validate_schedule(p.workload, serve(p, counts).schedule())
     return {"counts": tuple(counts), "cost_per_hour": p.price(counts), "slo_attainment": m["slo_attainment"],
             "p99_ttft": m["p99_ttft"], "p99_tpot": m["p99_tpot"], "n_rejected": m["n_rejected"],
             "meets_target": m["slo_attainment"] >= p.target}

@@ -40,7 +40,7 @@ from schedgym.envs.serving import catalog
 from schedgym.envs.serving.cluster import InstancePlan, check_cluster, cost_models, request_limit
 from schedgym.envs.serving.costmodel import CostModel
 from schedgym.envs.serving.disagg import place_decode
-from schedgym.envs.serving.migration import llumnix_moves
+from schedgym.envs.serving.migration import llumnix_moves, move_candidates
 from schedgym.envs.serving.types import (
     END_FINISH,
     END_MIGRATE_OUT,
@@ -57,6 +57,7 @@ from schedgym.envs.serving.types import (
 
 IDLE, DECODE_RUN, SINGLE = 0, 1, 2
 NAN = float("nan")
+TICK = -1  # ``next_decision()``: a migration tick awaits the agent's moves (``migration.decider == "agent"``)
 
 
 class Engine:
@@ -224,16 +225,18 @@ class Engine:
     def migratable(self) -> bool:
         return bool(self.running) and not self.mig_out
 
-    def cheapest_running(self, dst: int, normal_first: bool = False) -> int | None:
-        """The running request with the fewest KV blocks that ``dst`` can hold (``None`` if there is none);
-        with ``normal_first``, high-priority (class 0) requests move only if no other can."""
+    def running_by_cost(self, normal_first: bool = False) -> list[int]:
+        """Running requests by KV blocks held, fewest first (cheapest to migrate; admission order on ties);
+        with ``normal_first``, high-priority (class 0) requests after every other."""
         s = self.sim
-        best, best_key = None, (2, 1 << 62)
-        for r in self.running:
-            key = (int(normal_first and s.cls[r] == 0), s.prompt[r] + s.gen[r] - s.dbase[r])
-            if key < best_key and s.feasible[r, dst] and s.same_model[self.idx, dst]:
-                best, best_key = r, key
-        return best
+        return sorted(self.running, key=lambda r: (normal_first and s.cls[r] == 0, s.prompt[r] + s.gen[r] - s.dbase[r]))
+
+    def cheapest_running(self, dst: int, normal_first: bool = False) -> int | None:
+        """The first of ``running_by_cost`` that ``dst`` can hold (``None`` if there is none)."""
+        s = self.sim
+        if not s.same_model[self.idx, dst]:
+            return None
+        return next((r for r in self.running_by_cost(normal_first) if s.feasible[r, dst]), None)
 
     def holds_class(self, c: int) -> bool:
         """Whether a request of priority class ``c`` waits, runs or is swapped out here."""
@@ -738,6 +741,12 @@ class ClusterSim:
         self.e2e_done = 0.0
         self.slo_ttft = cluster.slo.ttft_s
         self.slo_tpot = cluster.slo.tpot_s
+        # Migration decided by the agent: the pending tick's time, candidate moves and moves left.
+        self.agent_ticks = self.migration is not None and self.migration.decider == "agent"
+        self.tick: float | None = None
+        self.tick_moves: list[tuple[int, int, int] | None] = []
+        self.tick_left = 0
+        self.n_ticks = 0
         if self.migration is not None:
             self.events.push(self.migration.interval_s, (-1, -1))
         for c in set(self.cls):
@@ -756,43 +765,94 @@ class ClusterSim:
         return cls(workload, cluster, costs, plans, pcie)
 
     # ------------------------------------------------------------------ driving
-    def _run_until(self, t: float, inclusive: bool = False) -> None:
+    def _run_until(self, t: float, inclusive: bool = False) -> bool:
+        """Process events before ``t`` (or at ``t`` too); True if it stopped at a tick awaiting the agent."""
         ev, engines = self.events, self.engines
         while ev.peek_time() < t or (inclusive and ev.peek_time() <= t and len(ev)):
             time, (i, version) = ev.pop()
             e = engines[i]
             if version == e.version:
                 e.wake(time)
-            elif version < 0:
-                self._special(i, version, time)
+            elif version < 0 and self._special(i, version, time):
+                return True
+        return False
 
-    def _special(self, i: int, version: int, t: float) -> None:
-        """A non-engine event: the migration timer (``i == -1``) or a migrant's arrival at instance ``i``."""
+    def _special(self, i: int, version: int, t: float) -> bool:
+        """A non-engine event: the migration timer (``i == -1``) or a migrant's arrival at instance ``i``;
+        True if a tick now awaits the agent's moves."""
         if i >= 0:
             self.engines[i].migrate_in(-version - 1, t)
-            return
+            return False
         cfg = self.migration
+        if self.agent_ticks:
+            self.tick, self.tick_left = t, cfg.max_per_tick  # type: ignore[union-attr]
+            self.n_ticks += 1
+            if self._offer_moves():
+                self.now = max(self.now, t)
+                return True
+            return False
         for r, src, dst in llumnix_moves(self, cfg, t):  # type: ignore[arg-type]
             self.engines[src].request_migration(r, dst, t)
+        self._next_tick(t)
+        return False
+
+    def _next_tick(self, t: float) -> None:
         if self.settled < len(self.arrival) or self.in_system > 0:
-            self.events.push(t + cfg.interval_s, (-1, -1))  # type: ignore[union-attr]
+            self.events.push(t + self.migration.interval_s, (-1, -1))  # type: ignore[union-attr]
+
+    def _offer_moves(self) -> bool:
+        """Candidate moves for the pending tick; without any, the tick ends (nothing to ask). True if any."""
+        self.tick_moves = move_candidates(self, self.migration)  # type: ignore[arg-type]
+        if any(m is not None for m in self.tick_moves):
+            return True
+        self.end_tick()
+        return False
+
+    def migrate(self, slot: int) -> None:
+        """The agent's move at the pending tick: candidate ``slot`` of ``tick_moves`` (``move_slots``)."""
+        if self.tick is None:
+            raise RuntimeError("migrate() outside a migration tick")
+        if not 0 <= slot < len(self.tick_moves) or self.tick_moves[slot] is None:
+            valid = [j for j, m in enumerate(self.tick_moves) if m is not None]
+            raise ValueError(f"migration slot {slot} has no candidate move; valid slots: {valid}")
+        r, src, dst = self.tick_moves[slot]  # type: ignore[misc]
+        self.engines[src].request_migration(r, dst, self.tick)
+        self.tick_left -= 1
+        if self.tick_left > 0:
+            self._offer_moves()
+        else:
+            self.end_tick()
+
+    def end_tick(self) -> None:
+        """No (more) migrations at the pending tick: the timer runs on."""
+        t, self.tick, self.tick_moves = self.tick, None, []
+        self._next_tick(t)  # type: ignore[arg-type]
 
     def next_decision(self) -> int | None:
-        """Advance to the next arrival that needs a routing decision (rejecting any no instance can serve)."""
+        """Advance to the next arrival that needs a routing decision (rejecting any no instance can serve);
+        ``TICK`` when a migration tick awaits the agent (``migrate``/``end_tick``), ``None`` when done."""
+        if self.tick is not None:
+            raise RuntimeError("a migration tick awaits the agent's moves: call migrate(slot) or end_tick()")
         if self.wf is not None:
-            return self._next_stage()
-        R = len(self.arrival)
-        while self.next_req < R:
-            r = self.next_req
-            t = self.arrival[r]
-            self._run_until(t)
-            self.now = max(self.now, t)
-            if self._any_feasible[r]:
-                return r
-            self.rejected.append(r)
-            self.next_req += 1
-            self.settled += 1
-        return None
+            r = self._next_stage()
+        else:
+            R = len(self.arrival)
+            r = None
+            while self.next_req < R:
+                r = self.next_req
+                t = self.arrival[r]
+                if self._run_until(t):
+                    return TICK
+                self.now = max(self.now, t)
+                if self._any_feasible[r]:
+                    return r
+                self.rejected.append(r)
+                self.next_req += 1
+                self.settled += 1
+                r = None
+        if r is None and self.agent_ticks and self._run_until(math.inf):
+            return TICK  # every request is routed; ticks go on while requests run
+        return r
 
     def _next_stage(self) -> int | None:
         """Workflows: the next released stage in release order (a stage is released when its parents finish)."""
@@ -801,11 +861,13 @@ class ClusterSim:
             if not ready:
                 if not len(self.events):
                     raise RuntimeError("workflow stages wait for parents that can never finish")
-                self._run_until(self.events.peek_time(), inclusive=True)
+                if self._run_until(self.events.peek_time(), inclusive=True):
+                    return TICK
                 continue
             t, r = ready[0]
             if len(self.events) and self.events.peek_time() < t:  # one event time at a time: releases
-                self._run_until(self.events.peek_time(), inclusive=True)  # may put an earlier stage first
+                if self._run_until(self.events.peek_time(), inclusive=True):  # may put an earlier stage first
+                    return TICK
                 continue
             heapq.heappop(ready)
             self.now = max(self.now, t)
@@ -847,12 +909,13 @@ class ClusterSim:
         """Run every instance until all routed requests have finished."""
         if self.settled < len(self.arrival):
             raise RuntimeError(f"drain() with {len(self.arrival) - self.settled} requests not yet routed")
-        self._run_until(math.inf)
+        if self.tick is not None or self._run_until(math.inf):
+            raise RuntimeError("drain() reached a migration tick for the agent; drive ticks with next_decision()")
         self.now = max([self.now] + [f for f in self.finish if f == f])
 
     @property
     def done(self) -> bool:
-        return self.settled >= len(self.arrival) and not len(self.events)
+        return self.settled >= len(self.arrival) and not len(self.events) and self.tick is None
 
     # ------------------------------------------------------------------ router's view
     def live_stats(self, t: float | None = None) -> np.ndarray:

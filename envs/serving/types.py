@@ -308,6 +308,9 @@ class ClusterSpec:
             if len({s.model for s in self.instances}) > 1:
                 raise ValueError("disaggregated pools hand KV caches over, so every instance must serve the same "
                                  f"model, got {sorted({s.model for s in self.instances})}")
+        if self.migration is not None and self.migration.decider == "agent" and len(self.instances) < 2:
+            raise ValueError("migration decided by the agent needs at least two instances of one model, got "
+                             f"{len(self.instances)} instance(s)")
         if self.migration is not None and len({s.model for s in self.instances}) == len(self.instances) > 1:
             raise ValueError("migration moves KV caches between instances of the same model, but every instance "
                              f"serves a different model: {[s.model for s in self.instances]}")

@@ -8,6 +8,10 @@ iteration segments) and the cluster specification it checks that
   its output tokens (one per prefill completion plus one per decode iteration of its instance while it was
   decoding; every running sequence decodes in a decode iteration);
 - a swapped-in stint resumes with exactly the KV tokens its swap-out took to host memory;
+- swap traffic is paid (FastSwitch): the blocks swapped out or in on an instance at time ``t`` (recomputed
+  from the stints' KV tokens) cross PCIe at the engine's swap bandwidth (``swap_bw_gbps``, else the GPU's
+  PCIe link from the catalog) within the iteration that starts there at ``t``, so that iteration lasts at
+  least ``blocks x block_bytes / bandwidth``; the total is reported as ``swap_time_s``;
 - no instance ever holds more KV blocks than its capacity (recomputed from the catalog), at the end of any
   segment (block use only grows within a segment);
 - iteration segments on an instance do not overlap;
@@ -193,6 +197,7 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
         raise ScheduleError(f"request {rr[k]} was swapped out with {kv0[k - 1] + decoded[k - 1]} KV tokens but "
                             f"swapped in with {kv0[k]}: swapping must conserve its blocks")
     _check_migrations(cl, plans, mig_in, rr, res_inst, alloc, end, kv0, decoded)
+    swap_time = _check_swap_time(s, cl, plans, swap_in, ek, res_inst, alloc, end, kv0, decoded)
     if cl.disagg is not None:
         on_prefill = res_inst < cl.disagg.n_prefill
         if (decoded[on_prefill] > 0).any():
@@ -231,6 +236,7 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
                             cl.slo.ttft_s, cl.slo.tpot_s, busy, price)
     out["peak_kv_fraction"] = float(np.max(peak_blocks / capacity))
     out["migrations"] = float(n_mig.sum())
+    out["swap_time_s"] = swap_time
     if w.workflows is not None:
         out["deadline_attainment"] = w.workflows.attainment(w.arrival, finish)
     out["prefix_hit_fraction"] = float(first_cached.sum() / max(1, p_tok[routed].sum()))
@@ -265,6 +271,40 @@ def _check_migrations(cl: Any, plans: list[Any], mig_in: np.ndarray, rr: np.ndar
         k = j[bad[0]]
         raise ScheduleError(f"request {rr[k]} resumed {alloc[k] - end[k - 1]:.6f} s after leaving instance "
                             f"{src[bad[0]]}, faster than its KV transfer ({need[bad[0]]:.6f} s)")
+
+
+def _check_swap_time(s: ServingSchedule, cl: Any, plans: list[Any], swap_in: np.ndarray, ek: np.ndarray,
+                     res_inst: np.ndarray, alloc: np.ndarray, end: np.ndarray, kv0: np.ndarray,
+                     decoded: np.ndarray) -> float:
+    """Swap-outs (at a stint's end) and swap-ins (at its allocation) move their KV blocks over PCIe during the
+    iteration starting on that instance at that time; it must last at least the transfer. Returns the total
+    transfer time (s) of the episode."""
+    out = np.flatnonzero(ek == END_SWAP_OUT)
+    inn = np.flatnonzero(swap_in)
+    if out.size == 0 and inn.size == 0:
+        return 0.0
+    eng, bs = cl.engine, cl.engine.block_size
+    bw = np.array([eng.swap_bw_gbps * 1e9 if eng.swap_bw_gbps is not None else catalog.gpu(spec.gpu).pcie_bw
+                   for spec in cl.instances])
+    block_bytes = np.array([p.block_bytes for p in plans])
+    inst = np.r_[res_inst[out], res_inst[inn]]
+    when = np.r_[end[out], alloc[inn]]
+    blocks = np.r_[-(-(kv0[out] + decoded[out]) // bs), -(-kv0[inn] // bs)]
+    secs = blocks * block_bytes[inst] / bw[inst]
+    keys, idx = np.unique(np.stack([inst, when]), axis=1, return_inverse=True)
+    need = np.bincount(idx.ravel(), weights=secs, minlength=keys.shape[1])
+    for (i, t), x in zip(keys.T, need, strict=True):
+        i = int(i)
+        mine = np.flatnonzero(s.seg_instance == i)
+        k = mine[s.seg_start[mine] == t]
+        if k.size != 1:
+            raise ScheduleError(f"instance {i} swapped {x:.6f} s of KV blocks at t={t} but no iteration starts then "
+                                "to carry the transfer")
+        dur = float(s.seg_end[k[0]] - t)
+        if dur < x * (1 - REL_TOL):
+            raise ScheduleError(f"instance {i}: the iteration at t={t} lasts {dur:.6f} s, less than the swap transfer "
+                                f"of its KV blocks over PCIe ({x:.6f} s at {bw[i] / 1e9:g} GB/s)")
+    return float(secs.sum())
 
 
 def _check_prefix_hits(w: ServingWorkload, caching: bool, rr: np.ndarray, res_inst: np.ndarray,
