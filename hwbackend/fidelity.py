@@ -106,11 +106,11 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
     live_kwargs = dict(n_engines=n_engines, model=model, engine=eng, num_blocks=num_blocks,
                        context_limit=context_limit, device=device, backend=backend, threads=threads,
                        calibration=calibration)
+    import json
+    from pathlib import Path
+    meta = json.loads(Path(calibration).read_text()) if str(calibration).endswith(".json") else {}
     source = "given"
     if dispatch_latency_s is None:
-        import json
-        from pathlib import Path
-        meta = json.loads(Path(calibration).read_text()) if str(calibration).endswith(".json") else {}
         if "dispatch_latency_s" in meta:  # measured by calibrate_live on its own (different) segment
             dispatch_latency_s = float(meta["dispatch_latency_s"]) + float(meta.get("wake_latency_s", 0.0))
             source = "calibration table (dispatch + idle-engine wake latency)"
@@ -155,7 +155,8 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
         sim2, _ = simulate(w2)
         engine_rows = _compare(live2, sim2)
     return {"workload": workload.name, "n_requests": workload.n_requests, "same_routing": live_actions == sim_actions,
-            "calibration": calibration, "dispatch_latency_model_ms": d * 1e3, "dispatch_latency_source": source,
+            "calibration": calibration, "calibration_source": meta.get("source", "not recorded"),
+            "dispatch_latency_model_ms": d * 1e3, "dispatch_latency_source": source,
             "rows": rows, "engine_rows": engine_rows, "median_dispatch_latency_ms": dispatch_ms,
             "iterations": iteration_check(run.seg, calibration),
             "live": live_info, "sim": sim_info}
@@ -173,7 +174,7 @@ def _compare(live: dict[str, Any], sim: dict[str, Any]) -> list[dict[str, Any]]:
 
 def format_report(rep: dict[str, Any]) -> str:
     lines = [f"fidelity on {rep['workload']} ({rep['n_requests']} requests, identical routing: "
-             f"{rep['same_routing']}; calibration {rep['calibration']}; dispatch latency: "
+             f"{rep['same_routing']}; calibration {rep['calibration']}: {rep['calibration_source']}; dispatch latency: "
              f"{rep['dispatch_latency_model_ms']:.2f} ms from the {rep['dispatch_latency_source']} (added to the "
              f"simulated TTFT/E2E), this run "
              f"{rep['median_dispatch_latency_ms']:.2f} ms (median))",

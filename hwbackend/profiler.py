@@ -103,6 +103,8 @@ def calibrate(model: str | dict | None = "tiny", *, engine: dict[str, Any] | Non
     doc = {"schema": CALIBRATION_SCHEMA, "gpu": gpu, "model": catalog_model, "tp": 1,
            "device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
            "model_config": eng.cfg.to_dict(), "block_size": ecfg.block_size,
+           "source": f"grid sweep of {len(shapes)} batch shapes on one engine ({warmup} warm-up + {repeats} "
+                     "timed sweeps, shuffled order, median per shape)",
            "attention_pair_s": pair_s, "attention_pair_from": pair_note,
            "created_unix": time.time(), "rows": rows}
     calibration_from_rows(rows, "profiler output")  # the table must load in the simulator
