@@ -173,3 +173,75 @@ def test_small_prefills_below_the_first_grid_node_keep_the_fixed_cost() -> None:
     assert cm.table.a[0, 0] == pytest.approx(min(cm.table.a[1, 0], cm.table.a[0, 1]))
     for p in (1, 3, 32):  # between "no work" and the first prefill node: never cheaper than the cheapest node
         assert cm.table.a[0, 0] <= cm.iteration_time(p, 0, 0) <= at64
+
+
+def _gpu_like_table(path) -> str:
+    """Shaped like the H100 1b grid: launch-bound (26 ms) up to 1024 prompt tokens, then quadratic attention
+    (58 ms at 2048, 190 ms at 4000), decode 25 ms; 1.25e-8 s per attention pair (as measured there)."""
+    pre = {0: 0.0, 1: 0.026, 64: 0.026, 256: 0.027, 1024: 0.027, 2048: 0.0585, 4000: 0.19}
+    rows = []
+    for p, tp in pre.items():
+        for d in (0, 1, 4, 16, 64):
+            if p + d == 0:
+                continue
+            for c in ((0,) if d == 0 else (128, 1024)):
+                rows.append({"prefill_tokens": p, "decode_tokens": d, "kv_context_tokens": d * c,
+                             "time_s": max(tp, 0.025) + (0.01 if p and d else 0.0) + 1e-8 * d * c})
+    doc = {"schema": CALIBRATION_SCHEMA, "gpu": "H100-80GB", "model": "schedgym-1b", "tp": 1,
+           "attention_pair_s": 1.25e-8, "rows": rows}
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def test_a_batch_is_never_faster_than_prefilling_one_of_its_prompts_alone(tmp_path) -> None:
+    """The validator's TTFT bound under the attention-pair correction (it failed on the H100 1b table)."""
+    import numpy as np
+    cm = TableCostModel(load_calibration_table(_gpu_like_table(tmp_path / "t.json")))
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        prompts = rng.integers(1, 2500, rng.integers(1, 6))
+        pairs = float(sum(p * (p + 1) / 2 for p in prompts))
+        t = cm.iteration_time(int(prompts.sum()), 0, 0, prefill_attention_pairs=pairs)
+        assert t >= max(cm.prefill_time(int(p)) for p in prompts) * (1 - 1e-12)
+        assert t <= cm.iteration_time(int(prompts.sum()), 0, 0) * (1 + 1e-12)  # the correction only lowers
+    many = cm.iteration_time(4000, 0, 0, prefill_attention_pairs=8 * 500 * 501 / 2)  # still corrects big batches
+    assert many == pytest.approx(0.19 - 1.25e-8 * (4000 * 4001 / 2 - 8 * 500 * 501 / 2))
+
+
+def test_simulated_episode_with_the_pair_correction_validates(tmp_path) -> None:
+    """Bursts of 1-2k-token prompts batch together in the simulator; the independent validator accepts it."""
+    import numpy as np
+
+    from schedgym.envs.serving.types import ServingWorkload
+    table = _gpu_like_table(tmp_path / "t.json")
+    rng = np.random.default_rng(1)
+    n = 48
+    w = ServingWorkload("bursts", np.sort(rng.uniform(0, 0.6, n)), rng.integers(200, 2200, n),
+                        rng.integers(5, 40, n))
+    spec = {"gpu": "H100-80GB", "model": "schedgym-1b", "max_model_len": 4096, "calibration": table}
+    env = gym.make("schedgym/LLMServing-v0", instance=w, cluster=[spec], rate_scale=1.0,
+                   engine={"num_gpu_blocks": 4096}, segment_requests=None)
+    obs, info = env.reset(seed=0)
+    done = False
+    while not done:
+        obs, _, term, trunc, info = env.step(int(info["action_mask"].argmax()))
+        done = term or trunc
+    sched = env.unwrapped.schedule()
+    assert (sched.seg_prefill_tokens > 2500).any(), "the workload should batch several prompts"
+    assert env.unwrapped.validate()["n_served"] == n
+
+
+def test_h100_1b_table_replay_validates() -> None:
+    """Regression: the table ``scripts/gpu_check.sh`` measured for the 1b model on an H100 (lead's run 3, kept in
+    tests/data) made the simulator prefill request 28 of Azure conv 64-127 faster than its own prefill time."""
+    from pathlib import Path
+
+    from schedgym.hwbackend.fidelity import round_robin, segment
+    table = str(Path(__file__).parent / "data" / "h100_1b_grid_calibration.json")
+    w = segment("azure-conv-2023", 64, 64, 8.0, 1.0)
+    spec = {"gpu": "H100-80GB", "model": "schedgym-1b", "max_model_len": 4096, "calibration": table}
+    env = gym.make("schedgym/LLMServing-v0", instance=w, rate_scale=1.0, cluster=[spec],
+                   engine={"num_gpu_blocks": 4096}, segment_requests=None)
+    round_robin(env)
+    checked = env.unwrapped.validate()
+    assert checked["n_served"] + checked["n_rejected"] == w.n_requests and checked["n_served"] >= 60

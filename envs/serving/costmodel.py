@@ -405,6 +405,9 @@ class TableCostModel:
         self.pair_s = float(rate)
         # No iteration is faster than the fastest measured one (bounds the attention-pair correction).
         self._floor = float(min(np.nanmin(table.a[1:, :]), np.nanmin(table.a[:, 1:])))
+        # Prefill-only times at the prefill nodes, running maximum: ``_alone_bound`` below.
+        nodes = [max(self._ab(float(p), 0.0)[0], 0.0) for p in table.prefill]
+        self._pre_max = np.maximum.accumulate(np.array(nodes))
 
     def _ab(self, prefill: float, decode: float) -> tuple[float, float]:
         """Bilinear inside the grid: along the decode axis at the two neighbouring prefill rows, then along
@@ -428,8 +431,21 @@ class TableCostModel:
         t = max(a + b * (kv_context_tokens + prefill_context_tokens), 0.0)
         if self.pair_s and prefill_tokens and prefill_attention_pairs is not None:
             single = prefill_tokens * (prefill_tokens + 1) / 2.0
-            t = max(t + self.pair_s * (prefill_attention_pairs - single), min(t, self._floor))
+            corrected = t + self.pair_s * (prefill_attention_pairs - single)
+            t = max(corrected, min(t, max(self._floor, self._alone_bound(prefill_attention_pairs))))
         return t
+
+    def _alone_bound(self, pairs: float) -> float:
+        """The most a batch with ``pairs`` attention pairs may be undercut to: the table's time for the longest
+        prompt that has at most that many pairs (every prompt in the batch is at most that long), taken as a
+        running maximum over the prefill axis. A batch is never faster than prefilling one of its prompts
+        alone — the validator's TTFT lower bound; the linear per-pair correction alone broke it on the H100
+        1b table (interpolated single-prompt times are not quadratic between grid nodes)."""
+        q = (math.sqrt(8.0 * pairs + 1.0) - 1.0) / 2.0
+        t = self.table
+        i = int(np.searchsorted(t.prefill, q, side="right")) - 1
+        at_q = max(self._ab(q, 0.0)[0], 0.0)
+        return float(max(at_q, self._pre_max[i])) if i >= 0 else at_q
 
     def decode_coefficients(self, batch: int) -> tuple[float, float]:
         co = self._decode_cache.get(batch)
