@@ -93,6 +93,13 @@ class LookaheadRouter:
             raise RuntimeError("lookahead: call reset(env) before act()")
         return self.choose(sim, sim.next_req)
 
+    def action_costs(self, obs: Any, info: dict[str, Any]) -> np.ndarray:
+        """Rollout cost of each action in the current state (inf where masked): soft labels for a student."""
+        sim = self.state
+        if sim is None:
+            raise RuntimeError("lookahead: call reset(env) before action_costs()")
+        return self.costs(sim, sim.next_req)
+
     def costs(self, sim: ClusterSim, r: int) -> np.ndarray:
         """Rollout cost of sending ``r`` to each instance (inf where masked)."""
         lo = self._oldest_waiting(sim, r)
