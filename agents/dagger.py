@@ -1,9 +1,11 @@
 """DAgger (Ross, Gordon, Bagnell, AISTATS 2011): imitate a teacher policy in the states the student visits.
 
-Round 0 rolls out the teacher and records (observation, teacher action); every later round rolls out the
-current student (greedy) and asks the teacher what it would do in each visited state; the net is trained
-by masked cross-entropy on the aggregate of all rounds. Student rollouts fix the compounding-error
-problem of plain behaviour cloning: the student learns to recover from its own mistakes.
+The first ``teacher_rounds`` rounds roll out the teacher and record (observation, teacher action); every
+later round rolls out the current student (greedy) and asks the teacher what it would do in each visited
+state; the net is trained by masked cross-entropy on the aggregate of all rounds (with ``soft_temperature``
+> 0, against a softmax over the teacher's action costs instead of its one action). Student rollouts fix
+the compounding-error problem of plain behaviour cloning: the student learns to recover from its own
+mistakes (when the teacher's choices can be inferred from what the student observes).
 
 The teacher is a registered baseline of the env or one of ``TEACHERS`` (e.g. the clairvoyant
 ``lookahead`` router of ``schedgym.agents.lookahead``, which reads the simulator state, so it can only
@@ -51,7 +53,9 @@ class DaggerArgs:
     soft_temperature: float = field(default=0.0, metadata={
         "help": "> 0: train on soft labels softmax(-(cost - min cost) / T) over the teacher's action costs "
                 "(teachers with action_costs(), e.g. lookahead); 0: the teacher's action (hard labels)"})
-    rounds: int = field(default=6, metadata={"help": "DAgger rounds (round 0 rolls out the teacher)"})
+    rounds: int = field(default=6, metadata={"help": "DAgger rounds"})
+    teacher_rounds: int = field(default=1, metadata={
+        "help": "the first N rounds roll out the teacher (behaviour cloning); later ones the student"})
     episodes_per_round: int = field(default=8, metadata={"help": "training episodes labelled per round"})
     epochs: int = field(default=8, metadata={"help": "passes over the aggregated data after each round"})
     batch: int = field(default=256, metadata={"help": "minibatch size"})
@@ -135,7 +139,7 @@ def train_dagger(args: DaggerArgs, on_round: Callable[[int, dict[str, float]], N
             agree = []
             for e in range(args.episodes_per_round):
                 seed = _train_seed(args.seed, k * args.episodes_per_round + e)
-                s, a, match = _label_episode(env, teacher, net, seed, k == 0, args.soft_temperature)
+                s, a, match = _label_episode(env, teacher, net, seed, k < args.teacher_rounds, args.soft_temperature)
                 states += s
                 labels += a
                 agree.append(match)
@@ -252,6 +256,8 @@ def _check(args: DaggerArgs) -> None:
     for f in ("rounds", "episodes_per_round", "epochs", "batch", "val_episodes"):
         if getattr(args, f) < 1:
             raise ValueError(f"--{f.replace('_', '-')} must be >= 1, got {getattr(args, f)}")
+    if args.teacher_rounds < 0:
+        raise ValueError(f"--teacher-rounds must be >= 0, got {args.teacher_rounds}")
     if args.lr <= 0:
         raise ValueError(f"--lr must be > 0, got {args.lr}")
     if args.budget_clock not in ("wall", "cpu"):

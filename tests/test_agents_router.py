@@ -54,7 +54,8 @@ def test_clone_sim_is_independent_and_deterministic():
     """A copy run to the end leaves the original untouched; the original then finishes exactly like an env
     that was never copied."""
     envs = [serving_env(), serving_env()]
-    obs = [e.reset(seed=5)[0] for e in envs]
+    for e in envs:
+        e.reset(seed=5)
     for _ in range(30):
         a = freest(envs[0].state, envs[0].state.next_req)
         for e in envs:
