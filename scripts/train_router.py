@@ -4,12 +4,16 @@
     python scripts/train_router.py --help                       # every option (DAgger's, plus the ones below)
 
 Recipe (defaults): LLMServing-v0 on a memory-constrained cluster (4 x A10G / Llama-2-7B) with the Azure conv
-2023 trace replayed at x0.5 (high load: round-robin's p99 TTFT is several seconds). DAgger imitates the
+2023 trace replayed at x0.5 (high load: round-robin's p99 TTFT is several seconds). The student imitates the
 clairvoyant ``lookahead`` router (``schedgym.agents.lookahead``: one-step rollout over Llumnix dispatch,
 horizon 32 arrivals, squared-TTFT cost) with soft labels over its rollout costs, on random 256-request
-windows of the trace's training part (first 80 % of its time span); the student is a lean ``mlp`` encoder
-(no message passing) with the candidate-comparison head, picked by greedy p99 TTFT on held-out training
-windows. Then the best checkpoint is exported to ONNX and the exported router goes through the standard
+windows of the trace's training part (first 80 % of its time span). All 4 rounds roll out the teacher
+(behaviour cloning, data aggregated over rounds): DAgger rounds in the student's own states made it worse,
+because the rollout teacher's labels assume Llumnix dispatch continues after the step, which holds in the
+teacher's states but not in the student's (there the teacher agreed with the student, and with Llumnix,
+on only ~25 % of decisions vs ~80 % in its own states). The student is a lean ``mlp`` encoder (no
+message passing) with the candidate-comparison head, picked by greedy p99 TTFT on 24 held-out training
+windows. The best checkpoint is exported to ONNX and the exported router goes through the standard
 harness (``schedgym.evaluate``, validator-checked) next to the baselines on the test part's 500-request
 windows: the same as ``schedgym eval --env schedgym/LLMServing-v0 --policy <out>/router.onnx,round_robin,...
 --dataset serving/azure-conv-2023 --env-kwargs '<env kwargs without segment_requests>'``.
@@ -49,8 +53,8 @@ class RouterArgs(DaggerArgs):
     teacher_kwargs: dict[str, Any] = field(default_factory=lambda: {"horizon": 32, "power": 2},
                                            metadata={"help": "options of the teacher"})
     soft_temperature: float = field(default=0.3, metadata={"help": "soft-label temperature (cost units: s^2)"})
-    rounds: int = field(default=5, metadata={"help": "DAgger rounds"})
-    teacher_rounds: int = field(default=3, metadata={"help": "first rounds rolled out by the teacher"})
+    rounds: int = field(default=4, metadata={"help": "DAgger rounds"})
+    teacher_rounds: int = field(default=4, metadata={"help": "first rounds rolled out by the teacher"})
     episodes_per_round: int = field(default=8, metadata={"help": "training windows labelled per round"})
     epochs: int = field(default=40, metadata={"help": "passes over the aggregated data per round"})
     lr: float = field(default=3e-3, metadata={"help": "Adam learning rate"})
@@ -68,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from schedgym.agents.checkpoint import load_net
     from schedgym.agents.onnx import OnnxPolicy, export_onnx
     from schedgym.agents.rollout import make_env
+    from schedgym.policy import make_policy
 
     torch.set_num_threads(1)
     args = parse(RouterArgs, argv, description=__doc__.splitlines()[0])
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     obs, _ = make_env(args.env, args.env_kwargs).reset(seed=0)
     onnx_path = export_onnx(net, obs, out / "router.onnx", meta=meta, dynamic=False)
     policies: dict[str, Any] = {"router": OnnxPolicy(onnx_path, name="router")}
-    policies.update({b: b for b in args.baselines.split(",") if b})
+    policies.update({b: make_policy(args.env, b) for b in args.baselines.split(",") if b})
     results = evaluate(args.env, policies, args.eval_dataset, args.seeds, env_kwargs=eval_kwargs,
                        out=out / "eval.json")
     print(f"$ python scripts/train_router.py {' '.join(sys.argv[1:] if argv is None else argv)}")

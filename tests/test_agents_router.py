@@ -171,3 +171,26 @@ def test_eval_env_kwargs_reach_the_env(capsys):
         cli.main(["eval", "--env", SERVING, "--policy", "jsq", "--dataset", "serving/azure-conv-2023",
                   "--env-kwargs", "[1, 2]"])
     assert "expected a JSON object" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_router_script_trains_exports_and_compares(tmp_path, capsys):
+    """The figure's one command, shrunk: trains, exports ONNX, evaluates it next to a baseline on every test
+    window through the harness (validated), and prints the comparison."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_router.py"
+    spec = importlib.util.spec_from_file_location("train_router", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    code = mod.main(["--out", str(tmp_path), "--env-kwargs", '{"cluster": ["A10G/Llama-2-7B", "A10G/Llama-2-7B", '
+                     '"A10G/Llama-2-7B", "A10G/Llama-2-7B"], "rate_scale": 0.5, "segment_requests": 16}',
+                     "--teacher-kwargs", '{"horizon": 2}', "--rounds", "1", "--teacher-rounds", "1",
+                     "--episodes-per-round", "1", "--epochs", "1", "--val-episodes", "1", "--seeds", "1",
+                     "--baselines", "jsq", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and (tmp_path / "router.onnx").is_file() and (tmp_path / "eval.json").is_file()
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith(("router ", "jsq "))}
+    assert set(lines) == {"router", "jsq"}
+    assert len(lines["router"].split("   ")[-1].split()) == 6  # p99 TTFT of each of the 6 test windows
