@@ -180,7 +180,7 @@ class GraphEncoder(nn.Module):
         incoming = torch.zeros(b, n, ef.shape[-1], dtype=ef.dtype, device=ef.device).scatter_add(1, dst, ef)
         nm = SetMask(node_mask)
         x = self.inp(torch.cat([node_features, incoming], -1)) * nm.weight
-        graph = self.pool(torch.cat([nm.mean(x), nm.max(x)], -1))
+        graph = self.pool(torch.cat([nm.mean(x, premasked=True), nm.max(x)], -1))
         return x, graph
 
     def _run_conv(self, conv: nn.Module, x: torch.Tensor, ei: torch.Tensor,

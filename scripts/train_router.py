@@ -12,11 +12,12 @@ windows of the trace's training part (first 80 % of its time span). All 4 rounds
 because the rollout teacher's labels assume Llumnix dispatch continues after the step, which holds in the
 teacher's states but not in the student's (there the teacher agreed with the student, and with Llumnix,
 on only ~25 % of decisions vs ~80 % in its own states). The student is a lean ``mlp`` encoder (no
-message passing) with the candidate-comparison head, picked by greedy p99 TTFT on 24 held-out training
-windows. The best checkpoint is exported to ONNX and the exported router goes through the standard
-harness (``schedgym.evaluate``, validator-checked) next to the baselines on the test part's 500-request
-windows: the same as ``schedgym eval --env schedgym/LLMServing-v0 --policy <out>/router.onnx,round_robin,...
---dataset serving/azure-conv-2023 --env-kwargs '<env kwargs without segment_requests>'``.
+message passing) with the candidate-comparison head (without the DeepSets context), picked by greedy
+p99 TTFT on 24 held-out training windows. The best checkpoint is exported to ONNX and the exported router
+goes through the standard harness (``schedgym.evaluate``, validator-checked) next to the baselines on the
+test part's 500-request windows: the same as ``schedgym eval --env schedgym/LLMServing-v0
+--policy <out>/router.onnx,round_robin,... --dataset serving/azure-conv-2023
+--env-kwargs '<env kwargs without segment_requests>'``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class RouterArgs(DaggerArgs):
     episodes_per_round: int = field(default=8, metadata={"help": "training windows labelled per round"})
     epochs: int = field(default=40, metadata={"help": "passes over the aggregated data per round"})
     lr: float = field(default=3e-3, metadata={"help": "Adam learning rate"})
+    candidate_context: bool = field(default=False, metadata={
+        "help": "candidate scores also see the max/mean over all candidates (off: 14 fewer ONNX operators; "
+                "it did not help here)"})
     val_episodes: int = field(default=24, metadata={"help": "held-out training windows for model selection"})
     time_budget_s: float = field(default=900.0, metadata={"help": "CPU seconds (no new round after this)"})
     eval_dataset: str = field(default="serving/azure-conv-2023", metadata={

@@ -174,15 +174,17 @@ def test_eval_env_kwargs_reach_the_env(capsys):
 
 
 @pytest.mark.slow
-def test_train_router_script_trains_exports_and_compares(tmp_path, capsys):
+def test_train_router_script_trains_exports_and_compares(tmp_path, capsys, monkeypatch):
     """The figure's one command, shrunk: trains, exports ONNX, evaluates it next to a baseline on every test
     window through the harness (validated), and prints the comparison."""
     import importlib.util
+    import sys
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "scripts" / "train_router.py"
     spec = importlib.util.spec_from_file_location("train_router", path)
     mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "train_router", mod)  # dataclasses look their module up there
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
     code = mod.main(["--out", str(tmp_path), "--env-kwargs", '{"cluster": ["A10G/Llama-2-7B", "A10G/Llama-2-7B", '
                      '"A10G/Llama-2-7B", "A10G/Llama-2-7B"], "rate_scale": 0.5, "segment_requests": 16}',
