@@ -113,7 +113,7 @@ def test_dagger_learns_llumnix_dispatch_and_exports_with_parity(tmp_path):
     chance; its ONNX export chooses the torch net's actions on >= 100 rollout observations."""
     res = train_dagger(DaggerArgs(env=SERVING, env_kwargs={**A10G, "segment_requests": 64}, out=str(tmp_path),
                                   teacher="llumnix", rounds=3, episodes_per_round=3, epochs=40, lr=3e-3,
-                                  val_episodes=2, progress=False))
+                                  candidate_context=False, val_episodes=2, progress=False))  # the router's net
     assert res.rounds == 3 and res.best_checkpoint.is_file()
     assert res.history[-1]["student_agreement"] > 0.5  # 4 instances: chance is about 0.25-0.4
     torch_pol = load_policy(res.best_checkpoint, name="torch")
