@@ -25,6 +25,17 @@ def imitation_loss(logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tens
     return -logp.gather(1, actions.long().unsqueeze(1)).mean()
 
 
+def soft_imitation_loss(logits: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of the cross-entropy ``-sum_a target(a) log pi(a | state)`` (target: (B, A)
+    distributions; one-hot rows give ``imitation_loss``). Raises ValueError if a target puts weight on a
+    masked action."""
+    m = mask.bool()
+    if bool((target.masked_fill(m, 0.0) > 0).any()):
+        raise ValueError("soft_imitation_loss: a target puts probability on a masked-out action")
+    logp = masked_log_softmax(logits, m)
+    return -(target * logp).masked_fill(~m, 0.0).sum(-1).mean()
+
+
 def gae(rewards: torch.Tensor, values: torch.Tensor, last_value: float, terminated: bool,
         gamma: float = 0.99, lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
     """(advantages, returns) of one trajectory of T steps.

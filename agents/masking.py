@@ -45,3 +45,27 @@ def masked_max(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
         m = m.unsqueeze(-1)
     out = x.masked_fill(~m, MASK_VALUE).max(dim).values
     return torch.where(m.any(dim), out, torch.zeros_like(out))
+
+
+class SetMask:
+    """A (B, K) mask over axis 1, prepared once for several masked reductions of (B, K, H) tensors.
+
+    Same values as ``masked_mean`` / ``masked_max`` over dim 1, but the mask is cast and counted once
+    instead of once per reduction: fewer operators in an exported graph, where per-operator overhead
+    dominates single-decision latency.
+    """
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        self.valid = mask.bool().unsqueeze(-1)  # (B,K,1)
+        self.invalid = ~self.valid
+        self.weight = self.valid.to(torch.float32)
+        self.count = self.weight.sum(1)  # (B,1)
+        self.any = self.count > 0
+
+    def mean(self, x: torch.Tensor, premasked: bool = False) -> torch.Tensor:
+        """Masked mean; ``premasked=True`` when ``x`` is already zero at masked entries (one op fewer)."""
+        return (x if premasked else x * self.weight).sum(1) / self.count.clamp(min=1.0)
+
+    def max(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.masked_fill(self.invalid, MASK_VALUE).max(1).values
+        return torch.where(self.any, out, torch.zeros_like(out))

@@ -27,7 +27,7 @@ from gymnasium import spaces
 from torch import nn
 
 from schedgym.agents.encoders import EncoderConfig, GraphEncoder
-from schedgym.agents.masking import apply_mask, masked_max, masked_mean
+from schedgym.agents.masking import MASK_VALUE, SetMask, apply_mask
 
 ACTION_MODES = ("action_node", "node", "graph")
 OBS_KEYS = ("node_features", "edge_index", "edge_features", "node_mask", "edge_mask", "action_mask")
@@ -119,12 +119,15 @@ class GraphPolicyNet(nn.Module):
                 emb, raw = nodes, x
             g = graph.unsqueeze(1).expand(-1, emb.shape[1], -1)
             # per-feature max and min over the valid candidates, in one masked reduction
-            hi, neg_lo = masked_max(torch.cat([raw, -raw], -1), mask, 1).unsqueeze(1).chunk(2, -1)
+            am = SetMask(mask)
+            hi, neg_lo = am.max(torch.cat([raw, -raw], -1)).unsqueeze(1).chunk(2, -1)
             u = self.cand(torch.cat([emb, g, raw, raw + neg_lo, raw - hi], -1))
             if self.cfg.candidate_context:
-                ctx = torch.cat([masked_max(u, mask, 1), masked_mean(u, mask, 1)], -1)
+                ctx = torch.cat([am.max(u), am.mean(u)], -1)
                 u = torch.cat([u, ctx.unsqueeze(1).expand(-1, u.shape[1], -1)], -1)
-            scores = self.score(u).squeeze(-1)
+            # mask with the prepared (B,A,1) mask before squeezing: one operator fewer than apply_mask
+            return (self.score(u).masked_fill(am.invalid, MASK_VALUE).squeeze(-1),
+                    self.value_head(graph).squeeze(-1), graph)
         return apply_mask(scores, mask), self.value_head(graph).squeeze(-1), graph
 
 

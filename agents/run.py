@@ -35,6 +35,14 @@ def _rllib(opts: Any) -> Iterator[str]:
     yield f"checkpoint: {res.checkpoint}\npolicy: {res.policy}\ntrial (TensorBoard events): {res.trial_dir}"
 
 
+def _dagger(opts: Any) -> Iterator[str]:
+    from schedgym.agents.dagger import train_dagger
+
+    res = train_dagger(opts)
+    yield f"trained {res.rounds} rounds ({res.samples} labelled states) in {res.wall_s:.1f} s ({res.cpu_s:.1f} CPU s)"
+    yield f"best: {res.best_checkpoint}\nlast: {res.checkpoint}\ntensorboard: {res.tb_dir}"
+
+
 def algorithm(name: str) -> tuple[type, Callable[[Any], Iterator[str]]]:
     """(arguments dataclass, trainer yielding report lines) of a training algorithm; imports lazily."""
     if name == "selflabel":
@@ -49,7 +57,11 @@ def algorithm(name: str) -> tuple[type, Callable[[Any], Iterator[str]]]:
         from schedgym.agents.rllib import RLlibArgs
 
         return RLlibArgs, _rllib
-    raise ValueError(f"unknown algorithm {name!r}; expected one of selflabel, sb3, rllib")
+    if name == "dagger":
+        from schedgym.agents.dagger import DaggerArgs
+
+        return DaggerArgs, _dagger
+    raise ValueError(f"unknown algorithm {name!r}; expected one of selflabel, sb3, rllib, dagger")
 
 
 def train_default_agent(out: Path, dataset: str, seconds: float, progress: bool = True) -> Any:

@@ -118,6 +118,9 @@ class SB3Args:
     eval_episodes: int = field(default=5, metadata={"help": "episodes per evaluation"})
     seed: int = field(default=0, metadata={"help": "seed"})
     resume: str = field(default="", metadata={"help": "a model.zip (or checkpoint zip) to continue from"})
+    init: str = field(default="", metadata={
+        "help": "a GraphPolicyNet .pt (e.g. an imitation-trained best.pt) to start from: its architecture "
+                "replaces --conv/--hidden/--layers/--directions and its weights the random initialisation"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def net_config(self) -> dict[str, Any]:
@@ -149,9 +152,11 @@ def train_sb3(args: SB3Args) -> SB3Result:
     from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
     from stable_baselines3.common.callbacks import CheckpointCallback
 
-    from schedgym.agents.checkpoint import save_net
+    from schedgym.agents.checkpoint import load_checkpoint, save_net
 
     torch.set_num_threads(1)
+    if args.init and args.resume:
+        raise ValueError("--init starts a new run from a .pt; --resume continues a model.zip: pass one of them")
     for f in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "checkpoint_every",
               "eval_episodes"):
         if getattr(args, f) < 1:
@@ -163,12 +168,15 @@ def train_sb3(args: SB3Args) -> SB3Result:
     if args.resume:
         model = MaskablePPO.load(args.resume, env=env, device="cpu", tensorboard_log=str(out / "tb"))
     else:
+        init = load_checkpoint(args.init) if args.init else None
         model = MaskablePPO(
             MaskableGraphPolicy, env, learning_rate=args.lr, n_steps=args.n_steps, batch_size=args.batch_size,
             n_epochs=args.n_epochs, gamma=args.gamma, gae_lambda=args.gae_lambda, clip_range=args.clip_range,
-            ent_coef=args.ent_coef, policy_kwargs={"net_config": args.net_config()},
+            ent_coef=args.ent_coef, policy_kwargs={"net_config": init["net"] if init else args.net_config()},
             tensorboard_log=str(out / "tb"), seed=args.seed, device="cpu", verbose=0,
         )
+        if init is not None:
+            model.policy.graph_net.load_state_dict(init["state_dict"])  # type: ignore[attr-defined]
     callbacks: list[Any] = [CheckpointCallback(max(1, args.checkpoint_every // args.n_envs),
                                                str(out / "checkpoints"), name_prefix="ppo")]
     if args.eval_every:
@@ -183,6 +191,7 @@ def train_sb3(args: SB3Args) -> SB3Result:
     model.save(out / "model.zip")
     policy_pt = save_net(model.policy.graph_net, out / "policy.pt",  # type: ignore[attr-defined]
                          {"env_id": args.env, "env_kwargs": args.env_kwargs, "algo": "sb3-maskableppo",
+                          "init": args.init,
                           "timesteps": int(model.num_timesteps), "wall_s": wall})
     env.close()
     return SB3Result(out / "model.zip", policy_pt, out / "tb", int(model.num_timesteps), wall)

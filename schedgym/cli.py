@@ -22,7 +22,7 @@ from schedgym.evaluation import Results, evaluate
 from schedgym.policy import Policy, baselines, make_policy
 
 JOBSHOP = "schedgym/JobShop-v0"
-TRAIN_ALGOS = ("selflabel", "sb3", "rllib")
+TRAIN_ALGOS = ("selflabel", "sb3", "rllib", "dagger")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,15 +60,18 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--dataset", help="dataset name, optionally NAME:SPLIT (default split: test)")
     src.add_argument("--instances", nargs="+", metavar="PATH", help="instance files or directories")
     ev.add_argument("--seeds", type=int, default=1, help="number of seeds per instance (0..N-1), default 1")
+    ev.add_argument("--env-kwargs", type=_json_object, default={}, metavar="JSON",
+                    help='keyword arguments of gym.make for every episode, e.g. \'{"rate_scale": 0.5}\'')
     ev.add_argument("--out", help="results file (.json or .csv) with objectives and full schedules")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ev.set_defaults(func=cmd_eval)
 
     tr = sub.add_parser("train", add_help=False,  # --help goes to the algorithm's own parser
-                        help="train a GNN agent (selflabel | sb3 | rllib); "
+                        help="train a GNN agent (selflabel | sb3 | rllib | dagger); "
                              "`schedgym train --algo ALGO --help` lists the algorithm's options")
     tr.add_argument("--algo", choices=TRAIN_ALGOS, default="selflabel",
-                    help="selflabel (sample, imitate the best), sb3 (MaskablePPO) or rllib (PPO, Ray Tune)")
+                    help="selflabel (sample, imitate the best), sb3 (MaskablePPO), rllib (PPO, Ray Tune) or dagger "
+                         "(imitate a teacher in the student's own states)")
     tr.set_defaults(func=cmd_train)
 
     run = sub.add_parser("run", help="the main job: train a small GNN agent, then evaluate it and every "
@@ -228,6 +231,18 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     return 0 if rep["n_errors"] == 0 else 1
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    import json
+
+    try:
+        val = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({e.msg})") from None
+    if not isinstance(val, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return val
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())
@@ -324,7 +339,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     pols = _parse_policies(env_id, args.policy)
-    kwargs: dict[str, Any] = {"seeds": args.seeds, "out": args.out, "progress": not args.no_progress}
+    kwargs: dict[str, Any] = {"seeds": args.seeds, "out": args.out, "progress": not args.no_progress,
+                              "env_kwargs": args.env_kwargs}
     if args.dataset:
         res = evaluate(env_id, pols, args.dataset, **kwargs)
     else:

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=".onnx, .pt, .zip or RLlib checkpoint dir ('' = untrained net)")
     p.add_argument("--observations", type=int, default=500)
     p.add_argument("--static", action="store_true", help="export with this env's fixed shapes, batch 1")
-    p.add_argument("--conv", default="gin", help="untrained net: gin | sage | gat | dense_gin | dense_sage")
+    p.add_argument("--conv", default="gin", help="untrained net: gin | sage | gat | dense_gin | dense_sage | mlp")
     p.add_argument("--hidden", type=int, default=32, help="untrained net: embedding width")
     p.add_argument("--layers", type=int, default=3, help="untrained net: message-passing layers")
     p.add_argument("--directions", default="both", help="untrained net: forward | both")

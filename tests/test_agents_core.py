@@ -131,7 +131,7 @@ def permute_nodes(obs: dict[str, np.ndarray], perm: np.ndarray) -> dict[str, np.
     return out
 
 
-@pytest.mark.parametrize("conv", ["gin", "sage", "gat", "dense_gin", "dense_sage"])
+@pytest.mark.parametrize("conv", ["gin", "sage", "gat", "dense_gin", "dense_sage", "mlp"])
 def test_padding_and_node_numbering_do_not_change_the_policy(conv):
     """ft06 padded to 6 and to 9 jobs, and with its node slots shuffled, gives the same logits and value
     along a trajectory (machine-order edges appear as it goes). (max_machines stays 6: the env normalises
@@ -154,7 +154,7 @@ def test_padding_and_node_numbering_do_not_change_the_policy(conv):
         obs = [e.step(a)[0] for e in envs]
 
 
-@pytest.mark.parametrize("conv", ["gin", "dense_sage"])
+@pytest.mark.parametrize("conv", ["gin", "dense_sage", "mlp"])
 def test_masked_edges_and_padded_nodes_are_ignored(conv):
     env = gym.make(JOBSHOP, instance="ft06", max_jobs=7, max_machines=7).unwrapped
     net = small_net(env.observation_space, conv)

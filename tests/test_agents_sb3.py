@@ -110,3 +110,27 @@ def test_policy_class_is_the_graph_net_on_jobshop():
     assert model.policy.graph_net.mode == "action_node"
     model.learn(16)
     assert model.num_timesteps == 16
+
+
+def test_init_starts_from_a_checkpoint_with_its_architecture(tmp_path):
+    """--init: PPO starts from the .pt's weights and architecture (lr 0: the weights must come back unchanged)."""
+    from schedgym.agents.checkpoint import save_net
+    from schedgym.agents.encoders import EncoderConfig
+    from schedgym.agents.model import GraphPolicyNet, NetConfig, ObsSpec
+
+    env = make_env(ENV_IDS["node"])
+    torch.manual_seed(3)
+    net = GraphPolicyNet(ObsSpec.from_space(env.observation_space),
+                         NetConfig(EncoderConfig(conv="mlp", hidden=8, layers=1), head_hidden=8,
+                                   candidate_context=False))
+    init = save_net(net, tmp_path / "init.pt")
+    res = train_sb3(SB3Args(env=ENV_IDS["node"], env_kwargs={}, out=str(tmp_path / "run"), init=str(init),
+                            total_timesteps=64, n_envs=1, n_steps=32, batch_size=32, n_epochs=1, lr=0.0,
+                            progress=False))
+    got, meta = load_net(res.policy)
+    assert got.cfg == net.cfg and meta["init"] == str(init)
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(got.state_dict()[k], v)
+    with pytest.raises(ValueError, match="--init"):
+        train_sb3(SB3Args(env=ENV_IDS["node"], env_kwargs={}, out=str(tmp_path / "x"), init=str(init),
+                          resume=str(res.model), progress=False))
