@@ -27,7 +27,7 @@ def _base_type(tp: Any) -> Any:
     return origin or tp
 
 
-def _json_dict(text: str) -> dict[str, Any]:
+def json_dict(text: str) -> dict[str, Any]:
     try:
         val = json.loads(text)
     except json.JSONDecodeError as e:
@@ -51,7 +51,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type[Any], skip: Se
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
                                 help=help_)
         elif tp is dict:
-            parser.add_argument(flag, dest=f.name, type=_json_dict, default=default, metavar="JSON",
+            parser.add_argument(flag, dest=f.name, type=json_dict, default=default, metavar="JSON",
                                 help=f"{help_} (JSON object, default {json.dumps(default)})")
         else:
             parser.add_argument(flag, dest=f.name, type=tp, default=default,

@@ -18,6 +18,7 @@ import gymnasium as gym
 
 import schedgym
 from schedgym import datasets
+from schedgym.agents.args import json_dict
 from schedgym.evaluation import Results, evaluate
 from schedgym.policy import Policy, baselines, make_policy
 
@@ -60,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--dataset", help="dataset name, optionally NAME:SPLIT (default split: test)")
     src.add_argument("--instances", nargs="+", metavar="PATH", help="instance files or directories")
     ev.add_argument("--seeds", type=int, default=1, help="number of seeds per instance (0..N-1), default 1")
-    ev.add_argument("--env-kwargs", type=_json_object, default={}, metavar="JSON",
+    ev.add_argument("--env-kwargs", type=json_dict, default={}, metavar="JSON",
                     help='keyword arguments of gym.make for every episode, e.g. \'{"rate_scale": 0.5}\'')
     ev.add_argument("--out", help="results file (.json or .csv) with objectives and full schedules")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -229,18 +230,6 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(rep, indent=1, default=float) + "\n")
     return 0 if rep["n_errors"] == 0 else 1
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    import json
-
-    try:
-        val = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({e.msg})") from None
-    if not isinstance(val, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return val
 
 
 def _ints(text: str) -> tuple[int, ...]:
