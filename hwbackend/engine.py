@@ -4,9 +4,13 @@ Policy (the same knobs and order as ``envs/serving/sim.py``, vLLM v0): without c
 either prefills admitted prompts (FCFS, within ``max_num_seqs``, ``max_num_batched_tokens`` and free blocks
 above the watermark; decodes stall) or decodes one token for every running sequence; with chunked prefill
 every iteration decodes all running sequences and fills the rest of the token budget with prompt chunks.
-When a decode needs a block and none is free, the most recently admitted running sequence is preempted and
-recomputed later (blocks freed; it re-prefills prompt + generated tokens). Swap preemption and prefix caching
-are not implemented here (a clear error says so).
+When a decode needs a block and none is free, the most recently admitted running sequence is preempted:
+recomputed later (``preemption="recompute"``: blocks freed; it re-prefills prompt + generated tokens) or swapped
+(``"swap"``, FastSwitch's setting: its KV blocks are copied to host memory, within ``swap_space_gb``, and copied
+back into fresh blocks before it decodes again; the copies run inside the iteration that carries them, so their
+real cost lands in its measured time). As in the simulator (vLLM v0), no new prompt is admitted while requests
+are swapped out, and a step that preempted does not swap in. Prefix caching is not implemented here (a clear
+error says so).
 
 Each iteration's wall time is measured around the forward pass with device synchronisation; requests stop
 after exactly their output length (no EOS). The log uses the simulator's record format (residencies and
@@ -23,7 +27,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from schedgym.envs.serving.types import END_FINISH, END_RECOMPUTE, START_PREFILL, EngineConfig
+from schedgym.envs.serving.types import (
+    END_FINISH,
+    END_RECOMPUTE,
+    END_SWAP_OUT,
+    START_PREFILL,
+    START_SWAP_IN,
+    EngineConfig,
+)
 from schedgym.hwbackend.model import KVPool, ModelConfig, SeqBatch, Transformer
 
 # (request, alloc, start, end, kv_start, cached, start_kind, end_kind): the simulator's residency tuple.
@@ -47,6 +58,7 @@ class _Seq:
     computed: int = 0          # tokens whose KV is in the cache
     target: int = 0            # tokens to prefill in the current stint (prompt + generated at admission)
     alloc: float = float("nan")
+    host_kv: tuple[torch.Tensor, torch.Tensor] | None = None  # swapped-out keys/values (host memory)
 
     def token(self, i: int) -> int:
         p = self.prompt.shape[0]
@@ -61,9 +73,6 @@ class LiveEngine:
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.cfg = ModelConfig.from_any(model)
         self.ecfg = EngineConfig.from_dict(engine)
-        if self.ecfg.preemption != "recompute":
-            raise ValueError(f"live engine: preemption={self.ecfg.preemption!r} is not implemented; "
-                             "expected 'recompute'")
         if self.ecfg.prefix_caching:
             raise ValueError("live engine: prefix_caching is not implemented; expected prefix_caching=False")
         self.context_limit = int(context_limit or self.cfg.max_context)
@@ -91,7 +100,12 @@ class LiveEngine:
         # with a calibration, and the CPU seconds this thread spent in it (wall - CPU on a CPU device = time the
         # thread waited for a core: contention from other processes).
         self.shape_log: list[tuple[int, int, int, int, float, float]] = []
-        self.open: dict[int, tuple[float, float, int]] = {}  # rid -> (alloc, start, kv_start)
+        self.open: dict[int, tuple[float, float, int, int]] = {}  # rid -> (alloc, start, kv_start, start_kind)
+        self.swap = self.ecfg.preemption == "swap"
+        self.swapped: deque[_Seq] = deque()  # preempted to host memory, oldest first
+        self.block_bytes = self.pool.k[:, 0].numel() * self.pool.k.element_size() * 2  # keys + values, all layers
+        self.host_blocks = int(self.ecfg.swap_space_gb * 1e9 // self.block_bytes)
+        self.host_free = self.host_blocks
         self.finished: list[int] = []
         self.received: list[tuple[int, float]] = []  # (request, engine clock when it arrived at the engine)
         self.last_decode_s = 0.0
@@ -125,16 +139,16 @@ class LiveEngine:
         self.received.append((int(rid), self.clock() if received is None else float(received)))
 
     def has_work(self) -> bool:
-        return bool(self.waiting or self.prefilling or self.running)
+        return bool(self.waiting or self.prefilling or self.running or self.swapped)
 
     def unfinished(self) -> list[int]:
-        return [s.rid for s in (*self.waiting, *self.prefilling, *self.running)]
+        return [s.rid for s in (*self.waiting, *self.prefilling, *self.running, *self.swapped)]
 
     def stats(self) -> np.ndarray:
         """Live statistics, columns ``features.LIVE``: waiting, running, swapped, used blocks, pending prefill
         tokens, running context tokens, last decode iteration (s)."""
         pending = sum(s.target for s in self.waiting) + sum(s.target - s.computed for s in self.prefilling)
-        return np.array([len(self.waiting), len(self.running) + len(self.prefilling), 0,
+        return np.array([len(self.waiting), len(self.running) + len(self.prefilling), len(self.swapped),
                          self.num_blocks - len(self.free_blocks), pending,
                          sum(s.computed for s in self.running), self.last_decode_s], np.float64)
 
@@ -165,21 +179,54 @@ class LiveEngine:
         """New blocks the next decode iteration needs (a sequence whose cache fills its last block)."""
         return sum(1 for s in self.running if s.computed % self.bs == 0)
 
-    def _preempt_for_decode(self, t: float) -> None:
+    def _preempt_for_decode(self, t: float) -> bool:
+        """Preempt the latest admitted sequences until the next decode's new blocks fit; True if any was."""
+        preempted = False
         while self.running and self._decode_need() > len(self.free_blocks):
+            preempted = True
             s = self.running.pop()
+            alloc, start, kv, kind = self.open.pop(s.rid)
+            if self.swap and len(s.blocks) <= self.host_free:
+                idx = torch.as_tensor(s.blocks, device=self.device)
+                s.host_kv = (self.pool.k[:, idx].to("cpu"), self.pool.v[:, idx].to("cpu"))
+                self.host_free -= len(s.blocks)
+                self.res_log.append((s.rid, alloc, start, t, kv, 0, kind, END_SWAP_OUT))
+                self.swapped.append(s)
+            else:
+                self.res_log.append((s.rid, alloc, start, t, kv, 0, kind, END_RECOMPUTE))
+                s.target = s.prompt.shape[0] + len(s.generated)
+                s.computed = 0
+                self.waiting.appendleft(s)
             self.free_blocks.extend(s.blocks)
             s.blocks = []
-            alloc, start, kv = self.open.pop(s.rid)
-            self.res_log.append((s.rid, alloc, start, t, kv, 0, START_PREFILL, END_RECOMPUTE))
-            s.target = s.prompt.shape[0] + len(s.generated)
-            s.computed = 0
-            self.waiting.appendleft(s)
+        return preempted
+
+    def _swap_in(self, t: float) -> None:
+        """Copy swapped-out sequences back (oldest first) while their blocks, the next decode's new blocks and
+        the watermark fit; they decode in this iteration."""
+        while self.swapped and len(self.running) + len(self.prefilling) < self.ecfg.max_num_seqs:
+            s = self.swapped[0]
+            k, v = s.host_kv
+            n = k.shape[1]
+            need = self._decode_need() + (s.computed % self.bs == 0)
+            if len(self.free_blocks) - n - need < self.watermark:
+                break
+            self.swapped.popleft()
+            s.blocks = [self.free_blocks.pop() for _ in range(n)]
+            idx = torch.as_tensor(s.blocks, device=self.device)
+            self.pool.k[:, idx] = k.to(self.device)
+            self.pool.v[:, idx] = v.to(self.device)
+            s.host_kv = None
+            self.host_free += n
+            self.open[s.rid] = (t, t, s.computed, START_SWAP_IN)
+            self.running.append(s)
 
     def _plan(self, t: float) -> tuple[list[tuple[_Seq, int]], list[_Seq]]:
         """This iteration's (prefill chunks, decoding sequences)."""
         if self.chunked:
-            self._preempt_for_decode(t)
+            preempted = self._preempt_for_decode(t)
+            if self.swapped and (not preempted or not self.running):
+                self._swap_in(t)
             decodes = list(self.running)
             budget = self.max_tokens - len(decodes)
             chunks: list[tuple[_Seq, int]] = []
@@ -189,18 +236,20 @@ class LiveEngine:
                 c = min(s.target - s.computed, budget)
                 chunks.append((s, c))
                 budget -= c
-            new = self._admit(t, budget, self._decode_need())
+            new = self._admit(t, budget, self._decode_need()) if not self.swapped else []
             self.prefilling.extend(s for s, _ in new)
             return chunks + new, decodes
-        if self.waiting:
+        if self.waiting and not self.swapped:
             new = self._admit(t, self.max_tokens, 0)
             if new:
                 self.prefilling.extend(s for s, _ in new)
                 return new, []
-        self._preempt_for_decode(t)
+        preempted = self._preempt_for_decode(t) if self.running else False
+        if self.swapped and (not preempted or not self.running):
+            self._swap_in(t)
         if self.running:
             return [], list(self.running)
-        new = self._admit(t, self.max_tokens, 0)
+        new = self._admit(t, self.max_tokens, 0) if not self.swapped else []
         self.prefilling.extend(s for s, _ in new)
         return new, []
 
@@ -241,7 +290,7 @@ class LiveEngine:
             if s.computed == s.target:
                 self.prefilling.remove(s)
                 s.generated.append(int(nxt[i]))
-                self.open[s.rid] = (s.alloc, t1, s.computed)
+                self.open[s.rid] = (s.alloc, t1, s.computed, START_PREFILL)
                 self._after_token(s, t1, joined=True)
             i += 1
         for s in decodes:
@@ -259,8 +308,8 @@ class LiveEngine:
                 self.running.remove(s)
             self.free_blocks.extend(s.blocks)
             s.blocks = []
-            alloc, start, kv = self.open.pop(s.rid)
-            self.res_log.append((s.rid, alloc, start, t, kv, 0, START_PREFILL, END_FINISH))
+            alloc, start, kv, kind = self.open.pop(s.rid)
+            self.res_log.append((s.rid, alloc, start, t, kv, 0, kind, END_FINISH))
             self.finished.append(s.rid)
         elif joined:
             self.running.append(s)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from tests_live_helpers import DEVICE
 
-from schedgym.envs.serving.types import END_FINISH, END_RECOMPUTE
+from schedgym.envs.serving.types import END_FINISH, END_RECOMPUTE, END_SWAP_OUT, START_PREFILL
 from schedgym.hwbackend.engine import LiveEngine
 from schedgym.hwbackend.model import KVPool, ModelConfig, SeqBatch, Transformer, dense_attention, paged_attention
 
@@ -77,31 +77,42 @@ def test_engine_greedy_tokens_match_dense_model() -> None:
         assert ids[p:] == s.generated
 
 
+@pytest.mark.parametrize("preemption", ["recompute", "swap"])
 @pytest.mark.parametrize("chunked", [False, True])
-def test_engine_exact_tokens_and_preemption(chunked: bool) -> None:
-    """Every request produces exactly its output length, also when a small cache forces recompute."""
+def test_engine_exact_tokens_and_preemption(chunked: bool, preemption: str) -> None:
+    """Every request produces exactly its output length, also when a small cache forces recompute or swap —
+    and the same greedy tokens as on a cache large enough never to preempt (swapped KV comes back intact)."""
     rng = np.random.default_rng(1)
-    eng = LiveEngine("tiny", {"block_size": 4, "chunked_prefill": chunked, "max_num_batched_tokens": 64,
-                              "max_num_seqs": 8, "watermark": 0.0}, num_blocks=24, context_limit=64,
-                     device=DEVICE)
     P = rng.integers(1, 30, 12)
     OUT = rng.integers(1, 30, 12)
-    for r in range(12):
-        eng.submit(r, int(P[r]), int(OUT[r]))
-    eng.run_until_idle()
+    cfg = {"block_size": 4, "chunked_prefill": chunked, "max_num_batched_tokens": 64, "max_num_seqs": 8,
+           "watermark": 0.0, "preemption": preemption}
+    engines = [LiveEngine("tiny", cfg, num_blocks=nb, context_limit=64, device=DEVICE) for nb in (24, 512)]
+    tokens = []
+    for e in engines:
+        for r in range(12):
+            e.submit(r, int(P[r]), int(OUT[r]))
+        seqs = list(e.waiting)
+        e.run_until_idle()
+        tokens.append({s.rid: s.generated for s in seqs})
+    eng, big = engines
     assert sorted(eng.finished) == list(range(12))
     assert len(eng.free_blocks) == eng.num_blocks
+    assert eng.host_free == eng.host_blocks and not eng.swapped
     kinds = [x[7] for x in eng.res_log]
     assert kinds.count(END_FINISH) == 12
-    assert kinds.count(END_RECOMPUTE) > 0, "the undersized cache should force preemption"
-    # Tokens: one per prefill completion plus one per decode iteration while decoding.
+    forced = END_SWAP_OUT if preemption == "swap" else END_RECOMPUTE
+    assert kinds.count(forced) > 0, "the undersized cache should force preemption"
+    assert [x[7] for x in big.res_log].count(END_FINISH) == 12 and len(big.res_log) == 12
+    assert tokens[0] == tokens[1]
+    # Tokens: one per prefill completion plus one per decode iteration while decoding (swap-ins add none).
     seg_end = np.array([s[2] for s in eng.seg_log])
     dec = np.cumsum([s[4] for s in eng.seg_log])
     for r in range(12):
         n = 0
-        for (q, _a, start, end, *_rest) in eng.res_log:
-            if q == r:
-                n += 1 + int(dec[np.searchsorted(seg_end, end, "right") - 1]) - \
+        for (q, _a, start, end, _kv, _c, start_kind, _ek) in eng.res_log:
+            if q == r:  # a prefill's completion yields a token; a swap-in resumes decoding
+                n += int(start_kind == START_PREFILL) + int(dec[np.searchsorted(seg_end, end, "right") - 1]) - \
                     int(dec[np.searchsorted(seg_end, start, "right") - 1])
         assert n == OUT[r]
     assert all(t1 > t0 for _, t0, t1, *_ in eng.seg_log)
@@ -113,8 +124,8 @@ def test_engine_bad_request_errors() -> None:
         eng.submit(0, 30, 5)
     with pytest.raises(ValueError, match="output_tokens"):
         eng.submit(0, 3, 0)
-    with pytest.raises(ValueError, match="swap"):
-        LiveEngine("tiny", {"preemption": "swap"}, num_blocks=8)
+    with pytest.raises(ValueError, match="prefix_caching"):
+        LiveEngine("tiny", {"prefix_caching": True}, num_blocks=8)
     with pytest.raises(ValueError, match="unknown model preset"):
         ModelConfig.from_any("huge")
 

@@ -119,7 +119,7 @@ class LLMServingLiveEnv(SchedulingEnv):
     ## Description
     The ``LLMServing-v0`` task with the simulator replaced by real engines (``schedgym.hwbackend``): each
     engine is a Llama-style transformer with seeded random weights, a paged KV cache and the simulator's
-    continuous-batching policy (max batch, max batched tokens, chunked prefill, recompute preemption),
+    continuous-batching policy (max batch, max batched tokens, chunked prefill, recompute or swap preemption),
     running its iteration loop in a background thread in this process (``backend="thread"``) or in a Ray
     actor (``backend="ray"``, one per GPU or one CPU process each). Arrivals are replayed in real time from
     the trace (``rate_scale`` times faster); each step dispatches the arriving request to a real engine and
@@ -156,11 +156,12 @@ class LLMServingLiveEnv(SchedulingEnv):
     - ``token_scale`` (default 0.05): prompt and output lengths are multiplied by this (rounded, >= 1) so real
       trace shapes fit a small model on a CPU; 1.0 replays them unchanged.
     - ``n_engines`` (2), ``model`` (``"tiny"``, ``"small"``, ``"1b"`` or a ``ModelConfig`` dict), ``engine``
-      (``EngineConfig`` fields; ``preemption`` must be ``"recompute"``), ``num_blocks`` (256 KV blocks per
-      engine), ``context_limit`` (512 tokens), ``device`` (``"cpu"``/``"cuda"``), ``threads`` (torch threads
-      per engine, 1), ``backend`` (``"thread"``/``"ray"``), ``calibration`` (a calibration table path: the
-      prefill-time feature and the instances' cost model for the validator), ``drain_timeout_s`` (120),
-      ``weights_seed`` (0: the engines' random weights and synthetic prompt token ids).
+      (``EngineConfig`` fields; ``preemption`` ``"recompute"`` or ``"swap"``, no prefix caching),
+      ``num_blocks`` (256 KV blocks per engine), ``context_limit`` (512 tokens), ``device``
+      (``"cpu"``/``"cuda"``), ``threads`` (torch threads per engine, 1), ``backend`` (``"thread"``/``"ray"``),
+      ``calibration`` (a calibration table path: the prefill-time feature and the instances' cost model for
+      the validator), ``drain_timeout_s`` (120), ``weights_seed`` (0: the engines' random weights and
+      synthetic prompt token ids).
     - ``slo``, ``reward``, ``strict``, ``invalid_action_penalty``: as ``LLMServing-v0``.
 
     ## Version history
@@ -241,7 +242,8 @@ class LLMServingLiveEnv(SchedulingEnv):
         from schedgym.hwbackend.cluster import LiveCluster
         a = self.a
         ecfg = {k: getattr(self.cluster.engine, k) for k in ("block_size", "max_num_seqs", "max_num_batched_tokens",
-                                                             "chunked_prefill", "preemption", "watermark")}
+                                                             "chunked_prefill", "preemption", "watermark",
+                                                             "swap_space_gb")}
         self.live = LiveCluster(self.cluster.n_instances, self.model_cfg.to_dict(), ecfg, int(a["num_blocks"]),
                                 int(a["context_limit"]), mode=a["backend"], seed=int(a["weights_seed"]),
                                 device=a["device"],
