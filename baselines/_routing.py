@@ -17,6 +17,7 @@ import numpy as np
 from schedgym.envs.serving.sim import ClusterSim
 
 SERVING = "schedgym/LLMServing-v0"
+LIVE = "schedgym/LLMServingLive-v0"  # the same task on real engines: its ``state`` offers the same view
 WAITING, RUNNING, SWAPPED, USED_BLOCKS, PENDING_TOKENS, CONTEXT_TOKENS, DECODE_STEP = range(7)
 
 
@@ -24,7 +25,7 @@ class Router:
     """Base class: subclasses implement ``choose`` over the valid instances."""
 
     name = "router"
-    env_ids = (SERVING,)
+    env_ids = (SERVING, LIVE)
 
     def __init__(self) -> None:
         self.state: ClusterSim | None = None

@@ -25,6 +25,7 @@ class DeadlineAware(Router):
     """Earliest estimated finish; hopeless stages (no instance meets the deadline) to the latest one."""
 
     name = "deadline_aware"
+    env_ids = ("schedgym/LLMServing-v0",)  # reads the simulator's cost model and workflow deadlines
 
     def __init__(self, output_guess: int = 128, shed_hopeless: bool = True) -> None:
         super().__init__()

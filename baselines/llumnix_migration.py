@@ -23,6 +23,7 @@ class LlumnixMigration(Llumnix):
     """Llumnix dispatch, and Llumnix's migration rule at every tick of the agent migration decision point."""
 
     name = "llumnix_migration"
+    env_ids = ("schedgym/LLMServing-v0",)  # the migration decision point exists in the simulator only
 
     def reset(self, env: gym.Env, seed: int | None = None) -> None:
         super().reset(env, seed)

@@ -57,7 +57,9 @@ def main() -> None:
             if not pol.endswith(".onnx"):
                 cols[f"sim {pol}"] = compare.simulated(w, spec, a.replicas, pol, a.calibration)
     if not a.no_live_env:
-        cols["live-env round_robin"] = compare.live_env(w, spec, a.replicas)
+        for pol in dict.fromkeys(policies):
+            if not pol.endswith(".onnx"):
+                cols[f"live-env {pol}"] = compare.live_env(w, spec, a.replicas, pol)
     for pol, rep in reps.items():
         cols[f"served {pol}"] = rep
     print(f"\nside by side ({a.replicas} replicas of {a.model}, CPU; load average {os.getloadavg()[0]:.2f})")

@@ -104,6 +104,21 @@ def test_live_swap_preemption_validates() -> None:
     env.close()
 
 
+def test_routing_baselines_run_on_live_engines() -> None:
+    """The serving baselines read the live env's state (the same view as the simulator's) and go through the
+    evaluation harness and validator; ones needing simulator-only state are not offered for the live id."""
+    from schedgym.evaluation import run_episode
+    from schedgym.policy import make_policy
+
+    w = burst(12, gap=0.003)
+    for name in ("jsq", "llumnix", "least_kv"):
+        row = run_episode(ENV_ID, make_policy(ENV_ID, name), w, 0,
+                          env_kwargs={"token_scale": 1.0, "rate_scale": 1.0, "device": DEVICE})
+        assert row["n_served"] == w.n_requests
+    with pytest.raises(ValueError, match="deadline_aware"):
+        make_policy(ENV_ID, "deadline_aware")
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     ray = pytest.importorskip("ray")

@@ -45,11 +45,20 @@ def scale_tokens(w: ServingWorkload, token_scale: float) -> ServingWorkload:
 
 class LiveRun:
     """Driver-side record of one live episode: routing, the merged event log and the reward tallies
-    (the ``reward.Tally`` protocol, so rewards are the simulator's definitions)."""
+    (the ``reward.Tally`` protocol, so rewards are the simulator's definitions). It is also the routing
+    baselines' view (``env.unwrapped.state``): the part of ``ClusterSim``'s API they read — ``next_req``,
+    ``now``, ``prompt``, ``live_stats()``, ``outstanding()``, ``engines[i]`` — filled from the polled engines."""
 
-    def __init__(self, w: ServingWorkload, cluster: ClusterSpec, n: int) -> None:
+    def __init__(self, w: ServingWorkload, cluster: ClusterSpec, n: int, static: np.ndarray) -> None:
+        from schedgym.hwbackend.serve.state import EngineView
+
         R = w.n_requests
         self.workload, self.cluster, self.arrival = w, cluster, w.arrival
+        self.prompt = w.prompt_tokens
+        self.static = static
+        self.live = np.zeros((n, len(features.LIVE)))  # the engines' statistics as of the last poll
+        self.engines = [EngineView(self, i) for i in range(n)]
+        self.next_req = -1  # the request waiting for a routing decision
         self.routed = np.full(R, -1, np.int64)
         self.first_token = np.full(R, np.nan)
         self.finish = np.full(R, np.nan)
@@ -84,6 +93,13 @@ class LiveRun:
         for s in poll["seg"]:
             self.seg.append((i, *s[1:]))
         self.busy[i] = poll["busy_s"]
+
+    def live_stats(self, t: float | None = None) -> np.ndarray:
+        return self.live.copy()
+
+    def outstanding(self) -> np.ndarray:
+        """Requests on each engine: waiting + running + swapped out."""
+        return self.live[:, 0] + self.live[:, 1] + self.live[:, 2]
 
     def ttft_integral(self, t: float) -> float:
         routed = self.routed >= 0
@@ -249,7 +265,7 @@ class LLMServingLiveEnv(SchedulingEnv):
                                 device=a["device"],
                                 threads=a["threads"])
         self.live.start_clock()
-        self.state = LiveRun(w, self.cluster, self.cluster.n_instances)
+        self.state = LiveRun(w, self.cluster, self.cluster.n_instances, self._static)
         self._feasible = (w.prompt_tokens + w.output_tokens) <= self._limit
         self._next = 0
         self._tally = 0.0
@@ -343,7 +359,8 @@ class LLMServingLiveEnv(SchedulingEnv):
     def _poll(self) -> None:
         run, live = self.state, self.live
         polls = live.poll()  # type: ignore[union-attr]
-        self._stats = np.zeros((self.cluster.n_instances, len(features.LIVE)))
+        self._stats = run.live  # type: ignore[union-attr]
+        self._stats[:] = 0.0
         for i, p in enumerate(polls):
             if p is not None:
                 run.absorb(i, p)  # type: ignore[union-attr]
@@ -389,6 +406,7 @@ class LLMServingLiveEnv(SchedulingEnv):
                 time.sleep(delay)
             self._poll()
             if self._feasible[r]:
+                run.next_req = r  # type: ignore[union-attr]
                 return r
             run.rejected.append(r)  # type: ignore[union-attr]
             self._next += 1

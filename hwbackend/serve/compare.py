@@ -5,15 +5,14 @@ replayed by ``loadtest``), with TTFT / TPOT / E2E percentiles side by side.
 What differs, by design: the simulator's clock is the calibration table; the live env dispatches in-process
 (poll, decide, submit); the served path adds HTTP, the Serve proxy, the ingress, the router's routing-stats
 delay and SSE streaming back to a client, and measures at the client. Round robin routes identically on all
-three (replica order = index order), so their gap is the serving stack, not the router; other baselines run
-on the simulator and the served app (the live env exposes no ``ClusterSim`` state for them).
+three (replica order = index order), so their gap is the serving stack, not the router; the other baselines
+run unchanged on all three (the live env's state offers the simulator's view).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from schedgym.envs.serving.metrics import QUANTILES
@@ -38,20 +37,19 @@ def simulated(w: ServingWorkload, spec: ReplicaSpec, replicas: int, policy: str,
     return {k: float(row[k]) for k in KEYS} | {"n_served": float(row["n_served"])}
 
 
-def live_env(w: ServingWorkload, spec: ReplicaSpec, replicas: int, seed: int = 0) -> dict[str, float]:
-    """Round robin on ``LLMServingLive-v0`` (thread engines) with the replicas' configuration (validated)."""
-    from schedgym.hwbackend.fidelity import round_robin
+def live_env(w: ServingWorkload, spec: ReplicaSpec, replicas: int, policy: str = "round_robin",
+             seed: int = 0) -> dict[str, float]:
+    """``policy`` (a baseline name) on ``LLMServingLive-v0`` (thread engines) with the replicas' configuration,
+    through the evaluation harness (validated)."""
+    from schedgym.evaluation import run_episode
+    from schedgym.policy import make_policy
 
-    env = gym.make("schedgym/LLMServingLive-v0", instance=w, rate_scale=1.0, token_scale=1.0, n_engines=replicas,
-                   model=spec.model, engine=dict(spec.engine), num_blocks=spec.num_blocks,
-                   context_limit=spec.context_limit, device=spec.device, threads=spec.threads,
-                   weights_seed=spec.weights_seed)
-    try:
-        info, _ = round_robin(env, seed)
-        env.unwrapped.validate()
-    finally:
-        env.close()
-    return {k: float(info[k]) for k in KEYS} | {"n_served": float(info["n_served"])}
+    live = "schedgym/LLMServingLive-v0"
+    kw = {"rate_scale": 1.0, "token_scale": 1.0, "n_engines": replicas, "model": spec.model,
+          "engine": dict(spec.engine), "num_blocks": spec.num_blocks, "context_limit": spec.context_limit,
+          "device": spec.device, "threads": spec.threads, "weights_seed": spec.weights_seed}
+    row = run_episode(live, make_policy(live, policy), w, seed, env_kwargs=kw)
+    return {k: float(row[k]) for k in KEYS} | {"n_served": float(row["n_served"])}
 
 
 def served(w: ServingWorkload, spec: ReplicaSpec, replicas: int, policies: list[str], *, port: int = 8000,

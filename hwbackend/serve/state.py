@@ -87,10 +87,11 @@ class ReplicaSpec:
                 "weights_seed": self.weights_seed}
 
 
-class _EngineView:
-    """``ClusterSim.engines[i]`` as the baselines read it: capacity and a statistics snapshot."""
+class EngineView:
+    """``ClusterSim.engines[i]`` as the baselines read it: capacity and a statistics snapshot (``owner`` has
+    ``static`` and ``live`` arrays: a ``RouterState`` or the live env's ``LiveRun``)."""
 
-    def __init__(self, owner: RouterState, i: int) -> None:
+    def __init__(self, owner: Any, i: int) -> None:
         self._owner, self._i = owner, i
         self.incoming = 0          # requests in flight between instances (no migration behind a router)
         self.incoming_blocks = 0
@@ -123,7 +124,7 @@ class RouterState:
                                    EngineConfig.from_dict({"block_size": int(block_size)}), slo or SLO())
         self.live = np.zeros((n, len(features.LIVE)))
         self.static = np.ones((n, len(features.STATIC)))
-        self.engines = [_EngineView(self, i) for i in range(n)]
+        self.engines = [EngineView(self, i) for i in range(n)]
         self.workload = _NoPrefix()
         self.prompt = np.zeros(1, np.int64)
         self.next_req = 0
