@@ -9,11 +9,13 @@ block table (list of block ids) and attention gathers its keys/values through it
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+from schedgym.config import resolve
 
 
 @dataclass(frozen=True)
@@ -59,22 +61,8 @@ class ModelConfig:
 
     @classmethod
     def from_any(cls, spec: ModelConfig | str | dict[str, Any] | None) -> ModelConfig:
-        """A config, a preset name (``PRESETS``) or a dict of fields."""
-        if spec is None:
-            return PRESETS["tiny"]
-        if isinstance(spec, ModelConfig):
-            return spec
-        if isinstance(spec, str):
-            if spec not in PRESETS:
-                raise ValueError(f"unknown model preset {spec!r}; expected one of {sorted(PRESETS)}")
-            return PRESETS[spec]
-        if isinstance(spec, dict):
-            known = {f.name for f in fields(cls)}
-            bad = sorted(set(spec) - known)
-            if bad:
-                raise ValueError(f"model config: unknown key(s) {bad}; expected {sorted(known)}")
-            return cls(**spec)
-        raise TypeError(f"model must be a ModelConfig, preset name or dict, got {type(spec).__name__}")
+        """A config, a preset name (``PRESETS``) or a dict of fields (``None``: the tiny preset)."""
+        return resolve(spec, cls, PRESETS, "model", default=PRESETS["tiny"])  # type: ignore[return-value]
 
 
 PRESETS: dict[str, ModelConfig] = {

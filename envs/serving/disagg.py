@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from schedgym.config import resolve
+
 if TYPE_CHECKING:
     from schedgym.envs.serving.sim import ClusterSim
 
@@ -52,20 +54,7 @@ DISAGG_PRESETS: dict[str, DisaggConfig] = {"1p1d": DisaggConfig(1), "2p2d": Disa
 
 def resolve_disagg(d: str | dict[str, Any] | DisaggConfig | None) -> DisaggConfig | None:
     """``None`` (colocated), a preset (``DISAGG_PRESETS``), a dict of ``DisaggConfig`` fields, or one."""
-    if d is None or isinstance(d, DisaggConfig):
-        return d
-    if isinstance(d, str):
-        if d not in DISAGG_PRESETS:
-            raise ValueError(f"unknown disaggregation preset {d!r}; expected one of {sorted(DISAGG_PRESETS)}, "
-                             "a dict of DisaggConfig fields, or None")
-        return DISAGG_PRESETS[d]
-    if isinstance(d, dict):
-        known = {f.name for f in fields(DisaggConfig)}
-        bad = sorted(set(d) - known)
-        if bad or "n_prefill" not in d:
-            raise ValueError(f"disagg config {d}: expected keys {sorted(known)} (n_prefill required)")
-        return DisaggConfig(**d)
-    raise TypeError(f"disagg must be None, a preset name, a dict or a DisaggConfig, got {type(d).__name__}")
+    return resolve(d, DisaggConfig, DISAGG_PRESETS, "disaggregation")
 
 
 def place_decode(sim: ClusterSim, r: int, src: int) -> int:

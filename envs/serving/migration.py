@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from schedgym.config import resolve
+
 if TYPE_CHECKING:
     from schedgym.envs.serving.sim import ClusterSim
 
@@ -101,20 +103,7 @@ MIGRATION_PRESETS: dict[str, MigrationConfig] = {
 def resolve_migration(m: str | dict[str, Any] | MigrationConfig | None) -> MigrationConfig | None:
     """``None`` (off), a preset name (``MIGRATION_PRESETS``), a dict of ``MigrationConfig`` fields, or one
     (``{"decider": "agent", "interval_s": 0.5}``: the agent decides every 0.5 s)."""
-    if m is None or isinstance(m, MigrationConfig):
-        return m
-    if isinstance(m, str):
-        if m not in MIGRATION_PRESETS:
-            raise ValueError(f"unknown migration preset {m!r}; expected one of {sorted(MIGRATION_PRESETS)}, "
-                             "a dict of MigrationConfig fields, or None")
-        return MIGRATION_PRESETS[m]
-    if isinstance(m, dict):
-        known = {f.name for f in fields(MigrationConfig)}
-        bad = sorted(set(m) - known)
-        if bad:
-            raise ValueError(f"migration config: unknown key(s) {bad}; expected {sorted(known)}")
-        return MigrationConfig(**m)
-    raise TypeError(f"migration must be None, a preset name, a dict or a MigrationConfig, got {type(m).__name__}")
+    return resolve(m, MigrationConfig, MIGRATION_PRESETS, "migration")
 
 
 def freeness(sim: ClusterSim, t: float | None = None, headroom: float = 0.0) -> np.ndarray:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from schedgym.config import from_fields
 from schedgym.envs.serving import catalog
 from schedgym.envs.serving.disagg import DisaggConfig, resolve_disagg
 from schedgym.envs.serving.migration import MigrationConfig, resolve_migration
@@ -255,11 +256,7 @@ class EngineConfig:
             return cls()
         if isinstance(d, EngineConfig):
             return d
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - known)
-        if bad:
-            raise ValueError(f"engine config: unknown key(s) {bad}; expected {sorted(known)}")
-        return cls(**d)
+        return from_fields(cls, d, "engine")
 
 
 @dataclass(frozen=True)
