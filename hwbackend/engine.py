@@ -9,8 +9,10 @@ recomputed later (``preemption="recompute"``: blocks freed; it re-prefills promp
 (``"swap"``, FastSwitch's setting: its KV blocks are copied to host memory, within ``swap_space_gb``, and copied
 back into fresh blocks before it decodes again; the copies run inside the iteration that carries them, so their
 real cost lands in its measured time). As in the simulator (vLLM v0), no new prompt is admitted while requests
-are swapped out, and a step that preempted does not swap in. Prefix caching is not implemented here (a clear
-error says so).
+are swapped out, and a step that preempted does not swap in. Prefix caching (``prefix_caching=True``, with the
+workload's ``prefix_block_tokens``): requests submitted with prefix-block hashes share cached KV blocks and
+prefill only their uncached suffix, with the simulator's hit, LRU and block-accounting rules
+(``hwbackend/prefix_cache.py``).
 
 Each iteration's wall time is measured around the forward pass with device synchronisation; requests stop
 after exactly their output length (no EOS). The log uses the simulator's record format (residencies and
@@ -36,6 +38,7 @@ from schedgym.envs.serving.types import (
     EngineConfig,
 )
 from schedgym.hwbackend.model import KVPool, ModelConfig, SeqBatch, Transformer
+from schedgym.hwbackend.prefix_cache import PrefixCache, hash_block_ids, whole_blocks
 
 # (request, alloc, start, end, kv_start, cached, start_kind, end_kind): the simulator's residency tuple.
 Residency = tuple[int, float, float, float, int, int, int, int]
@@ -59,6 +62,11 @@ class _Seq:
     target: int = 0            # tokens to prefill in the current stint (prompt + generated at admission)
     alloc: float = float("nan")
     host_kv: tuple[torch.Tensor, torch.Tensor] | None = None  # swapped-out keys/values (host memory)
+    hashes: list[int] = field(default_factory=list)  # prefix-block hashes (whole blocks of the prompt)
+    cached: int = 0            # prompt tokens served from the prefix cache in the current stint
+    hit_tokens: int = 0        # leading positions whose KV lives in shared cache blocks (never written)
+    horizon: int = 0           # tokens whose KV exists by the end of the current iteration
+    held: dict = field(default_factory=dict)   # prefix cache: hash-block index -> the entry it references
 
     def token(self, i: int) -> int:
         p = self.prompt.shape[0]
@@ -70,11 +78,12 @@ class LiveEngine:
 
     def __init__(self, model: ModelConfig | str | dict | None, engine: EngineConfig | dict | None, num_blocks: int,
                  *, context_limit: int | None = None, seed: int = 0, device: str = "cpu",
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, prefix_block_tokens: int | None = None) -> None:
         self.cfg = ModelConfig.from_any(model)
         self.ecfg = EngineConfig.from_dict(engine)
-        if self.ecfg.prefix_caching:
-            raise ValueError("live engine: prefix_caching is not implemented; expected prefix_caching=False")
+        if self.ecfg.prefix_caching and prefix_block_tokens is None:
+            raise ValueError("live engine: prefix_caching=True needs prefix_block_tokens (the workload's tokens per "
+                             "prefix-block hash)")
         self.context_limit = int(context_limit or self.cfg.max_context)
         if self.context_limit > self.cfg.max_context:
             raise ValueError(f"context_limit {self.context_limit} exceeds the model's max_context "
@@ -82,14 +91,18 @@ class LiveEngine:
         self.device = torch.device(device)
         self.model = Transformer(self.cfg, seed=seed, device=self.device)
         self.bs = self.ecfg.block_size
-        self.pool = KVPool(self.cfg, int(num_blocks), self.bs, self.device)
         self.num_blocks = int(num_blocks)
+        # With prefix caching one extra block takes the writes of positions whose KV is already cached.
+        self.pool = KVPool(self.cfg, self.num_blocks + bool(self.ecfg.prefix_caching), self.bs, self.device)
         self.watermark = int(self.ecfg.watermark * self.num_blocks)
         self.max_tokens = self.ecfg.batched_tokens(self.context_limit)
         self.chunked = self.ecfg.chunked_prefill
         self.seed = int(seed)
         self.clock = clock
         self.free_blocks: list[int] = list(range(self.num_blocks - 1, -1, -1))
+        self.charged = 0  # blocks in resident block tables (shared cache blocks counted per table, as the sim)
+        self.pc = PrefixCache(int(prefix_block_tokens), self.bs, self.free_blocks) \
+            if self.ecfg.prefix_caching else None  # type: ignore[arg-type]
         self.waiting: deque[_Seq] = deque()
         self.prefilling: list[_Seq] = []   # admitted, prompt not fully computed (chunked prefill)
         self.running: list[_Seq] = []      # decoding, in admission order
@@ -116,24 +129,35 @@ class LiveEngine:
 
     # ------------------------------------------------------------------ requests
     def submit(self, rid: int, prompt_tokens: int, output_tokens: int, received: float | None = None,
-               prompt: np.ndarray | list[int] | None = None) -> None:
+               prompt: np.ndarray | list[int] | None = None, hashes: list[int] | np.ndarray | None = None) -> None:
         """Queue request ``rid`` (synthetic prompt ids of the given length; exactly ``output_tokens`` out).
         ``received``: when the engine got it (engine clock; default now), reported as the dispatch time.
-        ``prompt``: the real prompt token ids instead of synthetic ones (length ``prompt_tokens``, ids < vocab)."""
+        ``prompt``: the real prompt token ids instead of synthetic ones (length ``prompt_tokens``, ids < vocab).
+        ``hashes``: the prompt's prefix-block hashes (with prefix caching): each whole block's token ids derive
+        from its hash (``hash_block_ids``), the rest from ``rid``."""
         if prompt_tokens < 1 or output_tokens < 1:
             raise ValueError(f"request {rid}: prompt_tokens and output_tokens must be >= 1, got "
                              f"{prompt_tokens}, {output_tokens}")
         if prompt_tokens + output_tokens > self.context_limit:
             raise ValueError(f"request {rid}: prompt + output = {prompt_tokens + output_tokens} tokens exceeds the "
                              f"context limit {self.context_limit}")
-        if prompt is None:
+        hs: list[int] = []
+        if hashes is not None and len(hashes) and self.pc is not None:
+            if prompt is not None:
+                raise ValueError(f"request {rid}: give prompt token ids or prefix hashes, not both")
+            hs = whole_blocks(hashes, prompt_tokens, self.pc.block_tokens)
+        if hs:
+            bt, V = self.pc.block_tokens, self.cfg.vocab_size  # type: ignore[union-attr]
+            ids = np.concatenate([hash_block_ids(h, bt, V, self.seed) for h in hs]
+                                 + [prompt_ids(rid, prompt_tokens - len(hs) * bt, V, self.seed)])
+        elif prompt is None:
             ids = prompt_ids(rid, prompt_tokens, self.cfg.vocab_size, self.seed)
         else:
             ids = np.asarray(prompt, np.int64)
             if ids.shape != (prompt_tokens,) or (ids < 0).any() or (ids >= self.cfg.vocab_size).any():
                 raise ValueError(f"request {rid}: prompt must be {prompt_tokens} token ids in "
                                  f"[0, {self.cfg.vocab_size}), got shape {ids.shape}")
-        s = _Seq(rid, ids, int(output_tokens))
+        s = _Seq(rid, ids, int(output_tokens), hashes=hs)
         s.target = prompt_tokens
         self.waiting.append(s)
         self.received.append((int(rid), self.clock() if received is None else float(received)))
@@ -149,12 +173,33 @@ class LiveEngine:
         tokens, running context tokens, last decode iteration (s)."""
         pending = sum(s.target for s in self.waiting) + sum(s.target - s.computed for s in self.prefilling)
         return np.array([len(self.waiting), len(self.running) + len(self.prefilling), len(self.swapped),
-                         self.num_blocks - len(self.free_blocks), pending,
+                         self.charged, pending,
                          sum(s.computed for s in self.running), self.last_decode_s], np.float64)
 
     # ------------------------------------------------------------------ scheduling
     def _blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.bs)
+
+    def _nfree(self) -> int:
+        """Free blocks as the simulator counts them (cached unreferenced prefix blocks count as free)."""
+        return self.num_blocks - self.charged
+
+    def _take(self, n: int) -> list[int]:
+        """Charge and allocate ``n`` private blocks (evicting unreferenced cached prefix blocks as needed)."""
+        self.charged += n
+        if self.pc is not None:
+            self.pc.trim(self._nfree())
+        return [self.free_blocks.pop() for _ in range(n)]
+
+    def _drop(self, s: _Seq) -> None:
+        """``s``'s KV stint ends: its blocks go back (cached prefix blocks stay in the cache)."""
+        self.charged -= len(s.blocks)
+        if self.pc is not None and s.held:
+            self.pc.release(s, self._nfree())
+        else:
+            self.free_blocks.extend(s.blocks)
+        s.blocks = []
+        s.cached = s.hit_tokens = 0
 
     def _admit(self, t: float, budget: int, reserve: int) -> list[tuple[_Seq, int]]:
         out: list[tuple[_Seq, int]] = []
@@ -162,15 +207,25 @@ class LiveEngine:
                 len(self.running) + len(self.prefilling) + len(out) < self.ecfg.max_num_seqs:
             s = self.waiting[0]
             need = self._blocks_for(s.target)
-            if len(self.free_blocks) - reserve - need < self.watermark:
+            if self._nfree() - reserve - need < self.watermark:
                 break
-            if not self.chunked and s.target > budget:
+            hs = s.hashes if self.pc is not None and not s.generated else []
+            hit = self.pc.match(hs) if hs else 0  # type: ignore[union-attr]
+            cached = min(hit * self.pc.block_tokens, s.prompt.shape[0] - 1) if hit else 0  # type: ignore
+            todo = s.target - cached
+            if not self.chunked and todo > budget:
                 break
             self.waiting.popleft()
-            s.blocks = [self.free_blocks.pop() for _ in range(need)]
-            s.computed = 0
+            if hs:
+                self.charged += need
+                s.blocks = self.pc.acquire(s, hs, hit, need, self._nfree())  # type: ignore[union-attr]
+            else:
+                s.blocks = self._take(need)
+            s.computed = s.cached = cached
+            s.hit_tokens = hit * self.pc.block_tokens if hit else 0  # type: ignore[union-attr]
             s.alloc = t
-            chunk = min(s.target, budget)
+            chunk = min(todo, budget)
+            s.horizon = cached + chunk
             out.append((s, chunk))
             budget -= chunk
         return out
@@ -182,7 +237,7 @@ class LiveEngine:
     def _preempt_for_decode(self, t: float) -> bool:
         """Preempt the latest admitted sequences until the next decode's new blocks fit; True if any was."""
         preempted = False
-        while self.running and self._decode_need() > len(self.free_blocks):
+        while self.running and self._decode_need() > self._nfree():
             preempted = True
             s = self.running.pop()
             alloc, start, kv, kind = self.open.pop(s.rid)
@@ -190,15 +245,14 @@ class LiveEngine:
                 idx = torch.as_tensor(s.blocks, device=self.device)
                 s.host_kv = (self.pool.k[:, idx].to("cpu"), self.pool.v[:, idx].to("cpu"))
                 self.host_free -= len(s.blocks)
-                self.res_log.append((s.rid, alloc, start, t, kv, 0, kind, END_SWAP_OUT))
+                self.res_log.append((s.rid, alloc, start, t, kv, s.cached, kind, END_SWAP_OUT))
                 self.swapped.append(s)
             else:
-                self.res_log.append((s.rid, alloc, start, t, kv, 0, kind, END_RECOMPUTE))
+                self.res_log.append((s.rid, alloc, start, t, kv, s.cached, kind, END_RECOMPUTE))
                 s.target = s.prompt.shape[0] + len(s.generated)
                 s.computed = 0
                 self.waiting.appendleft(s)
-            self.free_blocks.extend(s.blocks)
-            s.blocks = []
+            self._drop(s)
         return preempted
 
     def _swap_in(self, t: float) -> None:
@@ -209,10 +263,10 @@ class LiveEngine:
             k, v = s.host_kv
             n = k.shape[1]
             need = self._decode_need() + (s.computed % self.bs == 0)
-            if len(self.free_blocks) - n - need < self.watermark:
+            if self._nfree() - n - need < self.watermark:
                 break
             self.swapped.popleft()
-            s.blocks = [self.free_blocks.pop() for _ in range(n)]
+            s.blocks = self._take(n)
             idx = torch.as_tensor(s.blocks, device=self.device)
             self.pool.k[:, idx] = k.to(self.device)
             self.pool.v[:, idx] = v.to(self.device)
@@ -231,10 +285,12 @@ class LiveEngine:
             budget = self.max_tokens - len(decodes)
             chunks: list[tuple[_Seq, int]] = []
             for s in self.prefilling:
+                s.horizon = s.computed
                 if budget <= 0:
-                    break
+                    continue
                 c = min(s.target - s.computed, budget)
                 chunks.append((s, c))
+                s.horizon += c
                 budget -= c
             new = self._admit(t, budget, self._decode_need()) if not self.swapped else []
             self.prefilling.extend(s for s, _ in new)
@@ -269,7 +325,7 @@ class LiveEngine:
             return False
         for s in decodes:  # a slot for the token being decoded
             if s.computed % self.bs == 0:
-                s.blocks.append(self.free_blocks.pop())
+                s.blocks += self._take(1)
         batch = self._build(chunks, decodes)
         logits = self.model(batch, self.pool)
         nxt = logits.argmax(-1).tolist()  # .tolist() synchronises the device (as torch.cuda.synchronize)
@@ -306,10 +362,9 @@ class LiveEngine:
         if len(s.generated) >= s.output_len:
             if not joined:
                 self.running.remove(s)
-            self.free_blocks.extend(s.blocks)
-            s.blocks = []
             alloc, start, kv, kind = self.open.pop(s.rid)
-            self.res_log.append((s.rid, alloc, start, t, kv, 0, kind, END_FINISH))
+            self.res_log.append((s.rid, alloc, start, t, kv, s.cached, kind, END_FINISH))
+            self._drop(s)
             self.finished.append(s.rid)
         elif joined:
             self.running.append(s)
@@ -318,11 +373,12 @@ class LiveEngine:
         seqs = [s for s, _ in chunks] + decodes
         qlens = [c for _, c in chunks] + [1] * len(decodes)
         tok, pos, slots = [], [], []
+        scratch = self.num_blocks * self.bs  # the extra block (prefix caching): positions already cached
         for s, q in zip(seqs, qlens):
             for j in range(s.computed, s.computed + q):
                 tok.append(s.token(j))
                 pos.append(j)
-                slots.append(s.blocks[j // self.bs] * self.bs + j % self.bs)
+                slots.append((scratch if j < s.hit_tokens else s.blocks[j // self.bs] * self.bs) + j % self.bs)
         ctx = [s.computed + q for s, q in zip(seqs, qlens)]
         width = max(len(s.blocks) for s in seqs)
         tables = np.zeros((len(seqs), width), np.int64)

@@ -34,13 +34,24 @@ CATALOG_MODELS = {"tiny": "schedgym-tiny", "small": "schedgym-small", "1b": "sch
 
 def scale_tokens(w: ServingWorkload, token_scale: float) -> ServingWorkload:
     """Prompt and output lengths multiplied by ``token_scale`` (rounded, at least 1): real traces' shapes
-    on a small model/CPU. An explicit, documented transform — 1.0 leaves the workload unchanged."""
+    on a small model/CPU. An explicit, documented transform — 1.0 leaves the workload unchanged.
+
+    Prefix hashes (Mooncake) are kept: a hash block covers ``max(1, round(prefix_block_tokens x token_scale))``
+    tokens (512 x 1/32 = 16, one KV block of 16), and each request keeps the hashes of the blocks lying wholly
+    inside its scaled prompt (a trailing partial block is dropped), so the simulator and the live engines
+    (which share whole KV blocks) see the same prefix structure."""
     if token_scale == 1.0:
         return w
     p = np.maximum(np.rint(w.prompt_tokens * token_scale), 1).astype(np.int64)
     o = np.maximum(np.rint(w.output_tokens * token_scale), 1).astype(np.int64)
+    hashes, offsets, bt = None, None, w.prefix_block_tokens
+    if w.prefix_hashes is not None:
+        bt = max(1, int(round(w.prefix_block_tokens * token_scale)))
+        n = np.minimum(np.diff(w.prefix_offsets), p // bt)
+        offsets = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
+        hashes = np.concatenate([w.hashes(r)[:n[r]] for r in range(w.n_requests)] + [np.zeros(0, np.int64)])
     return replace(w, name=f"{w.name}@tok{token_scale:g}", prompt_tokens=p, output_tokens=o,
-                   prefix_hashes=None, prefix_offsets=None)
+                   prefix_hashes=hashes, prefix_offsets=offsets, prefix_block_tokens=bt)
 
 
 class LiveRun:

@@ -1,0 +1,121 @@
+"""Prefix caching in the live engine (tiny model, CPU): exact reuse, block conservation, LRU eviction, the live
+log validating, and Mooncake's prefix structure surviving ``scale_tokens``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from tests_live_helpers import DEVICE
+
+from schedgym.envs.serving.types import END_FINISH, ServingWorkload
+from schedgym.hwbackend.engine import LiveEngine
+
+torch.set_num_threads(1)
+BT = 16  # tokens per prefix-block hash; the engine's KV block size is 8 here (2 KV blocks per hash block)
+
+
+def engine(num_blocks: int = 64, **kw: object) -> LiveEngine:
+    cfg = {"block_size": 8, "prefix_caching": True, "max_num_batched_tokens": 256, **kw}
+    return LiveEngine("tiny", cfg, num_blocks, context_limit=256, device=DEVICE, prefix_block_tokens=BT)
+
+
+def serve(eng: LiveEngine, reqs: list[tuple[int, int, int, list[int]]], check: bool = True) -> dict[int, list[int]]:
+    """Submit (rid, prompt, output, hashes) all at once, run to idle (checking block conservation after every
+    iteration), return each request's generated tokens."""
+    out: dict[int, list[int]] = {}
+    eng.on_token = lambda rid, tok, t, fin: out.setdefault(rid, []).append(tok)
+    for rid, p, o, hs in reqs:
+        eng.submit(rid, p, o, hashes=hs)
+    while eng.has_work():
+        assert eng.step()
+        if check:
+            eng.pc.check(eng.num_blocks, [*eng.prefilling, *eng.running])  # type: ignore[union-attr]
+    eng.pc.check(eng.num_blocks, [])  # type: ignore[union-attr]
+    assert eng.charged == 0
+    return out
+
+
+def cold(reqs: list[tuple[int, int, int, list[int]]]) -> dict[int, list[int]]:
+    """Each request alone on a fresh engine: no cache hit possible."""
+    out: dict[int, list[int]] = {}
+    for r in reqs:
+        out.update(serve(engine(), [r]))
+    return out
+
+
+def cached_of(eng: LiveEngine) -> dict[int, int]:
+    return {r[0]: r[5] for r in eng.res_log if r[7] == END_FINISH}
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_hit_generates_the_cold_tokens_and_skips_the_cached_prefill(chunked: bool) -> None:
+    reqs = [(0, 3 * BT + 5, 6, [11, 12, 13]),
+            (1, 2 * BT + 9, 5, [11, 12]),          # two leading blocks cached
+            (2, 3 * BT + 1, 4, [11, 12, 99]),      # diverges at the third block
+            (3, 3 * BT, 5, [11, 12, 13])]          # whole prompt cached: recompute only its last token
+    kw = {"chunked_prefill": True, "max_num_batched_tokens": 24} if chunked else {}
+    eng = engine(**kw)
+    hot: dict[int, list[int]] = {}
+    for r in reqs:  # one after another: each sees the earlier ones' blocks
+        hot.update(serve(eng, [r]))
+    assert hot == cold(reqs)
+    assert cached_of(eng) == {0: 0, 1: 2 * BT, 2: 2 * BT, 3: 3 * BT - 1}
+    prefilled = sum(s[5] for s in eng.seg_log)
+    assert prefilled == sum(p for _, p, _, _ in reqs) - (2 * BT + 2 * BT + 3 * BT - 1)
+
+
+def test_same_iteration_and_chunked_sharing_is_exact() -> None:
+    """Requests with one prefix admitted together (one batch; and chunk by chunk) share blocks as they are
+    computed, and still generate the cold tokens."""
+    reqs = [(r, 4 * BT + 3 * r + 1, 5, [7, 8, 9, 10]) for r in range(4)]
+    ref = cold(reqs)
+    whole = engine()
+    assert serve(whole, reqs) == ref
+    assert sorted(cached_of(whole).values()) == [0, 4 * BT, 4 * BT, 4 * BT]  # same iteration: the sim's hits
+    chunked = engine(chunked_prefill=True, max_num_batched_tokens=40)
+    assert serve(chunked, reqs) == ref
+    hits = cached_of(chunked)
+    assert hits[0] == 0 and all(0 < hits[r] <= 4 * BT for r in (1, 2, 3))  # a hit never runs ahead of the KV
+
+
+def test_unreferenced_blocks_are_evicted_lru_under_pressure() -> None:
+    eng = engine(num_blocks=24)  # 12 hash blocks of 2 KV blocks each
+    serve(eng, [(0, 4 * BT, 1, [1, 2, 3, 4])])
+    serve(eng, [(1, 4 * BT, 1, [5, 6, 7, 8])])
+    serve(eng, [(2, 2 * BT, 1, [1, 2])])  # refreshes 1, 2: LRU order now 3, 4, 5, 6, 7, 8, 1, 2
+    assert set(eng.pc.entries) == {1, 2, 3, 4, 5, 6, 7, 8}  # type: ignore[union-attr]
+    serve(eng, [(3, 10 * BT, 1, [])])  # 20 blocks charged: 4 free, room for 2 cached hash blocks
+    assert list(eng.pc.entries) == [1, 2]  # type: ignore[union-attr]
+    serve(eng, [(4, 4 * BT, 1, [5, 6, 7, 8]), (5, 2 * BT + 3, 1, [1, 2])])
+    assert cached_of(eng)[4] == 0 and cached_of(eng)[5] == 2 * BT
+
+
+def test_preemption_with_shared_blocks_keeps_tokens_and_blocks() -> None:
+    reqs = [(r, 2 * BT + 2 * r, 40, [3, 4]) for r in range(5)]
+    ref = cold(reqs)
+    for mode in ("recompute", "swap"):
+        eng = engine(num_blocks=30, preemption=mode)
+        assert serve(eng, reqs) == ref
+        assert any(r[7] != END_FINISH for r in eng.res_log), "the test needs preemptions"
+
+
+def test_engine_rejects_bad_prefix_settings() -> None:
+    with pytest.raises(ValueError, match="prefix_block_tokens"):
+        LiveEngine("tiny", {"prefix_caching": True}, 16)
+    with pytest.raises(ValueError, match="multiple of the engine's block_size"):
+        LiveEngine("tiny", {"prefix_caching": True, "block_size": 16}, 16, prefix_block_tokens=24)
+    eng = engine()
+    serve(eng, [(0, 2 * BT, 1, [1, 2])])
+    with pytest.raises(ValueError, match="not a hash chain"):
+        serve(eng, [(1, 2 * BT, 1, [5, 2])])  # (eng has 1 -> 2; here 2 follows 5)
+
+
+def test_scale_tokens_keeps_whole_prefix_blocks() -> None:
+    from schedgym.envs.serving.live_env import scale_tokens
+    w = ServingWorkload("m", np.array([0.0, 1.0]), np.array([1100, 512]), np.array([10, 10]), None,
+                        np.array([1, 2, 3, 1]), np.array([0, 3, 4]), 512)
+    s = scale_tokens(w, 1 / 32)
+    assert s.prefix_block_tokens == 16
+    assert s.prompt_tokens.tolist() == [34, 16]
+    assert s.hashes(0).tolist() == [1, 2] and s.hashes(1).tolist() == [1]  # the partial third block dropped
