@@ -28,21 +28,24 @@ class EngineServer:
     and the router waited many iterations per decision.)"""
 
     def __init__(self, model: Any, engine: dict[str, Any], num_blocks: int, context_limit: int, *, seed: int = 0,
-                 device: str = "cpu", threads: int | None = 1, epoch: float | None = None) -> None:
+                 device: str = "cpu", threads: int | None = 1, epoch: float | None = None,
+                 prefix_block_tokens: int | None = None) -> None:
         if threads is not None:
             import torch
             torch.set_num_threads(int(threads))
         self.epoch = time.time() if epoch is None else float(epoch)
         self.engine = LiveEngine(model, engine, num_blocks, context_limit=context_limit, seed=seed, device=device,
-                                 clock=lambda: time.time() - self.epoch)
+                                 clock=lambda: time.time() - self.epoch, prefix_block_tokens=prefix_block_tokens)
         self.engine.warmup()  # one-off first-iteration costs are paid here, before the episode clock starts
-        self._inbox: queue.SimpleQueue[tuple[int, int, int, float, list[int] | None]] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[tuple[int, int, int, float, list[int] | None, list[int] | None]] = \
+            queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()   # guards the published snapshot only
         self._res_seen = self._seg_seen = self._rcv_seen = 0
         self._pub: dict[str, Any] = {"stats": self.engine.stats(), "res": [], "seg": [], "received": [],
-                                     "busy_s": 0.0}
+                                     "busy_s": 0.0, "cached": None}
+        self._cache_version = -1
         self.error: str | None = None
         self._thread = threading.Thread(target=self._loop, name="live-engine", daemon=True)
         self._thread.start()
@@ -54,9 +57,11 @@ class EngineServer:
         """Time zero of the episode (``time.time()`` seconds); engine times are relative to it."""
         self.epoch = float(epoch)
 
-    def submit(self, rid: int, prompt_tokens: int, output_tokens: int, prompt: list[int] | None = None) -> None:
-        """Queue a request (``prompt``: real token ids, else synthetic ones; see ``LiveEngine.submit``)."""
-        self._inbox.put((int(rid), int(prompt_tokens), int(output_tokens), time.time() - self.epoch, prompt))
+    def submit(self, rid: int, prompt_tokens: int, output_tokens: int, prompt: list[int] | None = None,
+               hashes: list[int] | None = None) -> None:
+        """Queue a request (``prompt``: real token ids, else synthetic ones; ``hashes``: its prefix-block hashes;
+        see ``LiveEngine.submit``)."""
+        self._inbox.put((int(rid), int(prompt_tokens), int(output_tokens), time.time() - self.epoch, prompt, hashes))
         self._wake.set()
 
     def _publish(self) -> None:
@@ -68,12 +73,17 @@ class EngineServer:
         self._seg_seen += len(seg)
         self._rcv_seen += len(rcv)
         stats = eng.stats()
+        cached = None
+        if eng.pc is not None and eng.pc.version != self._cache_version:
+            self._cache_version, cached = eng.pc.version, eng.pc.keys()
         with self._lock:
             p = self._pub
             p["res"] += res
             p["seg"] += seg
             p["received"] += rcv
             p["stats"], p["busy_s"] = stats, eng.busy_s
+            if cached is not None:
+                p["cached"] = cached
 
     def _loop(self) -> None:
         eng = self.engine
@@ -98,11 +108,13 @@ class EngineServer:
     def poll(self) -> dict[str, Any]:
         """Live statistics (``features.LIVE`` columns, as of the last finished iteration) and the log entries
         published since the last poll; never waits for an iteration. ``seg`` entries are the simulator's segment
-        tuple followed by the iteration's shape (``LiveEngine.shape_log``)."""
+        tuple followed by the iteration's shape (``LiveEngine.shape_log``). ``cached``: the prefix-block hashes in
+        the engine's prefix cache (a frozenset) when they changed since the last poll, else None."""
         with self._lock:
             p = self._pub
             out = {"stats": p["stats"], "res": p["res"], "seg": p["seg"], "received": p["received"],
-                   "error": self.error, "busy_s": p["busy_s"]}
+                   "error": self.error, "busy_s": p["busy_s"], "cached": p["cached"]}
+            p["cached"] = None
             p["res"], p["seg"], p["received"] = [], [], []
         return out
 
@@ -117,7 +129,8 @@ class LiveCluster:
 
     def __init__(self, n: int, model: Any, engine: dict[str, Any], num_blocks: int, context_limit: int, *,
                  mode: str = "thread", seed: int = 0, device: str = "cpu", threads: int | None = 1,
-                 epoch: float | None = None, ray_options: dict[str, Any] | None = None) -> None:
+                 epoch: float | None = None, ray_options: dict[str, Any] | None = None,
+                 prefix_block_tokens: int | None = None) -> None:
         if mode not in ("thread", "ray"):
             raise ValueError(f"mode must be 'thread' or 'ray', got {mode!r}")
         if n < 1:
@@ -125,7 +138,7 @@ class LiveCluster:
         self.mode, self.n = mode, n
         self.epoch = time.time() if epoch is None else epoch
         args = (model, engine, num_blocks, context_limit)
-        kw = dict(seed=seed, device=device, threads=threads, epoch=self.epoch)
+        kw = dict(seed=seed, device=device, threads=threads, epoch=self.epoch, prefix_block_tokens=prefix_block_tokens)
         self.alive = np.ones(n, bool)
         self.errors: list[str | None] = [None] * n
         if mode == "thread":
@@ -164,15 +177,17 @@ class LiveCluster:
             self.errors[i] = f"actor died: {type(exc).__name__}"
             return None
 
-    def submit(self, i: int, rid: int, prompt_tokens: int, output_tokens: int) -> bool:
-        """Send a request to engine ``i``; False if the engine is known dead. Ray: fire and forget (no round
-        trip on the request's critical path); a dead actor is noticed by the next ``poll()``."""
+    def submit(self, i: int, rid: int, prompt_tokens: int, output_tokens: int,
+               hashes: list[int] | None = None) -> bool:
+        """Send a request to engine ``i`` (``hashes``: its prefix-block hashes); False if the engine is known
+        dead. Ray: fire and forget (no round trip on the request's critical path); a dead actor is noticed by the
+        next ``poll()``."""
         if not self.alive[i]:
             return False
         if self.mode == "thread":
-            self.servers[i].submit(rid, prompt_tokens, output_tokens)
+            self.servers[i].submit(rid, prompt_tokens, output_tokens, None, hashes)
         else:
-            self.servers[i].submit.remote(rid, prompt_tokens, output_tokens)
+            self.servers[i].submit.remote(rid, prompt_tokens, output_tokens, None, hashes)
         return True
 
     def poll(self) -> list[dict[str, Any] | None]:

@@ -119,3 +119,53 @@ def test_scale_tokens_keeps_whole_prefix_blocks() -> None:
     assert s.prefix_block_tokens == 16
     assert s.prompt_tokens.tolist() == [34, 16]
     assert s.hashes(0).tolist() == [1, 2] and s.hashes(1).tolist() == [1]  # the partial third block dropped
+
+
+def _mooncake(n: int) -> ServingWorkload:
+    from schedgym.envs.serving.io import load_trace
+    return load_trace("mooncake-conversation").slice(0, n)
+
+
+def test_live_env_hits_match_the_simulator_and_validate() -> None:
+    """Mooncake conversation on two live engines with prefix caching, round robin: the log validates and every
+    request's cached prompt tokens equal the simulator's for the same routing. (The caches hold every block, so
+    hits do not depend on timing; with evictions they would: how full a cache is depends on the load.)"""
+    import gymnasium as gym
+
+    import schedgym  # noqa: F401
+    from schedgym.hwbackend.fidelity import round_robin
+    env = gym.make("schedgym/LLMServingLive-v0", instance=_mooncake(40), token_scale=1 / 32, rate_scale=20.0,
+                   context_limit=1024, num_blocks=1024, engine={"prefix_caching": True}, device=DEVICE)
+    info, actions = round_robin(env)
+    v = env.unwrapped.validate()
+    run = env.unwrapped.state
+    live = {int(r[0]): int(r[5]) for _, r in run.res if r[6] == 0}
+    assert v["prefix_hit_fraction"] > 0
+    assert sum(live.values()) > 0 and all(c % BT == 0 or c == run.prompt[r] - 1 for r, c in live.items())
+    sim = gym.make("schedgym/LLMServing-v0", instance=env.unwrapped.instance, rate_scale=1.0, segment_requests=None,
+                   cluster=[{"gpu": "CPU", "model": "schedgym-tiny", "max_model_len": 1024}] * 2,
+                   engine={"prefix_caching": True, "num_gpu_blocks": 1024})
+    _, sim_actions = round_robin(sim)
+    s = sim.unwrapped.schedule()
+    assert sim_actions == actions
+    assert live == {int(r): int(c) for r, c, k in zip(s.res_request, s.res_cached, s.res_start_kind) if k == 0}
+    assert sim.unwrapped.validate()["prefix_hit_fraction"] == pytest.approx(v["prefix_hit_fraction"])
+    # The routers' view of the caches comes from the engines' published snapshots: what the simulator's hold.
+    assert [set(c) for c in run.cached] == [set(e.prefix) for e in sim.unwrapped.state.engines]
+    assert any(run.prefix_hits(int(r)).max() == 1.0 for r in np.flatnonzero(run.routed >= 0))
+
+
+def test_cache_aware_router_runs_live_and_bad_block_sizes_are_refused() -> None:
+    import gymnasium as gym
+
+    import schedgym  # noqa: F401
+    from schedgym.evaluation import run_episode
+    from schedgym.policy import make_policy
+    w = _mooncake(24)
+    kw = dict(rate_scale=20.0, context_limit=1024, engine={"prefix_caching": True}, device=DEVICE)
+    row = run_episode("schedgym/LLMServingLive-v0", make_policy("schedgym/LLMServingLive-v0", "cache_aware"), w, 0,
+                      env_kwargs={**kw, "token_scale": 1 / 32})
+    assert row["prefix_hit_fraction"] > 0
+    env = gym.make("schedgym/LLMServingLive-v0", instance=w, token_scale=0.05, **kw)  # 26-token prefix blocks
+    with pytest.raises(ValueError, match="not a multiple of block_size 16"):
+        env.reset(seed=0)

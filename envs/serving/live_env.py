@@ -54,11 +54,27 @@ def scale_tokens(w: ServingWorkload, token_scale: float) -> ServingWorkload:
                    prefix_hashes=hashes, prefix_offsets=offsets, prefix_block_tokens=bt)
 
 
+def prefix_block_tokens(w: ServingWorkload, ecfg: EngineConfig, token_scale: float) -> int | None:
+    """Tokens per prefix-block hash for the engines (None without prefix caching); with prefix hashes it must be
+    a multiple of the KV block size (the live engines share whole KV blocks)."""
+    if not ecfg.prefix_caching:
+        return None
+    if w.prefix_hashes is None:
+        return ecfg.block_size  # nothing to cache by (the simulator caches nothing either)
+    bt = w.prefix_block_tokens
+    if bt % ecfg.block_size:
+        raise ValueError(f"engine.prefix_caching: {w.name} has {bt}-token prefix blocks (token_scale={token_scale:g}), "
+                         f"not a multiple of block_size {ecfg.block_size}; the live engines share whole KV blocks "
+                         f"(e.g. token_scale=1/32 with block_size 16 gives 16-token prefix blocks)")
+    return bt
+
+
 class LiveRun:
     """Driver-side record of one live episode: routing, the merged event log and the reward tallies
     (the ``reward.Tally`` protocol, so rewards are the simulator's definitions). It is also the routing
     baselines' view (``env.unwrapped.state``): the part of ``ClusterSim``'s API they read — ``next_req``,
-    ``now``, ``prompt``, ``live_stats()``, ``outstanding()``, ``engines[i]`` — filled from the polled engines."""
+    ``now``, ``prompt``, ``live_stats()``, ``outstanding()``, ``engines[i]``, ``prefix_hits(r)`` — filled from
+    the polled engines (``cached[i]``: the prefix-block hashes engine ``i`` last published)."""
 
     def __init__(self, w: ServingWorkload, cluster: ClusterSpec, n: int, static: np.ndarray) -> None:
         from schedgym.hwbackend.serve.state import EngineView
@@ -68,6 +84,7 @@ class LiveRun:
         self.prompt = w.prompt_tokens
         self.static = static
         self.live = np.zeros((n, len(features.LIVE)))  # the engines' statistics as of the last poll
+        self.cached: list[frozenset[int]] = [frozenset()] * n  # each engine's prefix-cache hashes (last poll)
         self.engines = [EngineView(self, i) for i in range(n)]
         self.next_req = -1  # the request waiting for a routing decision
         self.routed = np.full(R, -1, np.int64)
@@ -104,6 +121,19 @@ class LiveRun:
         for s in poll["seg"]:
             self.seg.append((i, *s[1:]))
         self.busy[i] = poll["busy_s"]
+        if poll.get("cached") is not None:
+            self.cached[i] = poll["cached"]
+
+    def prefix_hits(self, r: int) -> np.ndarray:
+        """Fraction of request ``r``'s prefix blocks cached on each engine (leading blocks; as ``ClusterSim``)."""
+        hs = self.workload.hashes(r).tolist()
+        out = np.zeros(len(self.cached))
+        for i, c in enumerate(self.cached):
+            n = 0
+            while n < len(hs) and hs[n] in c:
+                n += 1
+            out[i] = n / len(hs) if hs else 0.0
+        return out
 
     def live_stats(self, t: float | None = None) -> np.ndarray:
         return self.live.copy()
@@ -270,11 +300,12 @@ class LLMServingLiveEnv(SchedulingEnv):
         a = self.a
         ecfg = {k: getattr(self.cluster.engine, k) for k in ("block_size", "max_num_seqs", "max_num_batched_tokens",
                                                              "chunked_prefill", "preemption", "watermark",
-                                                             "swap_space_gb")}
+                                                             "swap_space_gb", "prefix_caching")}
+        bt = prefix_block_tokens(w, self.cluster.engine, float(a["token_scale"]))
         self.live = LiveCluster(self.cluster.n_instances, self.model_cfg.to_dict(), ecfg, int(a["num_blocks"]),
                                 int(a["context_limit"]), mode=a["backend"], seed=int(a["weights_seed"]),
                                 device=a["device"],
-                                threads=a["threads"])
+                                threads=a["threads"], prefix_block_tokens=bt)
         self.live.start_clock()
         self.state = LiveRun(w, self.cluster, self.cluster.n_instances, self._static)
         self._feasible = (w.prompt_tokens + w.output_tokens) <= self._limit
@@ -383,7 +414,8 @@ class LLMServingLiveEnv(SchedulingEnv):
         run = self.state
         run.routed[r] = i  # type: ignore[union-attr]
         w = run.workload  # type: ignore[union-attr]
-        if not self.live.submit(i, r, int(w.prompt_tokens[r]), int(w.output_tokens[r])):  # type: ignore
+        hs = w.hashes(r).tolist() if self.cluster.engine.prefix_caching else None
+        if not self.live.submit(i, r, int(w.prompt_tokens[r]), int(w.output_tokens[r]), hs):  # type: ignore
             self._redispatch_dead()
 
     def _redispatch_dead(self) -> None:
@@ -450,7 +482,7 @@ class LLMServingLiveEnv(SchedulingEnv):
             feas = (alive & bool(self._feasible[r])).astype(np.int8)
             self._encoder.encode(self._stats, features.RequestView(p, c, self.cluster.slo.ttft_s[c],
                                                                    self.cluster.slo.tpot_s[c]),
-                                 pre, np.zeros(N), feas, self._buf)
+                                 pre, self.state.prefix_hits(r), feas, self._buf)  # type: ignore[union-attr]
         return {k: v.copy() for k, v in self._buf.items()}
 
     def _info(self, invalid: bool) -> dict[str, Any]:
