@@ -39,13 +39,14 @@ def time_shape(eng: LiveEngine, prefill: int, decode: int, ctx_per_seq: int) -> 
     """Seconds of one ``eng.step()`` with ``decode`` running sequences of ``ctx_per_seq`` cached tokens and
     one waiting prompt of ``prefill`` tokens (chunked mode: both in one iteration)."""
     eng.waiting.clear(), eng.prefilling.clear(), eng.running.clear(), eng.open.clear()
-    eng.free_blocks = list(range(eng.num_blocks - 1, -1, -1))
+    eng.free_blocks[:] = range(eng.num_blocks - 1, -1, -1)
+    eng.charged = 0
     eng.seg_log.clear(), eng.shape_log.clear()
     rng = np.random.default_rng(0)
     for k in range(decode):
         s = _Seq(-1 - k, rng.integers(0, eng.cfg.vocab_size, ctx_per_seq), 1 << 30, generated=[1])
         s.computed = s.target = ctx_per_seq
-        s.blocks = [eng.free_blocks.pop() for _ in range(-(-ctx_per_seq // eng.bs))]
+        s.blocks = eng._take(-(-ctx_per_seq // eng.bs))
         eng.open[s.rid] = (0.0, 0.0, ctx_per_seq)
         eng.running.append(s)
     if prefill:
@@ -114,7 +115,8 @@ def calibrate(model: str | dict | None = "tiny", *, engine: dict[str, Any] | Non
 def time_prompts(eng: LiveEngine, prompts: list[int]) -> float:
     """Seconds of one ``eng.step()`` prefilling the given fresh prompts together (no decodes)."""
     eng.waiting.clear(), eng.prefilling.clear(), eng.running.clear(), eng.open.clear()
-    eng.free_blocks = list(range(eng.num_blocks - 1, -1, -1))
+    eng.free_blocks[:] = range(eng.num_blocks - 1, -1, -1)
+    eng.charged = 0
     eng.seg_log.clear(), eng.shape_log.clear()
     for k, p in enumerate(prompts):
         eng.submit(10**9 + k, p, 2)
