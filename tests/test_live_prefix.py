@@ -169,3 +169,9 @@ def test_cache_aware_router_runs_live_and_bad_block_sizes_are_refused() -> None:
     env = gym.make("schedgym/LLMServingLive-v0", instance=w, token_scale=0.05, **kw)  # 26-token prefix blocks
     with pytest.raises(ValueError, match="not a multiple of block_size 16"):
         env.reset(seed=0)
+
+
+def test_served_replicas_refuse_prefix_caching() -> None:
+    from schedgym.hwbackend.serve.state import ReplicaSpec
+    with pytest.raises(ValueError, match="ReplicaSpec.engine.prefix_caching"):
+        ReplicaSpec(engine={"prefix_caching": True})

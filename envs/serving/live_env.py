@@ -211,9 +211,12 @@ class LLMServingLiveEnv(SchedulingEnv):
     - ``instance`` / ``dataset`` / ``split`` / ``segment_requests`` (default 24) / ``rate_scale`` (default 4.0):
       as ``LLMServing-v0``.
     - ``token_scale`` (default 0.05): prompt and output lengths are multiplied by this (rounded, >= 1) so real
-      trace shapes fit a small model on a CPU; 1.0 replays them unchanged.
+      trace shapes fit a small model on a CPU; 1.0 replays them unchanged. Prefix hashes are kept
+      (``scale_tokens``).
     - ``n_engines`` (2), ``model`` (``"tiny"``, ``"small"``, ``"1b"`` or a ``ModelConfig`` dict), ``engine``
-      (``EngineConfig`` fields; ``preemption`` ``"recompute"`` or ``"swap"``, no prefix caching),
+      (``EngineConfig`` fields; ``preemption`` ``"recompute"`` or ``"swap"``; ``prefix_caching``: real shared KV
+      blocks keyed by the workload's prefix hashes, whose ``round(512 x token_scale)``-token blocks must be a
+      multiple of ``block_size``, e.g. ``token_scale=1/32`` with 16; ``hwbackend/prefix_cache.py``),
       ``num_blocks`` (256 KV blocks per engine), ``context_limit`` (512 tokens), ``device``
       (``"cpu"``/``"cuda"``), ``threads`` (torch threads per engine, 1), ``backend`` (``"thread"``/``"ray"``),
       ``calibration`` (a calibration table path: the prefill-time feature and the instances' cost model for

@@ -51,6 +51,9 @@ class ReplicaSpec:
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         self.request_limit()  # validates the engine config and the KV plan here, not inside a replica
+        if self.engine_config.prefix_caching:
+            raise ValueError("ReplicaSpec.engine.prefix_caching: served requests carry prompt token ids, not the "
+                             "prefix-block hashes the live prefix cache is keyed by; expected prefix_caching=False")
 
     @property
     def engine_config(self) -> EngineConfig:
