@@ -73,8 +73,9 @@ class LiveRun:
     """Driver-side record of one live episode: routing, the merged event log and the reward tallies
     (the ``reward.Tally`` protocol, so rewards are the simulator's definitions). It is also the routing
     baselines' view (``env.unwrapped.state``): the part of ``ClusterSim``'s API they read — ``next_req``,
-    ``now``, ``prompt``, ``live_stats()``, ``outstanding()``, ``engines[i]``, ``prefix_hits(r)`` — filled from
-    the polled engines (``cached[i]``: the prefix-block hashes engine ``i`` last published)."""
+    ``now``, ``prompt``, ``live_stats()``, ``outstanding()``, ``engines[i]`` (with ``prefix_match``),
+    ``prefix_hits(r)`` — filled from the polled engines (``cached[i]``: the prefix-block hashes engine ``i``
+    last published)."""
 
     def __init__(self, w: ServingWorkload, cluster: ClusterSpec, n: int, static: np.ndarray) -> None:
         from schedgym.hwbackend.serve.state import EngineView
@@ -127,13 +128,9 @@ class LiveRun:
     def prefix_hits(self, r: int) -> np.ndarray:
         """Fraction of request ``r``'s prefix blocks cached on each engine (leading blocks; as ``ClusterSim``)."""
         hs = self.workload.hashes(r).tolist()
-        out = np.zeros(len(self.cached))
-        for i, c in enumerate(self.cached):
-            n = 0
-            while n < len(hs) and hs[n] in c:
-                n += 1
-            out[i] = n / len(hs) if hs else 0.0
-        return out
+        if not hs:
+            return np.zeros(len(self.engines))
+        return np.array([e.prefix_match(hs) / len(hs) for e in self.engines])
 
     def live_stats(self, t: float | None = None) -> np.ndarray:
         return self.live.copy()

@@ -109,6 +109,17 @@ class EngineView:
     def holds_class(self, c: int) -> bool:
         return False  # one priority class behind this router
 
+    def prefix_match(self, hashes: list[int]) -> int:
+        """Leading ``hashes`` in the engine's prefix cache as it last published it (``owner.cached``; none
+        behind a router)."""
+        cached = getattr(self._owner, "cached", None)
+        if cached is None:
+            return 0
+        c, n = cached[self._i], 0
+        while n < len(hashes) and hashes[n] in c:
+            n += 1
+        return n
+
 
 class _NoPrefix:
     """Requests carry no prefix-block hashes here (prefix-cache affinity is not modelled by the router)."""
