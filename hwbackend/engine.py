@@ -101,8 +101,9 @@ class LiveEngine:
         self.clock = clock
         self.free_blocks: list[int] = list(range(self.num_blocks - 1, -1, -1))
         self.charged = 0  # blocks in resident block tables (shared cache blocks counted per table, as the sim)
-        self.pc = PrefixCache(int(prefix_block_tokens), self.bs, self.free_blocks) \
-            if self.ecfg.prefix_caching else None  # type: ignore[arg-type]
+        self.pc: PrefixCache | None = None
+        if prefix_block_tokens is not None and self.ecfg.prefix_caching:
+            self.pc = PrefixCache(int(prefix_block_tokens), self.bs, self.free_blocks)
         self.waiting: deque[_Seq] = deque()
         self.prefilling: list[_Seq] = []   # admitted, prompt not fully computed (chunked prefill)
         self.running: list[_Seq] = []      # decoding, in admission order

@@ -40,8 +40,8 @@ def episode(env: gym.Env, policy: str, seed: int) -> dict[str, Any]:
     while not done:
         obs, _, term, trunc, info = env.step(pol.act(obs, info))
         done = term or trunc
-    m = env.unwrapped.validate()
-    s = env.unwrapped.schedule()
+    m = env.unwrapped.validate()  # type: ignore[attr-defined]
+    s = env.unwrapped.schedule()  # type: ignore[attr-defined]
     first = s.res_start_kind == 0
     return {**m, "cached_tokens": int(s.res_cached[first].sum()), "prefill_tokens": int(s.seg_prefill_tokens.sum())}
 
