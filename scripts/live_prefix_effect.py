@@ -6,8 +6,9 @@ scaled segment, side by side.
 
 Settings: JSQ without prefix caching (reference), JSQ with it, cache-aware routing with it. Per setting and
 side: mean / p50 / p99 TTFT (validated), the prefix-hit fraction (cached / prompt tokens of served requests,
-recomputed by the validator), prompt tokens served from the cache and prefill tokens actually computed (sum of
-the iterations' prefill tokens, recomputes included). Token scale 1/32 makes Mooncake's 512-token hash blocks
+recomputed by the validator), prompt tokens served from the cache, prefill tokens actually computed (sum of
+the iterations' prefill tokens, recomputes included) and the engines' busy time (sum of iteration times); the
+load average when the setting started. Token scale 1/32 makes Mooncake's 512-token hash blocks
 16 tokens, one KV block. The simulator is calibrated live (``profiler.calibrate_live``) on a different segment
 (the train part's last requests), whose dispatch + wake latency is added to its TTFTs as in ``fidelity``.
 """
@@ -43,7 +44,8 @@ def episode(env: gym.Env, policy: str, seed: int) -> dict[str, Any]:
     m = env.unwrapped.validate()  # type: ignore[attr-defined]
     s = env.unwrapped.schedule()  # type: ignore[attr-defined]
     first = s.res_start_kind == 0
-    return {**m, "cached_tokens": int(s.res_cached[first].sum()), "prefill_tokens": int(s.seg_prefill_tokens.sum())}
+    return {**m, "cached_tokens": int(s.res_cached[first].sum()), "prefill_tokens": int(s.seg_prefill_tokens.sum()),
+            "busy_s": float((s.seg_end - s.seg_start).sum())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{w.prefix_block_tokens} tokens; calibration {table} (dispatch + wake latency {lat * 1e3:.2f} ms added "
           "to the simulated TTFT)", flush=True)
     cols = ("mean_ttft", "p50_ttft", "p99_ttft", "prefix_hit_fraction", "cached_tokens", "prefill_tokens",
-            "n_rejected")
-    head = f"{'policy':13s}{'caching':>8s} {'side':5s}" + "".join(f"{c:>20s}" for c in cols)
+            "busy_s", "n_rejected")
+    head = f"{'policy':13s}{'caching':>8s} {'side':5s}" + "".join(f"{c:>20s}" for c in cols) + "  load"
     lines = [head, "-" * len(head)]
     rows = []
     for policy, caching in SETTINGS:
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"policy": policy, "prefix_caching": caching, "side": side, "load_avg": load,
                          **{c: m[c] for c in cols}})
             lines.append(f"{policy:13s}{caching!s:>8s} {side:5s}" + "".join(
-                f"{int(m[c]):>20d}" if c in COUNTS else f"{m[c]:>20.4f}" for c in cols))
+                f"{int(m[c]):>20d}" if c in COUNTS else f"{m[c]:>20.4f}" for c in cols) + f"  {load:.2f}")
         print("\n".join(lines[-2:]) if len(rows) > 2 else "\n".join(lines), flush=True)
     (out / "live_prefix_effect.json").write_text(json.dumps(rows, indent=1) + "\n")
     by = {(r["policy"], r["prefix_caching"], r["side"]): r for r in rows}
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         j, c = by[("jsq", True, side)], by[("cache_aware", True, side)]
         print(f"{side}: cache-aware vs JSQ (both caching) mean TTFT {j['mean_ttft'] * 1e3:.2f} -> "
               f"{c['mean_ttft'] * 1e3:.2f} ms, hit fraction {j['prefix_hit_fraction']:.3f} -> "
-              f"{c['prefix_hit_fraction']:.3f}, prefill tokens computed {j['prefill_tokens']} -> {c['prefill_tokens']}")
+              f"{c['prefix_hit_fraction']:.3f}, prefill tokens computed {j['prefill_tokens']} -> "
+              f"{c['prefill_tokens']}, engine busy {j['busy_s']:.2f} -> {c['busy_s']:.2f} s")
     print(f"# rows in {out / 'live_prefix_effect.json'}; load average after {os.getloadavg()[0]:.2f}")
     return 0
 
