@@ -11,6 +11,10 @@ the iterations' prefill tokens, recomputes included) and the engines' busy time 
 load average when the setting started. Token scale 1/32 makes Mooncake's 512-token hash blocks
 16 tokens, one KV block. The simulator is calibrated live (``profiler.calibrate_live``) on a different segment
 (the train part's last requests), whose dispatch + wake latency is added to its TTFTs as in ``fidelity``.
+
+Then an idle-engine check of the compute saved, free of queueing and batching: the segment's servable prompts
+prefilled one at a time (``max_num_seqs=1``, one output token) on one engine, without and with prefix caching;
+prefill tokens and the prefill iterations' measured time.
 """
 
 from __future__ import annotations
@@ -48,6 +52,24 @@ def episode(env: gym.Env, policy: str, seed: int) -> dict[str, Any]:
             "busy_s": float((s.seg_end - s.seg_start).sum())}
 
 
+def idle_engine_check(w: Any, model: str, num_blocks: int, context_limit: int) -> list[dict[str, Any]]:
+    """Prefill every servable prompt of ``w`` alone on one engine, without and with prefix caching."""
+    from schedgym.hwbackend.engine import LiveEngine
+    ok = [r for r in range(w.n_requests) if w.prompt_tokens[r] + w.output_tokens[r] <= context_limit]
+    out = []
+    for caching in (False, True):
+        eng = LiveEngine(model, {"prefix_caching": caching, "max_num_seqs": 1}, num_blocks,
+                         context_limit=context_limit, prefix_block_tokens=w.prefix_block_tokens)
+        eng.warmup()
+        for r in ok:
+            eng.submit(r, int(w.prompt_tokens[r]), 1, hashes=w.hashes(r).tolist())
+        eng.run_until_idle()
+        seg = [(t1 - t0, p) for _, t0, t1, _, _, p in eng.seg_log]
+        out.append({"prefix_caching": caching, "prompts": len(ok), "prefill_tokens": sum(p for _, p in seg),
+                    "prefill_s": sum(t for t, _ in seg), "load_avg": os.getloadavg()[0]})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--start", type=int, default=0, help="first request of the test part (0)")
@@ -61,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib-requests", type=int, default=200)
     p.add_argument("--calibration", default="live", help="live (default) or a calibration table path")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-idle-check", action="store_true", help="skip the idle-engine compute check")
     p.add_argument("--out", default="schedgym-results/live-prefix")
     a = p.parse_args(argv)
 
@@ -113,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"{policy:13s}{caching!s:>8s} {side:5s}" + "".join(
                 f"{int(m[c]):>20d}" if c in COUNTS else f"{m[c]:>20.4f}" for c in cols) + f"  {load:.2f}")
         print("\n".join(lines[-2:]) if len(rows) > 2 else "\n".join(lines), flush=True)
-    (out / "live_prefix_effect.json").write_text(json.dumps(rows, indent=1) + "\n")
+    idle = [] if a.no_idle_check else idle_engine_check(w, a.model, a.num_blocks, a.context_limit)
+    for r in idle:
+        print(f"idle engine, one prompt at a time, prefix caching {r['prefix_caching']!s:5s}: {r['prompts']} prompts, "
+              f"{r['prefill_tokens']} prefill tokens in {r['prefill_s']:.2f} s (load average {r['load_avg']:.2f})")
+    (out / "live_prefix_effect.json").write_text(json.dumps({"rows": rows, "idle_engine": idle}, indent=1) + "\n")
     by = {(r["policy"], r["prefix_caching"], r["side"]): r for r in rows}
     for side in ("live", "sim"):
         j, c = by[("jsq", True, side)], by[("cache_aware", True, side)]
