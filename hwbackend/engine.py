@@ -149,8 +149,8 @@ class LiveEngine:
             hs = whole_blocks(hashes, prompt_tokens, self.pc.block_tokens)
         if hs:
             bt, V = self.pc.block_tokens, self.cfg.vocab_size  # type: ignore[union-attr]
-            ids = np.concatenate([hash_block_ids(h, bt, V, self.seed) for h in hs]
-                                 + [prompt_ids(rid, prompt_tokens - len(hs) * bt, V, self.seed)])
+            ids = np.concatenate([hash_block_ids(hs, bt, V, self.seed),
+                                  prompt_ids(rid, prompt_tokens - len(hs) * bt, V, self.seed)])
         elif prompt is None:
             ids = prompt_ids(rid, prompt_tokens, self.cfg.vocab_size, self.seed)
         else:

@@ -175,3 +175,14 @@ def test_served_replicas_refuse_prefix_caching() -> None:
     from schedgym.hwbackend.serve.state import ReplicaSpec
     with pytest.raises(ValueError, match="ReplicaSpec.engine.prefix_caching"):
         ReplicaSpec(engine={"prefix_caching": True})
+
+
+def test_prompt_ids_derive_from_hashes() -> None:
+    eng = engine()
+    eng.submit(0, 2 * BT + 3, 1, hashes=[5, 6])
+    eng.submit(1, 2 * BT + 9, 1, hashes=[5, 7])
+    a, b = eng.waiting
+    assert (a.prompt[:BT] == b.prompt[:BT]).all() and not (a.prompt[BT:2 * BT] == b.prompt[BT:2 * BT]).all()
+    other = LiveEngine("tiny", {"block_size": 8, "prefix_caching": True}, 64, prefix_block_tokens=BT, seed=1)
+    other.submit(0, 2 * BT + 3, 1, hashes=[5, 6])
+    assert not (other.waiting[0].prompt[:BT] == a.prompt[:BT]).all()  # the weights seed keys the stream
