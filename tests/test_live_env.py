@@ -142,6 +142,20 @@ def test_ray_actor_engines_and_fault(ray_session) -> None:
     env.close()
 
 
+@cpu_only
+@pytest.mark.slow
+def test_ray_actor_engines_share_prefix_blocks(ray_session) -> None:
+    """Prefix caching with Ray actor engines: hashes reach the actors, their caches come back in the polls."""
+    from schedgym.envs.serving.io import load_trace
+    env = gym.make(ENV_ID, instance=load_trace("mooncake-conversation").slice(0, 24), token_scale=1 / 32,
+                   rate_scale=20.0, context_limit=1024, num_blocks=1024, engine={"prefix_caching": True},
+                   backend="ray")
+    run_episode(env)
+    assert env.unwrapped.validate()["prefix_hit_fraction"] > 0
+    assert all(len(c) > 0 for c in env.unwrapped.state.cached)
+    env.close()
+
+
 def test_llmserving_id_dispatches_on_backend() -> None:
     """gym.make("schedgym/LLMServing-v0", backend="live") is the live env; the default stays the simulator."""
     from schedgym.envs.serving.env import LLMServingEnv
