@@ -126,7 +126,8 @@ def _mooncake(n: int) -> ServingWorkload:
     return load_trace("mooncake-conversation").slice(0, n)
 
 
-def test_live_env_hits_match_the_simulator_and_validate() -> None:
+@pytest.mark.parametrize("engine_cfg", [{}, {"chunked_prefill": True, "max_num_batched_tokens": 256}])
+def test_live_env_hits_match_the_simulator_and_validate(engine_cfg: dict) -> None:
     """Mooncake conversation on two live engines with prefix caching, round robin: the log validates and every
     request's cached prompt tokens equal the simulator's for the same routing. (The caches hold every block, so
     hits do not depend on timing; with evictions they would: how full a cache is depends on the load.)"""
@@ -135,7 +136,7 @@ def test_live_env_hits_match_the_simulator_and_validate() -> None:
     import schedgym  # noqa: F401
     from schedgym.hwbackend.fidelity import round_robin
     env = gym.make("schedgym/LLMServingLive-v0", instance=_mooncake(40), token_scale=1 / 32, rate_scale=20.0,
-                   context_limit=1024, num_blocks=1024, engine={"prefix_caching": True}, device=DEVICE)
+                   context_limit=1024, num_blocks=1024, engine={"prefix_caching": True, **engine_cfg}, device=DEVICE)
     info, actions = round_robin(env)
     v = env.unwrapped.validate()
     run = env.unwrapped.state
@@ -144,7 +145,7 @@ def test_live_env_hits_match_the_simulator_and_validate() -> None:
     assert sum(live.values()) > 0 and all(c % BT == 0 or c == run.prompt[r] - 1 for r, c in live.items())
     sim = gym.make("schedgym/LLMServing-v0", instance=env.unwrapped.instance, rate_scale=1.0, segment_requests=None,
                    cluster=[{"gpu": "CPU", "model": "schedgym-tiny", "max_model_len": 1024}] * 2,
-                   engine={"prefix_caching": True, "num_gpu_blocks": 1024})
+                   engine={"prefix_caching": True, "num_gpu_blocks": 1024, **engine_cfg})
     _, sim_actions = round_robin(sim)
     s = sim.unwrapped.schedule()
     assert sim_actions == actions
