@@ -36,7 +36,8 @@ class EngineServer:
         self.engine = LiveEngine(model, engine, num_blocks, context_limit=context_limit, seed=seed, device=device,
                                  clock=lambda: time.time() - self.epoch)
         self.engine.warmup()  # one-off first-iteration costs are paid here, before the episode clock starts
-        self._inbox: queue.SimpleQueue[tuple[int, int, int, float, list[int] | None]] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[tuple[int, int, int, float, list[int] | None, int, float]] = \
+            queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()   # guards the published snapshot only
@@ -54,9 +55,12 @@ class EngineServer:
         """Time zero of the episode (``time.time()`` seconds); engine times are relative to it."""
         self.epoch = float(epoch)
 
-    def submit(self, rid: int, prompt_tokens: int, output_tokens: int, prompt: list[int] | None = None) -> None:
-        """Queue a request (``prompt``: real token ids, else synthetic ones; see ``LiveEngine.submit``)."""
-        self._inbox.put((int(rid), int(prompt_tokens), int(output_tokens), time.time() - self.epoch, prompt))
+    def submit(self, rid: int, prompt_tokens: int, output_tokens: int, prompt: list[int] | None = None,
+               priority: int = 0, deadline: float = float("inf")) -> None:
+        """Queue a request (``prompt``: real token ids, else synthetic ones; ``priority``/``deadline`` order the
+        engine's queue; see ``LiveEngine.submit``)."""
+        self._inbox.put((int(rid), int(prompt_tokens), int(output_tokens), time.time() - self.epoch, prompt,
+                         int(priority), float(deadline)))
         self._wake.set()
 
     def _publish(self) -> None:
@@ -164,15 +168,16 @@ class LiveCluster:
             self.errors[i] = f"actor died: {type(exc).__name__}"
             return None
 
-    def submit(self, i: int, rid: int, prompt_tokens: int, output_tokens: int) -> bool:
+    def submit(self, i: int, rid: int, prompt_tokens: int, output_tokens: int, priority: int = 0,
+               deadline: float = float("inf")) -> bool:
         """Send a request to engine ``i``; False if the engine is known dead. Ray: fire and forget (no round
         trip on the request's critical path); a dead actor is noticed by the next ``poll()``."""
         if not self.alive[i]:
             return False
         if self.mode == "thread":
-            self.servers[i].submit(rid, prompt_tokens, output_tokens)
+            self.servers[i].submit(rid, prompt_tokens, output_tokens, None, priority, deadline)
         else:
-            self.servers[i].submit.remote(rid, prompt_tokens, output_tokens)
+            self.servers[i].submit.remote(rid, prompt_tokens, output_tokens, None, priority, deadline)
         return True
 
     def poll(self) -> list[dict[str, Any] | None]:

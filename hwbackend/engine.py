@@ -1,7 +1,8 @@
 """A real continuous-batching engine: the simulator's scheduler policy driving the torch transformer.
 
 Policy (the same knobs and order as ``envs/serving/sim.py``, vLLM v0): without chunked prefill an iteration
-either prefills admitted prompts (FCFS, within ``max_num_seqs``, ``max_num_batched_tokens`` and free blocks
+either prefills admitted prompts (in the waiting-queue order of ``queue_policy``, ``envs/serving/queueing.py``:
+FCFS, earliest deadline or priority class first; within ``max_num_seqs``, ``max_num_batched_tokens`` and free blocks
 above the watermark; decodes stall) or decodes one token for every running sequence; with chunked prefill
 every iteration decodes all running sequences and fills the rest of the token budget with prompt chunks.
 When a decode needs a block and none is free, the most recently admitted running sequence is preempted:
@@ -10,7 +11,8 @@ recomputed later (``preemption="recompute"``: blocks freed; it re-prefills promp
 back into fresh blocks before it decodes again; the copies run inside the iteration that carries them, so their
 real cost lands in its measured time). As in the simulator (vLLM v0), no new prompt is admitted while requests
 are swapped out, and a step that preempted does not swap in. Prefix caching is not implemented here (a clear
-error says so).
+error says so). Preemption victims are the most recently admitted running sequences in every queue policy
+(as in the simulator).
 
 Each iteration's wall time is measured around the forward pass with device synchronisation; requests stop
 after exactly their output length (no EOS). The log uses the simulator's record format (residencies and
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from schedgym.envs.serving.queueing import insert_ordered, queue_key
 from schedgym.envs.serving.types import (
     END_FINISH,
     END_RECOMPUTE,
@@ -58,6 +61,7 @@ class _Seq:
     computed: int = 0          # tokens whose KV is in the cache
     target: int = 0            # tokens to prefill in the current stint (prompt + generated at admission)
     alloc: float = float("nan")
+    key: float = 0.0           # waiting-queue sort key (``queueing.queue_key``)
     host_kv: tuple[torch.Tensor, torch.Tensor] | None = None  # swapped-out keys/values (host memory)
 
     def token(self, i: int) -> int:
@@ -87,6 +91,7 @@ class LiveEngine:
         self.watermark = int(self.ecfg.watermark * self.num_blocks)
         self.max_tokens = self.ecfg.batched_tokens(self.context_limit)
         self.chunked = self.ecfg.chunked_prefill
+        self.queue_policy = self.ecfg.queue_policy
         self.seed = int(seed)
         self.clock = clock
         self.free_blocks: list[int] = list(range(self.num_blocks - 1, -1, -1))
@@ -116,10 +121,12 @@ class LiveEngine:
 
     # ------------------------------------------------------------------ requests
     def submit(self, rid: int, prompt_tokens: int, output_tokens: int, received: float | None = None,
-               prompt: np.ndarray | list[int] | None = None) -> None:
+               prompt: np.ndarray | list[int] | None = None, priority: int = 0,
+               deadline: float = float("inf")) -> None:
         """Queue request ``rid`` (synthetic prompt ids of the given length; exactly ``output_tokens`` out).
         ``received``: when the engine got it (engine clock; default now), reported as the dispatch time.
-        ``prompt``: the real prompt token ids instead of synthetic ones (length ``prompt_tokens``, ids < vocab)."""
+        ``prompt``: the real prompt token ids instead of synthetic ones (length ``prompt_tokens``, ids < vocab).
+        ``priority`` (class, 0 = highest) and ``deadline`` (engine clock) order the queue under ``queue_policy``."""
         if prompt_tokens < 1 or output_tokens < 1:
             raise ValueError(f"request {rid}: prompt_tokens and output_tokens must be >= 1, got "
                              f"{prompt_tokens}, {output_tokens}")
@@ -133,9 +140,14 @@ class LiveEngine:
             if ids.shape != (prompt_tokens,) or (ids < 0).any() or (ids >= self.cfg.vocab_size).any():
                 raise ValueError(f"request {rid}: prompt must be {prompt_tokens} token ids in "
                                  f"[0, {self.cfg.vocab_size}), got shape {ids.shape}")
-        s = _Seq(rid, ids, int(output_tokens))
+        if priority < 0:
+            raise ValueError(f"request {rid}: priority must be a class index >= 0, got {priority}")
+        s = _Seq(rid, ids, int(output_tokens), key=queue_key(self.queue_policy, float(deadline), int(priority)))
         s.target = prompt_tokens
-        self.waiting.append(s)
+        if self.queue_policy == "fcfs":
+            self.waiting.append(s)
+        else:
+            insert_ordered(self.waiting, s, s.key, lambda q: q.key)
         self.received.append((int(rid), self.clock() if received is None else float(received)))
 
     def has_work(self) -> bool:

@@ -15,6 +15,8 @@ from schedgym import datasets
 from schedgym.envbase import SchedulingEnv, action_index
 from schedgym.envs.serving import catalog, features
 from schedgym.envs.serving.cluster import cost_model, instance_plan, request_limit
+from schedgym.envs.serving.generator import sample_classes
+from schedgym.envs.serving.live_workflows import StageReleaser, next_stage, stage_deadlines
 from schedgym.envs.serving.metrics import aggregate
 from schedgym.envs.serving.reward import REWARDS, step_reward, tally
 from schedgym.envs.serving.types import (
@@ -47,17 +49,24 @@ class LiveRun:
     """Driver-side record of one live episode: routing, the merged event log and the reward tallies
     (the ``reward.Tally`` protocol, so rewards are the simulator's definitions). It is also the routing
     baselines' view (``env.unwrapped.state``): the part of ``ClusterSim``'s API they read — ``next_req``,
-    ``now``, ``prompt``, ``live_stats()``, ``outstanding()``, ``engines[i]`` — filled from the polled engines."""
+    ``now``, ``prompt``, ``deadline``, ``live_stats()``, ``outstanding()``, ``engines[i]`` (with ``cost`` when a
+    calibration gives one) — filled from the polled engines. With workflows ``stages`` releases stages and
+    ``arrival`` holds each released stage's release time (``live_workflows.py``)."""
 
-    def __init__(self, w: ServingWorkload, cluster: ClusterSpec, n: int, static: np.ndarray) -> None:
+    def __init__(self, w: ServingWorkload, cluster: ClusterSpec, n: int, static: np.ndarray,
+                 cost: Any = None) -> None:
         from schedgym.hwbackend.serve.state import EngineView
 
         R = w.n_requests
-        self.workload, self.cluster, self.arrival = w, cluster, w.arrival
+        self.workload, self.cluster, self.arrival = w, cluster, w.arrival.astype(np.float64)
+        self.deadline = stage_deadlines(w)
+        self.stages = StageReleaser(w, self.arrival) if w.workflows is not None else None
         self.prompt = w.prompt_tokens
         self.static = static
         self.live = np.zeros((n, len(features.LIVE)))  # the engines' statistics as of the last poll
         self.engines = [EngineView(self, i) for i in range(n)]
+        for e in self.engines:
+            e.cost = cost
         self.next_req = -1  # the request waiting for a routing decision
         self.routed = np.full(R, -1, np.int64)
         self.first_token = np.full(R, np.nan)
@@ -85,6 +94,8 @@ class LiveRun:
             if r[7] == END_FINISH:
                 self.finish[rid] = r[3]
                 self.n_finished += 1
+                if self.stages is not None:
+                    self.stages.finished(rid, float(r[3]))
                 c = int(self.workload.priority[rid])
                 o = int(self.workload.output_tokens[rid])
                 ttft = self.first_token[rid] - self.arrival[rid]
@@ -193,8 +204,9 @@ class LLMServingLiveEnv(SchedulingEnv):
                  engine: dict[str, Any] | None = None, num_blocks: int = 256, context_limit: int = 512,
                  device: str = "cpu", threads: int | None = 1, backend: str = "thread",
                  calibration: str | None = None, drain_timeout_s: float = 120.0,
-                 slo: dict[str, Any] | SLO | None = None, reward: str = "slo", strict: bool = False,
-                 invalid_action_penalty: float = 1.0, render_mode: str | None = None, weights_seed: int = 0) -> None:
+                 slo: dict[str, Any] | SLO | None = None, class_probs: list[float] | None = None, reward: str = "slo",
+                 strict: bool = False, invalid_action_penalty: float = 1.0, render_mode: str | None = None,
+                 weights_seed: int = 0) -> None:
         args = {k: v for k, v in locals().items() if k not in ("self", "config", "__class__")}
         if config:
             unknown = sorted(set(config) - set(args))
@@ -226,6 +238,11 @@ class LLMServingLiveEnv(SchedulingEnv):
         slo_ = args["slo"]
         slo_ = slo_ if isinstance(slo_, SLO) or slo_ is None else SLO(**slo_)
         self.cluster = ClusterSpec((spec,) * int(args["n_engines"]), ecfg, slo_ or SLO())
+        cp = args["class_probs"]
+        self.class_probs = None if cp is None else tuple(float(p) for p in cp)
+        if self.class_probs is not None and len(self.class_probs) != self.cluster.slo.n_classes:
+            raise ValueError(f"class_probs has {len(self.class_probs)} entries but the SLO defines "
+                             f"{self.cluster.slo.n_classes} class(es)")
         plan = instance_plan(spec, ecfg)
         self._limit = request_limit(spec, ecfg, plan)
         self._cost = cost_model(spec, ecfg) if args["calibration"] else None
@@ -255,17 +272,22 @@ class LLMServingLiveEnv(SchedulingEnv):
         self.close()
         w = (options or {}).get("instance") or self._fixed or self._sample()
         w = scale_tokens(w.scaled(float(self.a["rate_scale"])), float(self.a["token_scale"]))
+        if self.class_probs is not None:
+            w = w.with_priority(sample_classes(self.np_random, w.n_requests, self.class_probs))
+        if int(w.priority.max()) >= self.cluster.slo.n_classes:
+            raise ValueError(f"workload {w.name} has priority class {int(w.priority.max())} but the SLO defines only "
+                             f"{self.cluster.slo.n_classes} class(es)")
         from schedgym.hwbackend.cluster import LiveCluster
         a = self.a
         ecfg = {k: getattr(self.cluster.engine, k) for k in ("block_size", "max_num_seqs", "max_num_batched_tokens",
                                                              "chunked_prefill", "preemption", "watermark",
-                                                             "swap_space_gb")}
+                                                             "swap_space_gb", "queue_policy")}
         self.live = LiveCluster(self.cluster.n_instances, self.model_cfg.to_dict(), ecfg, int(a["num_blocks"]),
                                 int(a["context_limit"]), mode=a["backend"], seed=int(a["weights_seed"]),
                                 device=a["device"],
                                 threads=a["threads"])
         self.live.start_clock()
-        self.state = LiveRun(w, self.cluster, self.cluster.n_instances, self._static)
+        self.state = LiveRun(w, self.cluster, self.cluster.n_instances, self._static, self._cost)
         self._feasible = (w.prompt_tokens + w.output_tokens) <= self._limit
         self._next = 0
         self._tally = 0.0
@@ -341,9 +363,12 @@ class LLMServingLiveEnv(SchedulingEnv):
         for _, r in sorted(run.res, key=lambda x: -x[1][1]):  # type: ignore[union-attr]
             first_alloc[r[0]] = r[1]
             counts[r[0]] += 1
-        return aggregate(w.arrival, run.first_token, run.finish, first_alloc, w.prompt_tokens,  # type: ignore
-                         w.output_tokens, w.priority, np.maximum(counts - 1, 0), self.cluster.slo.ttft_s,
-                         self.cluster.slo.tpot_s, run.busy, self._static[:, 4])  # type: ignore[union-attr]
+        out = aggregate(run.arrival, run.first_token, run.finish, first_alloc, w.prompt_tokens,  # type: ignore
+                        w.output_tokens, w.priority, np.maximum(counts - 1, 0), self.cluster.slo.ttft_s,
+                        self.cluster.slo.tpot_s, run.busy, self._static[:, 4])  # type: ignore[union-attr]
+        if w.workflows is not None:  # stages arrive when released: their parents finished
+            out["deadline_attainment"] = w.workflows.attainment(w.arrival, run.finish)  # type: ignore[union-attr]
+        return out
 
     # ------------------------------------------------------------------ internals
     def _sample(self) -> ServingWorkload:
@@ -372,7 +397,8 @@ class LLMServingLiveEnv(SchedulingEnv):
         run = self.state
         run.routed[r] = i  # type: ignore[union-attr]
         w = run.workload  # type: ignore[union-attr]
-        if not self.live.submit(i, r, int(w.prompt_tokens[r]), int(w.output_tokens[r])):  # type: ignore
+        if not self.live.submit(i, r, int(w.prompt_tokens[r]), int(w.output_tokens[r]),  # type: ignore[union-attr]
+                                int(w.priority[r]), float(run.deadline[r])):  # type: ignore[union-attr]
             self._redispatch_dead()
 
     def _redispatch_dead(self) -> None:
@@ -399,6 +425,8 @@ class LLMServingLiveEnv(SchedulingEnv):
         """Wait (in real time) for the next servable arrival; rejected ones are recorded on the way."""
         run = self.state
         w = run.workload  # type: ignore[union-attr]
+        if run.stages is not None:  # type: ignore[union-attr]
+            return next_stage(run, run.stages, self._feasible, self._clock, self._poll)  # type: ignore[union-attr]
         while self._next < w.n_requests:
             r = self._next
             delay = w.arrival[r] - self._clock()

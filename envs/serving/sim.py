@@ -41,6 +41,7 @@ from schedgym.envs.serving.cluster import InstancePlan, check_cluster, cost_mode
 from schedgym.envs.serving.costmodel import CostModel
 from schedgym.envs.serving.disagg import place_decode
 from schedgym.envs.serving.migration import llumnix_moves, move_candidates
+from schedgym.envs.serving.queueing import insert_ordered, queue_key
 from schedgym.envs.serving.types import (
     END_FINISH,
     END_MIGRATE_OUT,
@@ -108,7 +109,7 @@ class Engine:
         self.mig_out: list[tuple[int, int]] = []  # (request, destination) to migrate at the next boundary
         self.incoming = 0                 # requests in transfer towards this instance
         self.incoming_blocks = 0
-        self.edf = cfg.queue_policy == "edf"
+        self.ordered = cfg.queue_policy != "fcfs"  # waiting queue sorted by ``sim.qkey`` (``queueing.py``)
         self.prefill_only = False         # disaggregated prefill pool: hand requests off after their first token
 
     # ------------------------------------------------------------------ block arithmetic
@@ -143,15 +144,11 @@ class Engine:
 
     # ------------------------------------------------------------------ arrivals
     def enqueue(self, r: int, t: float) -> None:
-        """Request ``r`` routed here at time ``t`` (queued FCFS, or by earliest deadline with ``edf``)."""
+        """Request ``r`` routed here at time ``t`` (queued in the ``queue_policy`` order, ``queueing.py``)."""
         s = self.sim
         q = self.waiting
-        if self.edf:
-            key, dl = s.deadline[r], s.deadline
-            i = len(q)
-            while i > 0 and dl[q[i - 1]] > key:
-                i -= 1
-            q.insert(i, r)
+        if self.ordered:
+            insert_ordered(q, r, s.qkey[r], s.qkey.__getitem__)
         else:
             q.append(r)
         self.waiting_tokens += s.prompt[r]
@@ -727,6 +724,7 @@ class ClusterSim:
             self.doomed = [False] * R  # a parent was rejected
             self.ready: list[tuple[float, int]] = [(self.arrival[r], r) for r in range(R) if not self.n_parents[r]]
             heapq.heapify(self.ready)
+        self.qkey = [queue_key(cfg.queue_policy, self.deadline[r], self.cls[r]) for r in range(R)]
         self.now = 0.0
         self.rejected: list[int] = []
         # Running tallies for rewards and info.

@@ -15,6 +15,7 @@ from schedgym.config import from_fields
 from schedgym.envs.serving import catalog
 from schedgym.envs.serving.disagg import DisaggConfig, resolve_disagg
 from schedgym.envs.serving.migration import MigrationConfig, resolve_migration
+from schedgym.envs.serving.queueing import QUEUE_POLICIES
 from schedgym.envs.serving.workflows import Workflows
 
 
@@ -222,7 +223,8 @@ class EngineConfig:
     # Effective swap bandwidth per GPU, GB/s (None = the GPU's PCIe link from the catalog). FastSwitch
     # (arXiv:2411.18424) measures vLLM's per-block swap copies far below the link's peak: set it to study that.
     swap_bw_gbps: float | None = None
-    queue_policy: str = "fcfs"  # waiting-queue order: "fcfs", or "edf" (earliest workflow deadline first)
+    queue_policy: str = "fcfs"  # waiting-queue order (``queueing.py``): "fcfs", "edf" (earliest workflow deadline
+    # first) or "priority" (lower priority class first)
 
     def __post_init__(self) -> None:
         checks = {
@@ -234,14 +236,14 @@ class EngineConfig:
             "iteration_overhead_s": self.iteration_overhead_s >= 0,
             "num_gpu_blocks": self.num_gpu_blocks is None or self.num_gpu_blocks >= 1,
             "swap_bw_gbps": self.swap_bw_gbps is None or 0 < self.swap_bw_gbps < float("inf"),
-            "queue_policy": self.queue_policy in ("fcfs", "edf"),
+            "queue_policy": self.queue_policy in QUEUE_POLICIES,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             k = bad[0]
             expect = {"preemption": "'recompute' or 'swap'", "gpu_memory_utilization": "in (0, 1]",
                       "watermark": "in [0, 1)", "swap_bw_gbps": "None or a finite number > 0",
-                      "queue_policy": "'fcfs' or 'edf'",
+                      "queue_policy": " or ".join(repr(q) for q in QUEUE_POLICIES),
                       }.get(k, ">= 1" if k not in ("swap_space_gb", "iteration_overhead_s") else ">= 0")
             raise ValueError(f"EngineConfig.{k}={getattr(self, k)!r}: expected {expect}")
 

@@ -95,6 +95,7 @@ class EngineView:
         self._owner, self._i = owner, i
         self.incoming = 0          # requests in flight between instances (no migration behind a router)
         self.incoming_blocks = 0
+        self.cost: Any = None      # the instance's cost model, where the owner has one (a calibrated live env)
 
     @property
     def total_blocks(self) -> int:
