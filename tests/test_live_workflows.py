@@ -151,3 +151,20 @@ def test_deadline_aware_on_live_needs_a_calibration() -> None:
     with pytest.raises(ValueError, match="calibration"):
         make_policy(LIVE, "deadline_aware").reset(env, 0)
     env.close()
+
+
+def test_validator_accepts_stages_rejected_with_their_parent() -> None:
+    """A root too long for any instance is rejected, and with it its whole workflow (live and simulated);
+    the validator used to flag the descendants as servable requests that were rejected."""
+    w = small_text2sql(2)
+    p = w.prompt_tokens.copy()
+    p[0] = 10_000  # workflow 0's schema-linking stage cannot fit a 256-token context
+    w = ServingWorkload(w.name, w.arrival, p, w.output_tokens, workflows=w.workflows)
+    env = gym.make(LIVE, instance=w, n_engines=1, num_blocks=128, context_limit=256, rate_scale=1.0,
+                   token_scale=0.05, device=DEVICE)
+    info = play(env, "round_robin")
+    stages0 = np.flatnonzero(w.workflows.workflow == 0)
+    assert sorted(env.unwrapped.state.rejected) == stages0.tolist()
+    checked = env.unwrapped.validate()
+    assert checked["n_rejected"] == stages0.size == info["n_rejected"]
+    assert checked["deadline_attainment"] == info["deadline_attainment"] <= 0.5

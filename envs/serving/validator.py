@@ -84,6 +84,8 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
     rejected = np.flatnonzero(inst < 0)
     P = cl.disagg.n_prefill if cl.disagg is not None else N  # routable instances: 0..P-1
     for r in rejected:
+        if w.workflows is not None and (inst[w.workflows.parents_of(r)] < 0).any():
+            continue  # a stage of a rejected parent is rejected in turn (checked in ``_check_workflows``)
         fit = p_tok[r] + o_tok[r] <= limits
         if fit[:P].any() and (cl.disagg is None or fit[P:].any()):
             raise ScheduleError(f"request {r} was rejected but instance(s) {np.flatnonzero(fit).tolist()} could "
