@@ -276,7 +276,7 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
            "coefficients": dict(zip(LIVE_TERMS, map(float, coef))),
            "attention_pair_s": float(coef[LIVE_TERMS.index("per_attention_pair_s")]),
            "fit_relative_error_p50": float(np.median(np.abs(resid))),
-           "dispatch_latency_s": float(np.nanmedian(run.dispatched - workload.arrival)),
+           "dispatch_latency_s": float(np.nanmedian(run.dispatched - run.arrival)),  # release, with workflows
            "wake_latency_s": float(np.median(wake)) if wake else 0.0, "loop_gap_s": loop_gap,
            "block_size": EngineConfig.from_dict(engine).block_size, "created_unix": time.time(), "rows": rows}
     calibration_from_rows(rows, "live calibration")

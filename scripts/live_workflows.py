@@ -8,7 +8,7 @@ The workload is ``workflows.text2sql_workload`` (schema linking -> k SQL candida
 the Azure conv 2023 test part) with token lengths scaled by ``--token-scale`` and deadlines drawn from
 ``--deadlines`` (seconds, the scale of a small model on a CPU rather than the 5..40 s of 8B models on GPUs).
 
-Usage: python scripts/live_workflows.py [--seeds 0-2] [--workflows 60] [--rate 30] [--calibration cal.json]
+Usage: python scripts/live_workflows.py [--seeds 0-2] [--workflows 60] [--rate 30] [--calibration live|offline|cal.json]
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ def main() -> int:
     ap.add_argument("--max-num-seqs", type=int, default=4)
     ap.add_argument("--num-blocks", type=int, default=256)
     ap.add_argument("--model", default="tiny")
-    ap.add_argument("--calibration", help="calibration table (default: `schedgym calibrate` first, ~20 s)")
+    ap.add_argument("--calibration", default="live",
+                    help="the simulator's calibration table: a path, 'offline' (`schedgym calibrate`: one engine "
+                         "alone) or 'live' (default: fitted to a live replay of another text2sql segment, so it "
+                         "includes the engines' shared-process and machine contention; `calibrate --from-live`)")
     args = ap.parse_args()
     import torch
 
@@ -52,13 +55,21 @@ def main() -> int:
     seeds = list(range(int(a), int(b) + 1)) if b else [int(x) for x in args.seeds.split(",")]
     lo, hi = (float(x) for x in args.deadlines.split(","))
     cal = args.calibration
-    if cal is None:
-        from schedgym.hwbackend.profiler import calibrate, write_table
-
-        cal = os.path.join(tempfile.mkdtemp(prefix="schedgym-cal-"), f"{args.model}.json")
-        write_table(calibrate(args.model, catalog_model=CATALOG_MODELS[args.model]), cal)
-    load = os.getloadavg()
     context = 512
+    if cal in ("live", "offline"):
+        from schedgym.hwbackend.profiler import calibrate, calibrate_live, write_table
+
+        path = os.path.join(tempfile.mkdtemp(prefix="schedgym-cal-"), f"{args.model}.json")
+        if cal == "offline":
+            doc = calibrate(args.model, catalog_model=CATALOG_MODELS[args.model])
+        else:  # a segment no comparison uses (seed 10_000)
+            wc = text2sql_workload(part("azure-conv-2023", "test"), np.random.default_rng(10_000), args.workflows,
+                                   args.rate, deadline_range=(lo, hi))
+            doc = calibrate_live(scale_tokens(wc, args.token_scale), model=args.model, n_engines=args.engines,
+                                 engine={"max_num_seqs": args.max_num_seqs}, num_blocks=args.num_blocks,
+                                 context_limit=context, catalog_model=CATALOG_MODELS[args.model])
+        cal = str(write_table(doc, path))
+    load = os.getloadavg()
     live_kw = {"rate_scale": 1.0, "token_scale": args.token_scale, "n_engines": args.engines, "model": args.model,
                "num_blocks": args.num_blocks, "context_limit": context, "calibration": cal, "segment_requests": None}
     spec = {"gpu": "CPU", "model": CATALOG_MODELS[args.model], "max_model_len": context, "calibration": cal}
@@ -79,7 +90,7 @@ def main() -> int:
     print(f"$ python scripts/live_workflows.py --seeds {args.seeds} --workflows {args.workflows} --rate {args.rate:g} "
           f"--deadlines {lo:g},{hi:g} --token-scale {args.token_scale:g} --engines {args.engines} "
           f"--max-num-seqs {args.max_num_seqs} --num-blocks {args.num_blocks} --model {args.model}"
-          + (f" --calibration {args.calibration}" if args.calibration else ""))
+          + f" --calibration {args.calibration}")
     print(f"text2sql workflows (5 stages), {args.engines} live {args.model} engines on CPU threads; load average "
           f"{load[0]:.2f} before, {os.getloadavg()[0]:.2f} after; {time.perf_counter() - t0:.0f} s")
     print(f"deadline attainment per seed (validated)\n{'router + queues':<24}{'':>6}"

@@ -69,7 +69,7 @@ def test_engine_admits_in_queue_policy_order(policy: str) -> None:
 def burst_with_classes() -> ServingWorkload:
     """Request 0 is long (it holds the only slot), then low-priority requests, then high-priority ones."""
     pr = np.array([1, 1, 1, 1, 0, 1, 0])
-    return ServingWorkload("classes", np.arange(7) * 0.005, np.full(7, 12), np.array([150, 4, 4, 4, 4, 4, 4]),
+    return ServingWorkload("classes", np.arange(7) * 0.005, np.full(7, 12), np.array([200, 4, 4, 4, 4, 4, 4]),
                            priority=pr)
 
 

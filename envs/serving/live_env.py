@@ -155,6 +155,10 @@ class LLMServingLiveEnv(SchedulingEnv):
     non-deterministic (the id is registered ``nondeterministic=True``); routing decisions and the trace
     window remain seeded. Also reachable as ``gym.make("schedgym/LLMServing-v0", backend="live", ...)``
     (``envs/serving/backends.py``; there this env's ``backend`` argument is spelled ``engine_backend``).
+    Priority classes and workflows as in ``LLMServing-v0``: each engine orders its waiting queue by the
+    simulator's ``queue_policy`` (``queueing.py``: FCFS, earliest workflow deadline, or priority class), and
+    with a workflow workload (``serving/text2sql-r<rate>``) a stage is dispatched only once its parents have
+    finished on the engines, its arrival being that release (``live_workflows.py``).
 
     ## Observation
     The ``LLMServing-v0`` observation (``features.router_features``), built from the engines' polled
@@ -173,7 +177,8 @@ class LLMServingLiveEnv(SchedulingEnv):
 
     ## Episode end
     Terminated after the last request is dispatched and every engine has drained (bounded by
-    ``drain_timeout_s``). ``info`` then carries every metric of ``metrics.aggregate``; ``validate()`` runs the
+    ``drain_timeout_s``). ``info`` then carries every metric of ``metrics.aggregate`` (per class with several SLO
+    classes; ``deadline_attainment`` with workflows); ``validate()`` runs the
     simulator's independent validator on the real event log (without the TTFT >= modelled-prefill bound,
     which measured times need not satisfy).
 
@@ -183,13 +188,14 @@ class LLMServingLiveEnv(SchedulingEnv):
     - ``token_scale`` (default 0.05): prompt and output lengths are multiplied by this (rounded, >= 1) so real
       trace shapes fit a small model on a CPU; 1.0 replays them unchanged.
     - ``n_engines`` (2), ``model`` (``"tiny"``, ``"small"``, ``"1b"`` or a ``ModelConfig`` dict), ``engine``
-      (``EngineConfig`` fields; ``preemption`` ``"recompute"`` or ``"swap"``, no prefix caching),
+      (``EngineConfig`` fields; ``preemption`` ``"recompute"`` or ``"swap"``; ``queue_policy`` ``"fcfs"``,
+      ``"edf"`` or ``"priority"``; no prefix caching),
       ``num_blocks`` (256 KV blocks per engine), ``context_limit`` (512 tokens), ``device``
       (``"cpu"``/``"cuda"``), ``threads`` (torch threads per engine, 1), ``backend`` (``"thread"``/``"ray"``),
       ``calibration`` (a calibration table path: the prefill-time feature and the instances' cost model for
-      the validator), ``drain_timeout_s`` (120), ``weights_seed`` (0: the engines' random weights and
-      synthetic prompt token ids).
-    - ``slo``, ``reward``, ``strict``, ``invalid_action_penalty``: as ``LLMServing-v0``.
+      the validator; also the cost model ``deadline_aware`` reads), ``drain_timeout_s`` (120), ``weights_seed``
+      (0: the engines' random weights and synthetic prompt token ids).
+    - ``slo``, ``class_probs``, ``reward``, ``strict``, ``invalid_action_penalty``: as ``LLMServing-v0``.
 
     ## Version history
     - v0: initial version.
