@@ -8,7 +8,12 @@ The workload is ``workflows.text2sql_workload`` (schema linking -> k SQL candida
 the Azure conv 2023 test part) with token lengths scaled by ``--token-scale`` and deadlines drawn from
 ``--deadlines`` (seconds, the scale of a small model on a CPU rather than the 5..40 s of 8B models on GPUs).
 
+``--priorities`` measures the other queue order instead: a segment of the Azure conv 2023 test part with 20 %
+of requests in class 0 (tighter SLO), JSQ routing with FCFS vs ``queue_policy="priority"`` queues; per-class p99
+TTFT and SLO attainment, live and simulated.
+
 Usage: python scripts/live_workflows.py [--seeds 0-2] [--workflows 60] [--rate 30] [--calibration live|offline|cal.json]
+       python scripts/live_workflows.py --priorities [--requests 200] [--rate-scale 8]
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ import time
 import numpy as np
 
 SETTINGS = (("round_robin", "fcfs"), ("jsq", "fcfs"), ("deadline_aware", "fcfs"), ("deadline_aware", "edf"))
+PRIORITY_SETTINGS = (("jsq", "fcfs"), ("jsq", "priority"))
+PRIORITY_SLO = {"ttft_s": [0.25, 2.0], "tpot_s": [0.05, 0.2]}  # class 0 (20 % of requests), class 1
+PRIORITY_KEYS = ("p99_ttft_class0", "p99_ttft_class1", "slo_attainment_class0", "slo_attainment_class1")
 LIVE, SIM = "schedgym/LLMServingLive-v0", "schedgym/LLMServing-v0"
 
 
@@ -36,6 +44,9 @@ def main() -> int:
     ap.add_argument("--max-num-seqs", type=int, default=4)
     ap.add_argument("--num-blocks", type=int, default=256)
     ap.add_argument("--model", default="tiny")
+    ap.add_argument("--priorities", action="store_true", help="priority classes instead of workflows")
+    ap.add_argument("--requests", type=int, default=200, help="--priorities: requests per segment")
+    ap.add_argument("--rate-scale", type=float, default=8.0, help="--priorities: trace replayed this much faster")
     ap.add_argument("--calibration", default="live",
                     help="the simulator's calibration table: a path, 'offline' (`schedgym calibrate`: one engine "
                          "alone) or 'live' (default: fitted to a live replay of another text2sql segment, so it "
@@ -62,9 +73,13 @@ def main() -> int:
         path = os.path.join(tempfile.mkdtemp(prefix="schedgym-cal-"), f"{args.model}.json")
         if cal == "offline":
             doc = calibrate(args.model, catalog_model=CATALOG_MODELS[args.model])
-        else:  # a segment no comparison uses (seed 10_000)
-            wc = text2sql_workload(part("azure-conv-2023", "test"), np.random.default_rng(10_000), args.workflows,
-                                   args.rate, deadline_range=(lo, hi))
+        else:  # a segment no comparison uses: the test part's last requests / workflows of seed 10_000
+            test = part("azure-conv-2023", "test")
+            if args.priorities:
+                wc = test.slice(test.n_requests - args.requests, test.n_requests).scaled(args.rate_scale)
+            else:
+                wc = text2sql_workload(test, np.random.default_rng(10_000), args.workflows, args.rate,
+                                       deadline_range=(lo, hi))
             doc = calibrate_live(scale_tokens(wc, args.token_scale), model=args.model, n_engines=args.engines,
                                  engine={"max_num_seqs": args.max_num_seqs}, num_blocks=args.num_blocks,
                                  context_limit=context, catalog_model=CATALOG_MODELS[args.model])
@@ -74,38 +89,55 @@ def main() -> int:
                "num_blocks": args.num_blocks, "context_limit": context, "calibration": cal, "segment_requests": None}
     spec = {"gpu": "CPU", "model": CATALOG_MODELS[args.model], "max_model_len": context, "calibration": cal}
     sim_kw = {"rate_scale": 1.0, "cluster": [spec] * args.engines, "segment_requests": None}
-    res: dict[tuple[str, str, str], list[float]] = {}
+    res: dict[tuple[str, str, str, str], list[float]] = {}
     loads = [load[0]]  # 1-min load average before and after every live episode (a 2-core machine is shared)
     t0 = time.perf_counter()
+    settings = PRIORITY_SETTINGS if args.priorities else SETTINGS
+    keys = PRIORITY_KEYS if args.priorities else ("deadline_attainment",)
+    if args.priorities:
+        from schedgym.envs.serving.generator import sample_classes
+
+        live_kw["slo"] = sim_kw["slo"] = PRIORITY_SLO
+    test = part("azure-conv-2023", "test")
     for seed in seeds:
-        w = text2sql_workload(part("azure-conv-2023", "test"), np.random.default_rng(seed), args.workflows,
-                              args.rate, deadline_range=(lo, hi))
-        for pol, qp in SETTINGS:
+        rng = np.random.default_rng(seed)
+        if args.priorities:  # consecutive segments, one per seed, times replayed --rate-scale faster
+            w = test.slice(seed * args.requests, (seed + 1) * args.requests).scaled(args.rate_scale)
+            w = w.with_priority(sample_classes(rng, w.n_requests, (0.2, 0.8)))
+        else:
+            w = text2sql_workload(test, rng, args.workflows, args.rate, deadline_range=(lo, hi))
+        for pol, qp in settings:
             engine = {"queue_policy": qp, "max_num_seqs": args.max_num_seqs}
             row = run_episode(LIVE, make_policy(LIVE, pol), w, seed, env_kwargs={**live_kw, "engine": engine})
-            res.setdefault(("live", pol, qp), []).append(row["deadline_attainment"])
             loads.append(os.getloadavg()[0])
             sw = scale_tokens(w, args.token_scale)  # what the live env replays
-            row = run_episode(SIM, make_policy(SIM, pol), sw, seed,
-                              env_kwargs={**sim_kw, "engine": {**engine, "num_gpu_blocks": args.num_blocks}})
-            res.setdefault(("sim", pol, qp), []).append(row["deadline_attainment"])
-    print(f"$ python scripts/live_workflows.py --seeds {args.seeds} --workflows {args.workflows} --rate {args.rate:g} "
-          f"--deadlines {lo:g},{hi:g} --token-scale {args.token_scale:g} --engines {args.engines} "
-          f"--max-num-seqs {args.max_num_seqs} --num-blocks {args.num_blocks} --model {args.model}"
-          + f" --calibration {args.calibration}")
-    print(f"text2sql workflows (5 stages), {args.engines} live {args.model} engines on CPU threads; 1-min load "
-          f"average {min(loads):.2f}..{max(loads):.2f} over the live episodes; {time.perf_counter() - t0:.0f} s")
-    print(f"deadline attainment per seed (validated)\n{'router + queues':<24}{'':>6}"
-          + "".join(f"{'seed ' + str(s):>9}" for s in seeds) + f"{'mean':>9}")
-    for pol, qp in SETTINGS:
-        for side in ("live", "sim"):
-            v = res[(side, pol, qp)]
-            print(f"{pol + ' + ' + qp:<24}{side:>6}" + "".join(f"{x:>9.3f}" for x in v) + f"{np.mean(v):>9.3f}")
-    base = {side: np.array(res[(side, "round_robin", "fcfs")]) for side in ("live", "sim")}
-    best = {side: np.array(res[(side, "deadline_aware", "edf")]) for side in ("live", "sim")}
+            srow = run_episode(SIM, make_policy(SIM, pol), sw, seed,
+                               env_kwargs={**sim_kw, "engine": {**engine, "num_gpu_blocks": args.num_blocks}})
+            for k in keys:
+                res.setdefault((k, "live", pol, qp), []).append(row[k])
+                res.setdefault((k, "sim", pol, qp), []).append(srow[k])
+    what = (f"--priorities --requests {args.requests} --rate-scale {args.rate_scale:g}" if args.priorities else
+            f"--workflows {args.workflows} --rate {args.rate:g} --deadlines {lo:g},{hi:g}")
+    print(f"$ python scripts/live_workflows.py --seeds {args.seeds} {what} --token-scale {args.token_scale:g} "
+          f"--engines {args.engines} --max-num-seqs {args.max_num_seqs} --num-blocks {args.num_blocks} "
+          f"--model {args.model} --calibration {args.calibration}")
+    print(("azure-conv-2023 test segments, 20 % class 0 (SLO TTFT 0.25 s / TPOT 50 ms; class 1: 2 s / 200 ms)"
+           if args.priorities else "text2sql workflows (5 stages)")
+          + f", {args.engines} live {args.model} engines on CPU threads; 1-min load average "
+          f"{min(loads):.2f}..{max(loads):.2f} over the live episodes; {time.perf_counter() - t0:.0f} s")
+    for k in keys:
+        print(f"\n{k} per seed (validated)\n{'router + queues':<24}{'':>6}"
+              + "".join(f"{'seed ' + str(s):>9}" for s in seeds) + f"{'mean':>9}")
+        for pol, qp in settings:
+            for side in ("live", "sim"):
+                v = res[(k, side, pol, qp)]
+                print(f"{pol + ' + ' + qp:<24}{side:>6}" + "".join(f"{x:>9.3f}" for x in v) + f"{np.mean(v):>9.3f}")
+    k = keys[0]
+    (bp, bq), (tp, tq) = settings[0], settings[-1]
+    print()
     for side in ("live", "sim"):
-        gain = best[side] - base[side]
-        print(f"{side}: deadline_aware + edf - round_robin + fcfs = {np.mean(gain):+.3f} (per seed "
+        gain = np.array(res[(k, side, tp, tq)]) - np.array(res[(k, side, bp, bq)])
+        print(f"{side}: {k} {tp} + {tq} - {bp} + {bq} = {np.mean(gain):+.3f} (per seed "
               + ", ".join(f"{g:+.3f}" for g in gain) + ")")
     return 0
 
