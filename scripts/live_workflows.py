@@ -13,7 +13,7 @@ of requests in class 0 (tighter SLO), JSQ routing with FCFS vs ``queue_policy="p
 TTFT and SLO attainment, live and simulated.
 
 Usage: python scripts/live_workflows.py [--seeds 0-2] [--workflows 60] [--rate 30] [--calibration live|offline|cal.json]
-       python scripts/live_workflows.py --priorities [--requests 200] [--rate-scale 8]
+       python scripts/live_workflows.py --priorities [--requests 200] [--rate-scale 20]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main() -> int:
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--priorities", action="store_true", help="priority classes instead of workflows")
     ap.add_argument("--requests", type=int, default=200, help="--priorities: requests per segment")
-    ap.add_argument("--rate-scale", type=float, default=8.0, help="--priorities: trace replayed this much faster")
+    ap.add_argument("--rate-scale", type=float, default=20.0, help="--priorities: trace replayed this much faster")
     ap.add_argument("--calibration", default="live",
                     help="the simulator's calibration table: a path, 'offline' (`schedgym calibrate`: one engine "
                          "alone) or 'live' (default: fitted to a live replay of another text2sql segment, so it "
