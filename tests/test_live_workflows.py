@@ -168,3 +168,14 @@ def test_validator_accepts_stages_rejected_with_their_parent() -> None:
     checked = env.unwrapped.validate()
     assert checked["n_rejected"] == stages0.size == info["n_rejected"]
     assert checked["deadline_attainment"] == info["deadline_attainment"] <= 0.5
+
+
+def test_live_env_samples_the_named_text2sql_dataset() -> None:
+    env = gym.make(LIVE, dataset="serving/text2sql-r20", segment_requests=10, n_engines=2, token_scale=0.02,
+                   device=DEVICE)
+    info = play(env, "round_robin")
+    u = env.unwrapped
+    assert u.instance.workflows is not None and u.instance.workflows.n_workflows == 2
+    checked = u.validate()
+    assert checked["n_served"] + checked["n_rejected"] == 10
+    assert checked["deadline_attainment"] == info["deadline_attainment"]
