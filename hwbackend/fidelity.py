@@ -95,17 +95,17 @@ def iteration_check(segments: list[tuple], calibration: str) -> dict[str, dict[s
     return out
 
 
-def _pooled(workload: ServingWorkload, make: Any, runs: int, delay_q: list[np.ndarray] | None) -> dict[str, float]:
+def _pooled(workload: ServingWorkload, make: Any, runs: int, delay_q: np.ndarray | None) -> dict[str, float]:
     """Percentiles of TTFT/TPOT/E2E pooled over ``runs`` seeded simulator episodes of ``workload`` (``make(w)``
-    builds the env), each with per-request router delays drawn from the quantile arrays ``delay_q`` (summed;
-    arrivals stay in trace order, as the router dispatches them) and measured from the trace arrivals."""
+    builds the env), each with per-request router delays drawn from the quantiles ``delay_q`` (arrivals stay in
+    trace order, as the router dispatches them), measured from the trace arrivals."""
     pooled: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
     R = workload.n_requests
     for s in range(runs):
         w = workload
-        if delay_q:
+        if delay_q is not None:
             rng = np.random.default_rng([s, 0xD15])
-            d = sum(np.interp(rng.random(R), np.linspace(0, 1, q.size), q) for q in delay_q)
+            d = np.interp(rng.random(R), np.linspace(0, 1, delay_q.size), delay_q)
             w = replace(workload, arrival=np.maximum.accumulate(workload.arrival + d))
         env = make(w)
         round_robin(env, seed=s)
@@ -176,8 +176,8 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
     mean_rows = _compare(live_info, predicted)
     rows = mean_rows
     if noisy:
-        delay_q = [np.array(meta["dispatch_latency_quantiles"]), np.array(meta.get("wake_latency_quantiles", [0.0]))]
-        rows = _compare(live_info, _pooled(workload, lambda w: make(w, True), noise_runs, delay_q))
+        rows = _compare(live_info, _pooled(workload, lambda w: make(w, True), noise_runs,
+                                           np.array(meta["dispatch_latency_quantiles"])))
     # Engine-side: arrivals = when each request reached its engine (served requests only are dispatched).
     # Requests the engines cannot hold (prompt + output over the context limit) are rejected on both sides and
     # never dispatched: the engine-side replay is the served requests alone.

@@ -22,7 +22,7 @@ import torch
 
 from schedgym.envs.serving.costmodel import CALIBRATION_SCHEMA, TableCostModel, calibration_from_rows
 from schedgym.envs.serving.types import EngineConfig
-from schedgym.envs.serving.variability import INTERFERENCE_KEY, QUANTILES_KEY, ratio_quantiles
+from schedgym.envs.serving.variability import INTERFERENCE_KEY, QUANTILES_KEY, WAKE_KEY, ratio_quantiles
 from schedgym.hwbackend.engine import LiveEngine, _Seq
 
 DEFAULT_PREFILL = (0, 1, 8, 32, 64, 128, 256, 512)
@@ -226,10 +226,14 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
                    gpu: str = "CPU", catalog_model: str = "schedgym-tiny") -> dict[str, Any]:
     """Calibrate from a live run: replay ``workload`` (time- and token-scaled already) on a live cluster exactly
     as the live env runs it (same engine processes/threads, driver and router), fit ``fit_iteration_model`` to
-    every iteration it executed, and tabulate the fit plus the engine loop's mean gap between back-to-back
-    iterations (``loop_gap_s``) on the grid (schema ``schedgym.calibration/v1``; rows carry ``"fit": true``).
-    Also stored: the run's median dispatch latency (trace arrival -> request at its engine, ``dispatch_latency_s``)
-    and median wake latency (request at an idle engine -> its prefill starts, ``wake_latency_s``). Use a
+    the iterations it executed while no other engine computed (every iteration if too few), and tabulate the fit
+    plus the engine loop's mean gap between back-to-back iterations (``loop_gap_s``) on the grid (schema
+    ``schedgym.calibration/v1``; rows carry ``"fit": true``). Also stored: the run's median dispatch latency
+    (trace arrival -> request at its engine, ``dispatch_latency_s``) and median wake latency (request at an idle
+    engine -> its prefill starts, ``wake_latency_s``), and the measured variability the simulator's
+    ``interference`` / ``iteration_noise`` options read (``envs/serving/variability.py``): the slowdown by the
+    number of other engines computing, the quantiles of every iteration's period over its modelled time, of the
+    wake latency and of the dispatch latency (``dispatch_latency_quantiles``, used by ``fidelity``). Use a
     different trace segment than the one the table will be judged on."""
     import gymnasium as gym
 
@@ -292,7 +296,7 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
            "fitted_on": "iterations no other engine overlapped" if fit is alone else "every iteration",
            INTERFERENCE_KEY: slow, QUANTILES_KEY: ratio_quantiles(ratios / np.array(slow)[others]),
            "dispatch_latency_quantiles": np.quantile(lat[~np.isnan(lat)], np.linspace(0, 1, 101)).tolist(),
-           "wake_latency_quantiles": np.quantile(wake or [0.0], np.linspace(0, 1, 101)).tolist(),
+           **({WAKE_KEY: np.quantile(wake, np.linspace(0, 1, 101)).tolist()} if wake else {}),
            "block_size": EngineConfig.from_dict(engine).block_size, "created_unix": time.time(), "rows": rows}
     calibration_from_rows(rows, "live calibration")
     return doc

@@ -149,6 +149,12 @@ def test_calibrate_from_a_live_run_round_trips_with_its_dispatch_latency(tmp_pat
     assert set(rep["iterations"]) <= {"prefill", "decode", "mixed", "cpu_share"}
     assert rep["iterations"]["decode"]["n"] > 0
     assert 0 < rep["iterations"]["cpu_share"]["value"] <= 1.05
+    # The measured variability: slowdown by other busy engines, iteration-time and latency distributions.
+    assert doc["interference"][0] == 1.0 and len(doc["interference"]) == 2 and doc["interference"][1] >= 1.0
+    q = np.array(doc["iteration_ratio_quantiles"])
+    assert q.size == 101 and (np.diff(q) >= 0).all() and q[0] > 0
+    assert cm.interference.tolist() == doc["interference"] and cm.ratio_quantiles.tolist() == q.tolist()
+    assert "interference" in rep["prediction"] and len(rep["rows_mean_model"]) == len(rep["rows"]) == 9
 
 
 def test_attention_pairs_correct_a_batch_of_shorter_prompts() -> None:

@@ -93,6 +93,15 @@ def test_iteration_noise_is_seeded_and_scales_as_its_quantiles(tmp_path):
         assert env.unwrapped.validate()["p99_ttft"] == info["p99_ttft"]
         finishes.append(list(env.unwrapped.state.finish))
     assert finishes[0] == finishes[1] != finishes[2]
+    # A measured wake latency delays an idle engine's start on an arriving request (not a busy engine's).
+    woken = _table(tmp_path, "wake.json", iteration_ratio_quantiles=[1.0, 1.0], wake_latency_quantiles=[0.5, 0.5])
+    one = ServingWorkload("one", np.array([0.0]), np.array([512]), np.array([3]))
+    base, late = _run(one, _cluster(woken, 1), [0]), _run(one, _cluster(woken, 1, iteration_noise=True), [0])
+    assert late.first_token[0] == pytest.approx(base.first_token[0] + 0.5, rel=1e-12)
+    two = ServingWorkload("two", np.array([0.0, 0.001]), np.array([512, 64]), np.array([3, 3]))
+    base, late = _run(two, _cluster(woken, 1), [0, 0]), _run(two, _cluster(woken, 1, iteration_noise=True), [0, 0])
+    assert base.first_token[1] > base.first_token[0]  # awake: the second waits for the first's prefill
+    assert late.first_token[1] == late.first_token[0] > 0.5  # asleep: both are prefilled at the wake-up
 
 
 def test_variability_options_need_a_live_fitted_table(tmp_path):

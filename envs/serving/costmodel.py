@@ -39,7 +39,13 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from schedgym.envs.serving.catalog import GpuSpec, ModelSpec
-from schedgym.envs.serving.variability import INTERFERENCE_KEY, QUANTILES_KEY, check_interference, check_quantiles
+from schedgym.envs.serving.variability import (
+    INTERFERENCE_KEY,
+    QUANTILES_KEY,
+    WAKE_KEY,
+    check_interference,
+    check_quantiles,
+)
 
 # Engine CPU work per iteration (schedule, sample, detokenise): not in Vidur's GPU profiles, so not fitted.
 DEFAULT_ITERATION_OVERHEAD_S = 1.0e-3
@@ -414,6 +420,8 @@ class TableCostModel:
         q, s = table.meta.get(QUANTILES_KEY), table.meta.get(INTERFERENCE_KEY)
         self.ratio_quantiles = None if q is None else check_quantiles(q, src)
         self.interference = None if s is None else check_interference(s, src)
+        wq = table.meta.get(WAKE_KEY)
+        self.wake_quantiles = None if wq is None else check_quantiles(wq, src, WAKE_KEY)
         # No iteration is faster than the fastest measured one (bounds the attention-pair correction).
         self._floor = float(min(np.nanmin(table.a[1:, :]), np.nanmin(table.a[:, 1:])))
         # Prefill-only times at the prefill nodes, running maximum: ``_alone_bound`` below.

@@ -166,8 +166,8 @@ class Engine:
         else:
             q.append(r)
         self.waiting_tokens += s.prompt[r]
-        if self.state == IDLE:
-            self._kick(t)
+        if self.state == IDLE:  # with measured noise, an idle engine's loop wakes up after a drawn delay
+            self._kick(t + self.noise.wake() if self.noise is not None else t)
         elif self.state == DECODE_RUN and q[0] == r and not self.swapped:
             self._truncate_if_admittable(r, t)
 

@@ -9,14 +9,16 @@ A calibration table fitted to a live run (``hwbackend.profiler.calibrate_live``)
 - ``iteration_ratio_quantiles``: the distribution of each iteration's period (wall time, plus the loop's gap
   since the previous iteration when work was pending) over its modelled time (table x interference), as
   quantiles at evenly spaced levels 0, 1/(n-1), ..., 1. On a shared CPU it is heavy-tailed: the OS and other
-  threads take the core for milliseconds.
+  threads take the core for milliseconds;
+- ``wake_latency_quantiles``: seconds from a request reaching an idle engine to its first iteration starting
+  (the engine loop's wake-up), same layout.
 
 The simulator applies them when asked (``LLMServing-v0``'s ``interference`` and ``iteration_noise``): an
 iteration (or a closed-form decode run) is slowed by ``s_k`` for the engines busy when it starts, and a run is
 cut at its next iteration boundary when another engine starts or stops, so it continues at the new speed; with
 noise every iteration's time is also multiplied by an independent draw (inverse CDF, linear between quantiles)
 from a per-instance ``numpy.random.Generator`` seeded from the episode seed, so the same seed gives the same
-trajectory.
+trajectory, and an idle engine starts on an arriving request after a drawn wake latency (if measured).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 
 QUANTILES_KEY = "iteration_ratio_quantiles"
+WAKE_KEY = "wake_latency_quantiles"
 INTERFERENCE_KEY = "interference"
 
 
@@ -44,12 +47,12 @@ def _positive_list(q: Any, n_min: int) -> bool:
         isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0 for x in q)
 
 
-def check_quantiles(q: Any, src: str) -> np.ndarray:
+def check_quantiles(q: Any, src: str, key: str = QUANTILES_KEY) -> np.ndarray:
     """``q`` as a read-only array after checking it (>= 2 finite values > 0, non-decreasing); errors name ``src``."""
     a = np.array(q, np.float64) if _positive_list(q, 2) else np.zeros(0)
     if a.size == 0 or np.any(np.diff(a) < 0):
-        raise ValueError(f"{src}: {QUANTILES_KEY} must be a list of at least 2 non-decreasing finite numbers > 0 "
-                         "(quantiles of live/modelled iteration time at evenly spaced levels 0..1)")
+        raise ValueError(f"{src}: {key} must be a list of at least 2 non-decreasing finite numbers > 0 "
+                         "(quantiles at evenly spaced levels 0..1)")
     a.flags.writeable = False
     return a
 
@@ -65,12 +68,21 @@ def check_interference(s: Any, src: str) -> np.ndarray:
 
 
 class IterationNoise:
-    """Independent multiplicative factors for one instance's iterations, drawn by inverse CDF."""
+    """Independent multiplicative factors for one instance's iterations, and the delay before an idle engine
+    starts on an arriving request, drawn by inverse CDF."""
 
-    def __init__(self, quantiles: np.ndarray, rng: np.random.Generator) -> None:
+    def __init__(self, quantiles: np.ndarray, rng: np.random.Generator, wake_q: np.ndarray | None = None) -> None:
         self.q = quantiles
         self.levels = np.linspace(0.0, 1.0, quantiles.shape[0])
         self.rng = rng
+        self.wake_q = wake_q
+        self.wake_levels = None if wake_q is None else np.linspace(0.0, 1.0, wake_q.shape[0])
+
+    def wake(self) -> float:
+        """Seconds from a request reaching an idle engine to its first iteration (0 if not measured)."""
+        if self.wake_q is None:
+            return 0.0
+        return float(np.interp(self.rng.random(), self.wake_levels, self.wake_q))
 
     def draw(self, k: int) -> np.ndarray:
         """``k`` factors (one per iteration, in order)."""
@@ -94,7 +106,8 @@ def _required(costs: list[Any], labels: list[str], attr: str, key: str, option: 
 def instance_noise(costs: list[Any], labels: list[str], seed: int) -> list[IterationNoise]:
     """One ``IterationNoise`` per instance from its calibration table's measured ratios."""
     qs = _required(costs, labels, "ratio_quantiles", QUANTILES_KEY, "iteration_noise")
-    return [IterationNoise(q, np.random.default_rng([seed, i])) for i, q in enumerate(qs)]
+    return [IterationNoise(q, np.random.default_rng([seed, i]), getattr(c, "wake_quantiles", None))
+            for i, (q, c) in enumerate(zip(qs, costs, strict=True))]
 
 
 def instance_interference(costs: list[Any], labels: list[str]) -> list[np.ndarray]:
