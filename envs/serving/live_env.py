@@ -191,7 +191,6 @@ class LLMServingLiveEnv(SchedulingEnv):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
     objective = "p99_ttft"
-    MECH_POLL_S = 0.005  # driver poll period while KV moves may be waiting for it (migration / disaggregation)
 
     def __init__(self, config: dict[str, Any] | None = None, *, instance: ServingWorkload | str | None = None,
                  dataset: str = "serving/azure-conv-2023", split: str = "train", segment_requests: int | None = 24,
@@ -424,7 +423,7 @@ class LLMServingLiveEnv(SchedulingEnv):
         while self._next < w.n_requests:
             r = self._next
             while (delay := w.arrival[r] - self._clock()) > 0:
-                time.sleep(delay if self._mech is None else min(delay, self.MECH_POLL_S))  # KV moves need polls
+                time.sleep(delay if self._mech is None else min(delay, self._mech.wait_s(self._clock())))
                 if self._mech is not None:
                     self._poll()
             self._poll()

@@ -92,6 +92,8 @@ class _SimView:
 class LiveMechanisms:
     """Migration timer, disaggregated hand-offs and the bookkeeping of KV packages in transit."""
 
+    POLL_S = 0.005  # driver poll period while a package may be waiting for delivery
+
     def __init__(self, run: LiveRun, live: LiveCluster, cluster: ClusterSpec, block_bytes: float,
                  limit: int) -> None:
         check_live_config(cluster)
@@ -159,6 +161,13 @@ class LiveMechanisms:
             if self.live.migrate(src, r):
                 self.pending[r] = (src, dst)
                 self.pending_src.add(src)
+
+    def wait_s(self, now: float) -> float:
+        """How long the driver may sleep before it must poll: ``POLL_S`` while a hand-off may be waiting for it
+        (disaggregation, or a migration asked for), else until the next migration tick."""
+        if self.dis is not None or self.pending:
+            return self.POLL_S
+        return max(0.0, self.next_tick - now)
 
     def idle(self) -> bool:
         """No export asked and no package in transit."""
