@@ -184,9 +184,18 @@ class LLMServingLiveEnv(SchedulingEnv):
       the validator), ``drain_timeout_s`` (120), ``weights_seed`` (0: the engines' random weights and
       synthetic prompt token ids).
     - ``slo``, ``reward``, ``strict``, ``invalid_action_penalty``: as ``LLMServing-v0``.
+    - ``migration``: ``LLMServing-v0``'s option (``None``, ``"llumnix"``, ``"llumnix-priority"`` or
+      ``MigrationConfig`` fields): on its timer the driver runs the simulator's ``migration.llumnix_moves`` on
+      the polled engine state, and the chosen running requests' real KV blocks move between engines
+      (``hwbackend/kv_transfer.py``; ``live_mechanisms.py``). ``decider="agent"`` is simulator-only (ValueError).
+    - ``disagg``: ``LLMServing-v0``'s option (``"1p1d"``, ``{"n_prefill": P, "link_gbps": ...}``): engines
+      0..P-1 prefill (the action mask allows only them); after its first token each request's KV moves to the
+      decode engine ``disagg.place_decode`` picks. Every engine runs the same model on the one device (the live
+      env has no per-instance GPU types). A moved request resumes no sooner than its blocks cross the
+      configured link; ``info["kv_transfers"]`` counts the moves, the validator checks them as migrations.
 
     ## Version history
-    - v0: initial version.
+    - v0: initial version; ``migration`` and ``disagg`` added (off by default).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
