@@ -157,6 +157,19 @@ def test_live_migration_moves_requests_and_validates() -> None:
     env.close()
 
 
+def test_live_migration_with_priority_headroom_validates() -> None:
+    """``llumnix-priority``: the rule reads which engines hold a high-priority request from the driver's view."""
+    w = pressure()
+    w = w.with_priority((np.arange(w.n_requests) % 5 != 0).astype(np.int64))  # every fifth request is class 0
+    env, info, _ = episode(instance=w, migration="llumnix-priority", slo={"ttft_s": [1.0, 5.0], "tpot_s": [0.1, 1.0]})
+    run = env.unwrapped.state
+    check_drained(env, info)
+    assert not any(v.holds_class(0) for v in run.engines)  # drained
+    run.finish[0] = np.nan  # as if request 0 (class 0) were still on its last engine
+    assert [v.holds_class(0) for v in run.engines] == [i == run.where[0] for i in range(len(run.engines))]
+    env.close()
+
+
 def test_disaggregated_live_serving_matches_colocated_tokens() -> None:
     env, info, tokens = episode(disagg={"n_prefill": 1, "link_gbps": 25.0})
     checked = check_drained(env, info)
