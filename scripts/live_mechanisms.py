@@ -42,20 +42,27 @@ def windows(n_req: int, k: int) -> list[Any]:
     return [sampler(rng, n_req) for _ in range(k)]
 
 
-def run(ws: list[Any], router: str, **kw: Any) -> dict[str, float]:
-    """Mean of the validated metrics over the windows."""
-    rows = [run_episode(ENV_ID, make_policy(ENV_ID, router), w, j, env_kwargs=kw) for j, w in enumerate(ws)]
-    out = {c: float(np.mean([r[c] for r in rows])) for c in COLS}
-    out["kv_transfers"] = float(np.mean([r["migrations"] for r in rows]))
-    return out
+def compare(ws: list[Any], settings: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Validated metrics of every (router, env kwargs) setting on every window; the settings of one window run
+    back to back, so a change in the machine's load hits them alike."""
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in settings}
+    for j, w in enumerate(ws):
+        for name, (router, kw) in settings.items():
+            rows[name].append(run_episode(ENV_ID, make_policy(ENV_ID, router), w, j, env_kwargs=kw))
+    return rows
 
 
-def show(title: str, res: dict[str, dict[str, float]]) -> None:
+def show(title: str, rows: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Print the mean over windows of each setting and each window's p99 TTFT; return the means."""
     print(f"\n{title}")
-    print(f"{'setting':<28}" + "".join(f"{c:>15}" for c in COLS))
-    for name, m in res.items():
-        print(f"{name:<28}" + "".join(f"{m[c]:>15.0f}" if c in ("preemptions", "migrations") else f"{m[c]:>15.4f}"
+    print(f"{'setting (mean of windows)':<28}" + "".join(f"{c:>15}" for c in COLS))
+    means = {name: {c: float(np.mean([r[c] for r in rs])) for c in COLS} for name, rs in rows.items()}
+    for name, m in means.items():
+        print(f"{name:<28}" + "".join(f"{m[c]:>15.1f}" if c in ("preemptions", "migrations") else f"{m[c]:>15.4f}"
                                       for c in COLS))
+    for name, rs in rows.items():
+        print(f"  p99 TTFT per window, {name}: " + " ".join(f"{r['p99_ttft']:.3f}" for r in rs))
+    return means
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,17 +93,18 @@ def main(argv: list[str] | None = None) -> int:
                 model=a.model, device=a.device, backend=a.backend, slo={"ttft_s": [a.slo_ttft], "tpot_s": [a.slo_tpot]})
     t0 = time.time()
     if a.only in (None, "migration"):
-        res = {"dispatch only": run(ws, a.router, **base),
-               "+ migration (llumnix)": run(ws, a.router, migration="llumnix", **base)}
-        show(f"migration @ high load: {a.router} routing, {a.engines} engines x {a.num_blocks} blocks, "
-             f"{a.windows} windows x {a.requests} requests, rate x{a.rate_scale}", res)
+        res = show(f"migration @ high load: {a.router} routing, {a.engines} engines x {a.num_blocks} blocks, "
+             f"{a.windows} windows x {a.requests} requests, rate x{a.rate_scale}",
+             compare(ws, {"dispatch only": (a.router, base),
+                          "+ migration (llumnix)": (a.router, {**base, "migration": "llumnix"})}))
         d = res["dispatch only"]["p99_ttft"] - res["+ migration (llumnix)"]["p99_ttft"]
         print(f"p99 TTFT dispatch only - with migration: {d:+.4f} s")
     if a.only in (None, "disagg"):
-        res = {"colocated": run(ws, "jsq", **base),
-               f"{a.engines - 1} prefill + 1 decode": run(ws, "jsq", disagg={"n_prefill": a.engines - 1}, **base)}
-        show(f"disaggregation: jsq routing, {a.engines} engines each, SLO {a.slo_ttft} s TTFT / {a.slo_tpot} s TPOT",
-             res)
+        res = show(f"disaggregation: jsq routing, {a.engines} engines each, SLO {a.slo_ttft} s TTFT / "
+                   f"{a.slo_tpot} s TPOT",
+                   compare(ws, {"colocated": ("jsq", base),
+                                f"{a.engines - 1} prefill + 1 decode": ("jsq", {**base, "disagg": {
+                                    "n_prefill": a.engines - 1}})}))
         for name, m in res.items():
             print(f"{name}: goodput per engine {m['goodput_rps'] / a.engines:.3f} req/s")
     print(f"\nwall {time.time() - t0:.1f} s; load average after: {os.getloadavg()[0]:.2f}")
