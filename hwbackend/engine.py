@@ -14,6 +14,13 @@ are swapped out, and a step that preempted does not swap in. Prefix caching is n
 error says so). Preemption victims are the most recently admitted running sequences in every queue policy
 (as in the simulator).
 
+Moving KV between engines (``kv_transfer.py``: Llumnix migration, DistServe/Splitwise disaggregation):
+``export_seq`` takes a decoding sequence out at an iteration boundary (its KV blocks copied out, its blocks
+freed; residency ended as migrated out) and ``import_seq`` queues it on another engine, where it joins the
+swapped queue once its link time has passed and is copied into fresh blocks like a swap-in (migrated in), then
+keeps decoding. With ``prefill_only`` (a prefill-pool engine) every request is exported right after its
+prefill iteration (its first token), into ``outbox``.
+
 Each iteration's wall time is measured around the forward pass with device synchronisation; requests stop
 after exactly their output length (no EOS). The log uses the simulator's record format (residencies and
 segments of ``ServingSchedule``), so the validator and metrics are the simulator's.
@@ -25,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +42,7 @@ from schedgym.envs.serving.types import (
     END_FINISH,
     END_RECOMPUTE,
     END_SWAP_OUT,
+    START_MIGRATE_IN,
     START_PREFILL,
     START_SWAP_IN,
     EngineConfig,
@@ -63,6 +72,8 @@ class _Seq:
     alloc: float = float("nan")
     key: float = 0.0           # waiting-queue sort key (``queueing.queue_key``)
     host_kv: tuple[torch.Tensor, torch.Tensor] | None = None  # swapped-out keys/values (host memory)
+    migrated: bool = False     # host_kv arrived from another engine (kv_transfer), not from a swap-out
+    ready_at: float = 0.0      # migrated: when its KV transfer is complete (engine clock)
 
     def token(self, i: int) -> int:
         p = self.prompt.shape[0]
@@ -112,6 +123,10 @@ class LiveEngine:
         self.host_blocks = int(self.ecfg.swap_space_gb * 1e9 // self.block_bytes)
         self.host_free = self.host_blocks
         self.finished: list[int] = []
+        self.prefill_only = False  # disaggregated prefill pool: export every request after its first token
+        self.inbound: list[_Seq] = []  # imported sequences whose KV transfer is still under way (kv_transfer)
+        self.outbox: list[Any] = []    # exported ``kv_transfer.KVPackage``s the driver has not collected yet
+        self.transfer_via_host = False  # exported KV copied to host memory (to cross processes: Ray actors)
         self.received: list[tuple[int, float]] = []  # (request, engine clock when it arrived at the engine)
         self.last_decode_s = 0.0
         self.busy_s = 0.0
@@ -151,10 +166,29 @@ class LiveEngine:
         self.received.append((int(rid), self.clock() if received is None else float(received)))
 
     def has_work(self) -> bool:
-        return bool(self.waiting or self.prefilling or self.running or self.swapped)
+        return bool(self.waiting or self.prefilling or self.running or self.swapped or self.inbound)
 
     def unfinished(self) -> list[int]:
-        return [s.rid for s in (*self.waiting, *self.prefilling, *self.running, *self.swapped)]
+        return [s.rid for s in (*self.waiting, *self.prefilling, *self.running, *self.swapped, *self.inbound)]
+
+    def running_kv(self) -> list[tuple[int, int]]:
+        """(request, KV tokens) of every decoding sequence, in admission order (migration candidates)."""
+        return [(s.rid, s.computed) for s in self.running]
+
+    def export_seq(self, rid: int, t: float | None = None) -> Any:
+        """Take decoding ``rid`` out at this iteration boundary (``kv_transfer.export_seq``); None if it is not
+        decoding here now."""
+        from schedgym.hwbackend.kv_transfer import export_seq
+        return export_seq(self, rid, self.clock() if t is None else t, self.transfer_via_host)
+
+    def import_seq(self, pkg: Any, ready_at: float = 0.0) -> None:
+        """Queue a sequence exported by another engine; it resumes here once ``ready_at`` has passed."""
+        from schedgym.hwbackend.kv_transfer import import_seq
+        import_seq(self, pkg, ready_at)
+
+    def next_ready_in(self) -> float:
+        """Seconds until the next inbound transfer completes (inf without one)."""
+        return min((s.ready_at for s in self.inbound), default=float("inf")) - self.clock()
 
     def stats(self) -> np.ndarray:
         """Live statistics, columns ``features.LIVE``: waiting, running, swapped, used blocks, pending prefill
@@ -214,8 +248,8 @@ class LiveEngine:
         return preempted
 
     def _swap_in(self, t: float) -> None:
-        """Copy swapped-out sequences back (oldest first) while their blocks, the next decode's new blocks and
-        the watermark fit; they decode in this iteration."""
+        """Copy swapped-out (or migrated-in) sequences back (oldest first) while their blocks, the next decode's
+        new blocks and the watermark fit; they decode in this iteration."""
         while self.swapped and len(self.running) + len(self.prefilling) < self.ecfg.max_num_seqs:
             s = self.swapped[0]
             k, v = s.host_kv
@@ -229,8 +263,12 @@ class LiveEngine:
             self.pool.k[:, idx] = k.to(self.device)
             self.pool.v[:, idx] = v.to(self.device)
             s.host_kv = None
-            self.host_free += n
-            self.open[s.rid] = (t, t, s.computed, START_SWAP_IN)
+            if s.migrated:
+                s.migrated = False
+                self.open[s.rid] = (t, t, s.computed, START_MIGRATE_IN)
+            else:
+                self.host_free += n
+                self.open[s.rid] = (t, t, s.computed, START_SWAP_IN)
             self.running.append(s)
 
     def _plan(self, t: float) -> tuple[list[tuple[_Seq, int]], list[_Seq]]:
@@ -272,6 +310,10 @@ class LiveEngine:
             return False
         t0 = self.clock()
         c0 = time.thread_time()
+        if self.inbound:  # migrants whose transfer is complete join the swapped queue (as in the simulator)
+            arrived = [s for s in self.inbound if s.ready_at <= t0]
+            self.inbound = [s for s in self.inbound if s.ready_at > t0]
+            self.swapped.extend(sorted(arrived, key=lambda s: s.ready_at))
         chunks, decodes = self._plan(t0)
         if not chunks and not decodes:
             if self.waiting and not self.prefilling and not self.running:
@@ -304,6 +346,8 @@ class LiveEngine:
                 s.generated.append(int(nxt[i]))
                 self.open[s.rid] = (s.alloc, t1, s.computed, START_PREFILL)
                 self._after_token(s, t1, joined=True)
+                if self.prefill_only and s in self.running:  # disaggregated: hand the KV to the decode pool
+                    self.outbox.append(self.export_seq(s.rid, t1))
             i += 1
         for s in decodes:
             s.computed += 1
@@ -378,6 +422,9 @@ class LiveEngine:
         n = 0
         while self.has_work():
             if not self.step():
+                if self.inbound and not (self.waiting or self.prefilling or self.running or self.swapped):
+                    time.sleep(max(0.0, self.next_ready_in()))  # only a transfer under way: wait for it
+                    continue
                 raise RuntimeError("engine has work but cannot schedule an iteration")
             n += 1
             if n >= max_iters:

@@ -22,6 +22,7 @@ from schedgym.envs.serving.reward import REWARDS, step_reward, tally
 from schedgym.envs.serving.types import (
     END_FINISH,
     SLO,
+    START_MIGRATE_IN,
     ClusterSpec,
     EngineConfig,
     InstanceSpec,
@@ -69,6 +70,8 @@ class LiveRun:
             e.cost = cost
         self.next_req = -1  # the request waiting for a routing decision
         self.routed = np.full(R, -1, np.int64)
+        self.where = np.full(R, -1, np.int64)  # the instance holding the request now (migrations move it)
+        self.moved_to: dict[int, set[int]] = {}  # request -> instances a KV transfer delivered it to
         self.first_token = np.full(R, np.nan)
         self.finish = np.full(R, np.nan)
         self.dispatched = np.full(R, np.nan)  # when the request reached its (last) engine
@@ -86,7 +89,7 @@ class LiveRun:
                 self.dispatched[rid] = t
         for r in poll["res"]:
             rid = int(r[0])
-            if self.routed[rid] != i:
+            if self.routed[rid] != i and i not in self.moved_to.get(rid, ()):
                 continue  # a stint on an instance the request was moved away from (engine died)
             self.res.append((i, r))
             if math.isnan(self.first_token[rid]):
@@ -134,10 +137,12 @@ class LiveRun:
         def scol(j: int, dt: Any) -> np.ndarray:
             return np.array([s[j] for s in sg], dt)
 
+        moves = self.cluster.migration is not None or self.cluster.disagg is not None
         return ServingSchedule(self.workload, self.cluster, self.routed.copy(), col(0, np.int64), col(1, np.float64),
                                col(2, np.float64), col(3, np.float64), col(4, np.int64), col(5, np.int64),
                                col(6, np.int8), col(7, np.int8), scol(0, np.int64), scol(1, np.float64),
-                               scol(2, np.float64), scol(3, np.int64), scol(4, np.bool_), scol(5, np.int64))
+                               scol(2, np.float64), scol(3, np.int64), scol(4, np.bool_), scol(5, np.int64),
+                               np.array([i for i, _ in res], np.int64) if moves else None)
 
 
 class LLMServingLiveEnv(SchedulingEnv):
@@ -196,9 +201,18 @@ class LLMServingLiveEnv(SchedulingEnv):
       the validator; also the cost model ``deadline_aware`` reads), ``drain_timeout_s`` (120), ``weights_seed``
       (0: the engines' random weights and synthetic prompt token ids).
     - ``slo``, ``class_probs``, ``reward``, ``strict``, ``invalid_action_penalty``: as ``LLMServing-v0``.
+    - ``migration``: ``LLMServing-v0``'s option (``None``, ``"llumnix"``, ``"llumnix-priority"`` or
+      ``MigrationConfig`` fields): on its timer the driver runs the simulator's ``migration.llumnix_moves`` on
+      the polled engine state, and the chosen running requests' real KV blocks move between engines
+      (``hwbackend/kv_transfer.py``; ``live_mechanisms.py``). ``decider="agent"`` is simulator-only (ValueError).
+    - ``disagg``: ``LLMServing-v0``'s option (``"1p1d"``, ``{"n_prefill": P, "link_gbps": ...}``): engines
+      0..P-1 prefill (the action mask allows only them); after its first token each request's KV moves to the
+      decode engine ``disagg.place_decode`` picks. Every engine runs the same model on the one device (the live
+      env has no per-instance GPU types). A moved request resumes no sooner than its blocks cross the
+      configured link; ``info["kv_transfers"]`` counts the moves, the validator checks them as migrations.
 
     ## Version history
-    - v0: initial version.
+    - v0: initial version; ``migration`` and ``disagg`` added (off by default).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -212,7 +226,7 @@ class LLMServingLiveEnv(SchedulingEnv):
                  calibration: str | None = None, drain_timeout_s: float = 120.0,
                  slo: dict[str, Any] | SLO | None = None, class_probs: list[float] | None = None, reward: str = "slo",
                  strict: bool = False, invalid_action_penalty: float = 1.0, render_mode: str | None = None,
-                 weights_seed: int = 0) -> None:
+                 weights_seed: int = 0, migration: Any = None, disagg: Any = None) -> None:
         args = {k: v for k, v in locals().items() if k not in ("self", "config", "__class__")}
         if config:
             unknown = sorted(set(config) - set(args))
@@ -243,13 +257,18 @@ class LLMServingLiveEnv(SchedulingEnv):
         spec = InstanceSpec(gpu, cat_model, 1, int(args["context_limit"]), args["calibration"])
         slo_ = args["slo"]
         slo_ = slo_ if isinstance(slo_, SLO) or slo_ is None else SLO(**slo_)
-        self.cluster = ClusterSpec((spec,) * int(args["n_engines"]), ecfg, slo_ or SLO())
+        self.cluster = ClusterSpec((spec,) * int(args["n_engines"]), ecfg, slo_ or SLO(), args["migration"],
+                                   args["disagg"])
+        from schedgym.envs.serving.live_mechanisms import LiveMechanisms, check_live_config
+        check_live_config(self.cluster)
+        self._mech: LiveMechanisms | None = None
         cp = args["class_probs"]
         self.class_probs = None if cp is None else tuple(float(p) for p in cp)
         if self.class_probs is not None and len(self.class_probs) != self.cluster.slo.n_classes:
             raise ValueError(f"class_probs has {len(self.class_probs)} entries but the SLO defines "
                              f"{self.cluster.slo.n_classes} class(es)")
         plan = instance_plan(spec, ecfg)
+        self._block_bytes = plan.block_bytes
         self._limit = request_limit(spec, ecfg, plan)
         self._cost = cost_model(spec, ecfg) if args["calibration"] else None
         N = self.cluster.n_instances
@@ -294,6 +313,9 @@ class LLMServingLiveEnv(SchedulingEnv):
                                 threads=a["threads"])
         self.live.start_clock()
         self.state = LiveRun(w, self.cluster, self.cluster.n_instances, self._static, self._cost)
+        if self.cluster.migration is not None or self.cluster.disagg is not None:
+            from schedgym.envs.serving.live_mechanisms import LiveMechanisms
+            self._mech = LiveMechanisms(self.state, self.live, self.cluster, self._block_bytes, self._limit)
         self._feasible = (w.prompt_tokens + w.output_tokens) <= self._limit
         self._next = 0
         self._tally = 0.0
@@ -368,10 +390,11 @@ class LLMServingLiveEnv(SchedulingEnv):
         counts = np.zeros(w.n_requests, np.int64)
         for _, r in sorted(run.res, key=lambda x: -x[1][1]):  # type: ignore[union-attr]
             first_alloc[r[0]] = r[1]
-            counts[r[0]] += 1
+            counts[r[0]] += r[6] != START_MIGRATE_IN  # a migrated-in stint is a move, not a preemption
         out = aggregate(run.arrival, run.first_token, run.finish, first_alloc, w.prompt_tokens,  # type: ignore
                         w.output_tokens, w.priority, np.maximum(counts - 1, 0), self.cluster.slo.ttft_s,
                         self.cluster.slo.tpot_s, run.busy, self._static[:, 4])  # type: ignore[union-attr]
+        out["migrations"] = float(sum(r[6] == START_MIGRATE_IN for _, r in run.res))  # type: ignore[union-attr]
         if w.workflows is not None:  # stages arrive when released: their parents finished
             out["deadline_attainment"] = w.workflows.attainment(w.arrival, run.finish)  # type: ignore[union-attr]
         return out
@@ -396,12 +419,16 @@ class LLMServingLiveEnv(SchedulingEnv):
             if p is not None:
                 run.absorb(i, p)  # type: ignore[union-attr]
                 self._stats[i] = p["stats"]
+                if self._mech is not None:
+                    self._mech.absorb(i, p)
         run.now = self._clock()  # type: ignore[union-attr]
+        if self._mech is not None:
+            self._mech.tick(run.now)
         self._redispatch_dead()
 
     def _dispatch(self, r: int, i: int) -> None:
         run = self.state
-        run.routed[r] = i  # type: ignore[union-attr]
+        run.routed[r] = run.where[r] = i  # type: ignore[union-attr]
         w = run.workload  # type: ignore[union-attr]
         if not self.live.submit(i, r, int(w.prompt_tokens[r]), int(w.output_tokens[r]),  # type: ignore[union-attr]
                                 int(w.priority[r]), float(run.deadline[r])):  # type: ignore[union-attr]
@@ -415,14 +442,15 @@ class LLMServingLiveEnv(SchedulingEnv):
             return
         if not live.alive.any():  # type: ignore[union-attr]
             raise RuntimeError(f"every engine of the live cluster has died: {live.errors}")  # type: ignore
-        lost = np.flatnonzero(np.isin(run.routed, dead) & np.isnan(run.finish))  # type: ignore[union-attr]
+        lost = np.flatnonzero(np.isin(run.where, dead) & np.isnan(run.finish))  # type: ignore[union-attr]
         for r in lost:
-            old = int(run.routed[r])  # type: ignore[union-attr]
+            old = int(run.where[r])  # type: ignore[union-attr]
             outstanding = np.bincount(run.routed[(run.routed >= 0) & np.isnan(run.finish)],  # type: ignore
                                       minlength=self.cluster.n_instances).astype(float)
             outstanding[~live.alive] = np.inf  # type: ignore[union-attr]
             new = int(np.argmin(outstanding))
-            run.res = [(i, x) for i, x in run.res if not (x[0] == r and i == old)]  # type: ignore[union-attr]
+            run.res = [(i, x) for i, x in run.res if x[0] != r]  # type: ignore[union-attr]  # every stint: it restarts
+            run.moved_to.pop(int(r), None)  # type: ignore[union-attr]
             run.first_token[r] = np.nan  # type: ignore[union-attr]
             run.redispatched.append((int(r), old, new))  # type: ignore[union-attr]
             self._dispatch(int(r), new)
@@ -435,9 +463,10 @@ class LLMServingLiveEnv(SchedulingEnv):
             return next_stage(run, run.stages, self._feasible, self._clock, self._poll)  # type: ignore[union-attr]
         while self._next < w.n_requests:
             r = self._next
-            delay = w.arrival[r] - self._clock()
-            if delay > 0:
-                time.sleep(delay)
+            while (delay := w.arrival[r] - self._clock()) > 0:
+                time.sleep(delay if self._mech is None else min(delay, self._mech.wait_s(self._clock())))
+                if self._mech is not None:
+                    self._poll()
             self._poll()
             if self._feasible[r]:
                 run.next_req = r  # type: ignore[union-attr]
@@ -471,6 +500,8 @@ class LLMServingLiveEnv(SchedulingEnv):
             p = int(w.prompt_tokens[r])
             pre = np.full(N, self._cost.prefill_time(p) if self._cost is not None else 0.0)
             feas = (alive & bool(self._feasible[r])).astype(np.int8)
+            if self._mech is not None:
+                feas &= self._mech.routable  # disaggregated: arrivals go to the prefill pool
             self._encoder.encode(self._stats, features.RequestView(p, c, self.cluster.slo.ttft_s[c],
                                                                    self.cluster.slo.tpot_s[c]),
                                  pre, np.zeros(N), feas, self._buf)
@@ -482,4 +513,4 @@ class LLMServingLiveEnv(SchedulingEnv):
                 "request": -1 if self._request is None else self._request,
                 "n_routed": int((run.routed >= 0).sum()), "n_finished": run.n_finished,
                 "n_slo_met": run.n_slo_ok, "n_rejected": len(run.rejected),
-                "redispatched": list(run.redispatched)}
+                "redispatched": list(run.redispatched), **(self._mech.info() if self._mech is not None else {})}

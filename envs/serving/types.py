@@ -282,19 +282,25 @@ class SLO:
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """The instances, their engine configuration, the SLOs requests are judged by, and optional live migration
+    """The instances, their engine configuration, the SLOs requests are judged by, optional live migration
     of running requests between instances (``migration.py``) or disaggregated prefill/decode pools
-    (``disagg.py``; ``None`` = off)."""
+    (``disagg.py``; ``None`` = off), and whether iteration times vary as measured on a live host
+    (``variability.py``)."""
 
     instances: tuple[InstanceSpec, ...]
     engine: EngineConfig = field(default_factory=EngineConfig)
     slo: SLO = field(default_factory=SLO)
     migration: MigrationConfig | None = None
     disagg: DisaggConfig | None = None
+    interference: bool = False     # measured slowdown by other busy engines, from the tables (variability.py)
+    iteration_noise: bool = False  # measured per-iteration jitter, from the calibration tables (variability.py)
 
     def __post_init__(self) -> None:
         if not self.instances:
             raise ValueError("a cluster needs at least one instance")
+        for name in ("interference", "iteration_noise"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         object.__setattr__(self, "instances", tuple(InstanceSpec.parse(s) for s in self.instances))
         object.__setattr__(self, "migration", resolve_migration(self.migration))
         object.__setattr__(self, "disagg", resolve_disagg(self.disagg))
@@ -323,7 +329,9 @@ class ClusterSpec:
                 "engine": {f.name: getattr(self.engine, f.name) for f in fields(self.engine)},
                 "slo": {"ttft_s": list(self.slo.ttft_s), "tpot_s": list(self.slo.tpot_s)},
                 **({"migration": self.migration.to_json()} if self.migration is not None else {}),
-                **({"disagg": self.disagg.to_json()} if self.disagg is not None else {})}
+                **({"disagg": self.disagg.to_json()} if self.disagg is not None else {}),
+                **({"interference": True} if self.interference else {}),
+                **({"iteration_noise": True} if self.iteration_noise else {})}
 
 
 # Residency start/end kinds (see ServingSchedule).
