@@ -1,7 +1,8 @@
 """Workflow deadline attainment on the LIVE engines (HEXGEN-Text2SQL): FCFS routers (round robin, JSQ) with FCFS
 queues against the urgency-aware ``deadline_aware`` router with FCFS and earliest-deadline-first queues, each on
 ``LLMServingLive-v0`` (real engines, stages released when their parents really finished) and, side by side, on
-the calibrated simulator (``LLMServing-v0``) with the same workload and engine configuration. Every number comes
+the calibrated simulator (``LLMServing-v0``; with a live-fitted table also with its measured interference and
+iteration jitter, ``sim+host``) with the same workload and engine configuration. Every number comes
 from an episode the simulator's validator accepted.
 
 The workload is ``workflows.text2sql_workload`` (schema linking -> k SQL candidates -> selection, lengths from
@@ -19,6 +20,7 @@ Usage: python scripts/live_workflows.py [--seeds 0-2] [--workflows 60] [--rate 3
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -58,6 +60,7 @@ def main() -> int:
     import schedgym  # noqa: F401
     from schedgym.envs.serving.datasets import part
     from schedgym.envs.serving.live_env import CATALOG_MODELS, scale_tokens
+    from schedgym.envs.serving.variability import INTERFERENCE_KEY
     from schedgym.envs.serving.workflows import text2sql_workload
     from schedgym.evaluation import run_episode
     from schedgym.policy import make_policy
@@ -88,7 +91,12 @@ def main() -> int:
     live_kw = {"rate_scale": 1.0, "token_scale": args.token_scale, "n_engines": args.engines, "model": args.model,
                "num_blocks": args.num_blocks, "context_limit": context, "calibration": cal, "segment_requests": None}
     spec = {"gpu": "CPU", "model": CATALOG_MODELS[args.model], "max_model_len": context, "calibration": cal}
+    with open(cal) as f:  # a live-fitted table carries the host's measured interference and iteration jitter
+        measured = INTERFERENCE_KEY in json.load(f)
     sim_kw = {"rate_scale": 1.0, "cluster": [spec] * args.engines, "segment_requests": None}
+    # "sim": table times; "sim+host": also the host's measured interference and seeded jitter (live tables only)
+    sims = {"sim": {}, "sim+host": {"interference": True, "iteration_noise": True}} if measured else {"sim": {}}
+    sides = ("live", *sims)
     res: dict[tuple[str, str, str, str], list[float]] = {}
     loads = [load[0]]  # 1-min load average before and after every live episode (a 2-core machine is shared)
     t0 = time.perf_counter()
@@ -110,32 +118,37 @@ def main() -> int:
             engine = {"queue_policy": qp, "max_num_seqs": args.max_num_seqs}
             row = run_episode(LIVE, make_policy(LIVE, pol), w, seed, env_kwargs={**live_kw, "engine": engine})
             loads.append(os.getloadavg()[0])
-            sw = scale_tokens(w, args.token_scale)  # what the live env replays
-            srow = run_episode(SIM, make_policy(SIM, pol), sw, seed,
-                               env_kwargs={**sim_kw, "engine": {**engine, "num_gpu_blocks": args.num_blocks}})
             for k in keys:
                 res.setdefault((k, "live", pol, qp), []).append(row[k])
-                res.setdefault((k, "sim", pol, qp), []).append(srow[k])
+            sw = scale_tokens(w, args.token_scale)  # what the live env replays
+            for side, extra in sims.items():
+                srow = run_episode(SIM, make_policy(SIM, pol), sw, seed, env_kwargs={
+                    **sim_kw, **extra, "engine": {**engine, "num_gpu_blocks": args.num_blocks}})
+                for k in keys:
+                    res.setdefault((k, side, pol, qp), []).append(srow[k])
     what = (f"--priorities --requests {args.requests} --rate-scale {args.rate_scale:g}" if args.priorities else
             f"--workflows {args.workflows} --rate {args.rate:g} --deadlines {lo:g},{hi:g}")
     print(f"$ python scripts/live_workflows.py --seeds {args.seeds} {what} --token-scale {args.token_scale:g} "
           f"--engines {args.engines} --max-num-seqs {args.max_num_seqs} --num-blocks {args.num_blocks} "
           f"--model {args.model} --calibration {args.calibration}")
+    if measured:
+        print("sim: the live-fitted table's times (an engine alone); sim+host: also its measured interference "
+              "between engines and seeded iteration jitter (interference=True, iteration_noise=True)")
     print(("azure-conv-2023 test segments, 20 % class 0 (SLO TTFT 0.25 s / TPOT 50 ms; class 1: 2 s / 200 ms)"
            if args.priorities else "text2sql workflows (5 stages)")
           + f", {args.engines} live {args.model} engines on CPU threads; 1-min load average "
           f"{min(loads):.2f}..{max(loads):.2f} over the live episodes; {time.perf_counter() - t0:.0f} s")
     for k in keys:
-        print(f"\n{k} per seed (validated)\n{'router + queues':<24}{'':>6}"
+        print(f"\n{k} per seed (validated)\n{'router + queues':<24}{'':>9}"
               + "".join(f"{'seed ' + str(s):>9}" for s in seeds) + f"{'mean':>9}")
         for pol, qp in settings:
-            for side in ("live", "sim"):
+            for side in sides:
                 v = res[(k, side, pol, qp)]
-                print(f"{pol + ' + ' + qp:<24}{side:>6}" + "".join(f"{x:>9.3f}" for x in v) + f"{np.mean(v):>9.3f}")
+                print(f"{pol + ' + ' + qp:<24}{side:>9}" + "".join(f"{x:>9.3f}" for x in v) + f"{np.mean(v):>9.3f}")
     k = keys[0]
     (bp, bq), (tp, tq) = settings[0], settings[-1]
     print()
-    for side in ("live", "sim"):
+    for side in sides:
         gain = np.array(res[(k, side, tp, tq)]) - np.array(res[(k, side, bp, bq)])
         print(f"{side}: {k} {tp} + {tq} - {bp} + {bq} = {np.mean(gain):+.3f} (per seed "
               + ", ".join(f"{g:+.3f}" for g in gain) + ")")
