@@ -282,7 +282,9 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
     resid = (_design(seg[:, 2], seg[:, 3], seg[:, 4] + seg[:, 5], seg[:, 6]) @ coef - t) / t
     ratios = _period_ratios(run, inst, seg, TableCostModel(calibration_from_rows(
         rows, "live calibration", meta={"attention_pair_s": float(coef[LIVE_TERMS.index("per_attention_pair_s")])})))
-    slow = _interference(ratios, others, n_engines)
+    decoding = seg[:, 3] > 0
+    slow = _interference(ratios, others, decoding, n_engines)
+    slowdown = np.array([slow["prefill"], slow["decode"]])[decoding.astype(int), others]
     lat = run.dispatched - workload.arrival
     doc = {"schema": CALIBRATION_SCHEMA, "gpu": gpu, "model": catalog_model, "tp": 1,
            "device": device_name(device), "torch": torch.__version__, "threads": threads,
@@ -294,7 +296,7 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
            "dispatch_latency_s": float(np.nanmedian(run.dispatched - run.arrival)),  # release, with workflows
            "wake_latency_s": float(np.median(wake)) if wake else 0.0, "loop_gap_s": loop_gap,
            "fitted_on": "iterations no other engine overlapped" if fit is alone else "every iteration",
-           INTERFERENCE_KEY: slow, QUANTILES_KEY: ratio_quantiles(ratios / np.array(slow)[others]),
+           INTERFERENCE_KEY: slow, QUANTILES_KEY: ratio_quantiles(ratios / slowdown),
            "dispatch_latency_quantiles": np.quantile(lat[~np.isnan(lat)], np.linspace(0, 1, 101)).tolist(),
            **({WAKE_KEY: np.quantile(wake, np.linspace(0, 1, 101)).tolist()} if wake else {}),
            "block_size": EngineConfig.from_dict(engine).block_size, "created_unix": time.time(), "rows": rows}
@@ -316,15 +318,23 @@ def _others_busy(inst: np.ndarray, seg: np.ndarray) -> np.ndarray:
     return out
 
 
-def _interference(ratios: np.ndarray, others: np.ndarray, n_engines: int, min_samples: int = 10) -> list[float]:
-    """``[1, s_1, ..., s_{n-1}]``: median period ratio with k other engines computing over the median alone
-    (``variability.py``), at least 1 (other engines never speed one up: a lower median is measurement noise).
-    A count with fewer than ``min_samples`` iterations keeps the previous count's value."""
-    base = float(np.median(ratios[others == 0])) if (others == 0).sum() >= min_samples else 1.0
-    out = [1.0]
+def _interference(ratios: np.ndarray, others: np.ndarray, decode: np.ndarray, n_engines: int,
+                  min_samples: int = 10) -> dict[str, list[float]]:
+    """``{"prefill": [1, s_1, ..., s_{n-1}], "decode": [...]}`` (``variability.py``): per iteration kind
+    (``decode``: the iteration decodes), the median period ratio with k other engines computing over the median
+    alone, at least 1 (other engines never speed one up: a lower median is measurement noise). A count with
+    fewer than ``min_samples`` iterations of a kind takes the other kind's value, else the previous count's."""
+    est: dict[str, list[float | None]] = {}
+    for name, kind in (("prefill", ~decode), ("decode", decode)):
+        lone = kind & (others == 0)
+        base = float(np.median(ratios[lone])) if lone.sum() >= min_samples else 1.0
+        est[name] = [1.0] + [max(1.0, float(np.median(ratios[kind & (others == k)])) / base)
+                             if (kind & (others == k)).sum() >= min_samples else None for k in range(1, n_engines)]
+    out: dict[str, list[float]] = {"prefill": [1.0], "decode": [1.0]}
     for k in range(1, n_engines):
-        m = others == k
-        out.append(max(1.0, float(np.median(ratios[m])) / base) if m.sum() >= min_samples else out[-1])
+        for name, other in (("prefill", "decode"), ("decode", "prefill")):
+            v = est[name][k] if est[name][k] is not None else est[other][k]
+            out[name].append(v if v is not None else out[name][-1])
     return out
 
 

@@ -126,7 +126,12 @@ def test_profiler_counts_overlapping_engines_and_measures_the_slowdown():
     inst = np.array([0, 0, 0, 1])
     seg = np.array([[0.0, 1.0], [1.0, 2.0], [2.0, 3.0], [0.9, 1.9]])
     assert _others_busy(inst, seg).tolist() == [0, 1, 0, 1]
-    ratios = np.r_[np.full(20, 1.1), np.full(12, 2.2), np.full(3, 9.0)]
-    others = np.r_[np.zeros(20, int), np.ones(12, int), np.full(3, 2)]
-    # k=2 has too few iterations to measure: it keeps k=1's value.
-    assert _interference(ratios, others, 3) == pytest.approx([1.0, 2.0, 2.0])
+    # Decoding iterations: 2x / 6x slower with one / two other engines; prefill-only: 1.5x with one, two too
+    # rare to measure (3 iterations): the decoding value; three others never seen: the previous count's value.
+    ratios = np.r_[np.full(20, 1.1), np.full(12, 2.2), np.full(10, 6.6), np.full(10, 1.0), np.full(10, 1.5),
+                   np.full(3, 9.0)]
+    others = np.r_[np.zeros(20, int), np.ones(12, int), np.full(10, 2), np.zeros(10, int), np.ones(10, int),
+                   np.full(3, 2)]
+    decode = np.r_[np.ones(42, bool), np.zeros(23, bool)]
+    slow = _interference(ratios, others, decode, 4)
+    assert slow["decode"] == pytest.approx([1.0, 2.0, 6.0, 6.0]) and slow["prefill"] == pytest.approx([1, 1.5, 6, 6])

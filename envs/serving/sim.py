@@ -116,7 +116,7 @@ class Engine:
         self.prefill_only = False         # disaggregated prefill pool: hand requests off after their first token
         # Measured variability (``variability.py``), if on: slowdown by the number of other busy engines, and
         # per-iteration jitter (a decode run then keeps its iterations' cumulative end times).
-        self.slow: np.ndarray | None = None
+        self.slow: np.ndarray | None = None  # (2, K): prefill-only / decoding iterations by other busy engines
         self.is_busy = False
         self.noise: IterationNoise | None = None
         self.cum: np.ndarray | None = None
@@ -248,15 +248,16 @@ class Engine:
             elif e.state == SINGLE and (e.batch or e.batch_decode):
                 e._rescale_single(t)
 
-    def _slowdown(self) -> float:
-        """Interference: the measured slowdown while the other engines busy now compute (1 if off)."""
+    def _slowdown(self, decode: bool) -> float:
+        """Interference: the measured slowdown of a prefill-only or a decoding iteration while the other engines
+        busy now compute (1 if off)."""
         if self.slow is None:
             return 1.0
-        return float(self.slow[min(self.sim.n_busy - self.is_busy, self.slow.shape[0] - 1)])
+        return float(self.slow[int(decode), min(self.sim.n_busy - self.is_busy, self.slow.shape[1] - 1)])
 
-    def _factor(self) -> float:
+    def _factor(self, decode: bool) -> float:
         """The measured-variability factor of an iteration starting now: slowdown times a jitter draw."""
-        return self._slowdown() * (self.noise.one() if self.noise is not None else 1.0)
+        return self._slowdown(decode) * (self.noise.one() if self.noise is not None else 1.0)
 
     # ------------------------------------------------------------------ live migration (migration.py)
     def migratable(self) -> bool:
@@ -586,7 +587,7 @@ class Engine:
         pairs = sum(c * (pr + (c + 1) * 0.5) for _, c, pr in batch)
         dt = self.cost.iteration_time(P, 0, 0, prefill_context_tokens=prior_sum, prefill_attention_pairs=pairs)
         if self.slow is not None or self.noise is not None:
-            dt *= self._factor()
+            dt *= self._factor(False)
         self._start_single(t, dt, batch, False, self._take_xfer())
         return True
 
@@ -622,7 +623,7 @@ class Engine:
             dt = self.cost.iteration_time(P, B, self.S, prefill_context_tokens=prior_sum,
                                           prefill_attention_pairs=pairs)
             if self.slow is not None or self.noise is not None:
-                dt *= self._factor()
+                dt *= self._factor(B > 0)
             self._start_single(t, dt, batch, B > 0, xfer)
         elif self.running:
             self._start_decode_run(t, xfer)
@@ -642,13 +643,13 @@ class Engine:
         self.batch = batch
         self.batch_decode = decode
         self.seg_t0 = t
-        self.c_start, self.t_end, self.f_cur = t + xfer, t + xfer + dt, self._slowdown()
+        self.c_start, self.t_end, self.f_cur = t + xfer, t + xfer + dt, self._slowdown(decode)
         self.version += 1
         self.sim.events.push(self.t_end, (self.idx, self.version))
 
     def _rescale_single(self, t: float) -> None:
         """Interference changed during a single iteration: its remaining compute continues at the new speed."""
-        f = self._slowdown()
+        f = self._slowdown(self.batch_decode)
         if f == self.f_cur:
             return
         since = max(t, self.c_start)
@@ -670,7 +671,7 @@ class Engine:
             raise AssertionError("preemption left a decode iteration without blocks")
         self.alpha, self.beta = self.cost.decode_coefficients(B)
         if self.slow is not None:  # one speed for the run: it is cut when another engine starts or stops
-            f = self._slowdown()
+            f = self._slowdown(True)
             self.alpha, self.beta = self.alpha * f, self.beta * f
         if not self.alpha > 0:
             raise RuntimeError(f"instance {self.idx}: cost model gives a non-positive decode time for batch {B}")

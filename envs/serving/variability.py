@@ -3,9 +3,11 @@
 A calibration table fitted to a live run (``hwbackend.profiler.calibrate_live``) times an engine running alone
 (its rows come from iterations no other engine overlapped) and also stores, measured on that run:
 
-- ``interference``: ``[1, s_1, s_2, ...]``, the median slowdown of an iteration while ``k`` other engines of the
-  host are computing (engines on one host share its cores, memory bandwidth and, with the thread backend,
-  Python's interpreter lock: on a 2-core CPU two tiny-model engines run about 2x slower together);
+- ``interference``: ``{"prefill": [1, s_1, s_2, ...], "decode": [1, ...]}`` (or one list for both), the median
+  slowdown of a prefill-only / a decoding iteration while ``k`` other engines of the host are computing (engines
+  on one host share its cores, memory bandwidth and, with the thread backend, Python's interpreter lock: on a
+  2-core CPU a tiny-model decode iteration runs about 2.7x slower while the other engine computes, a prefill
+  about 2x — more of its time is spent in torch kernels that release the lock);
 - ``iteration_ratio_quantiles``: the distribution of each iteration's period (wall time, plus the loop's gap
   since the previous iteration when work was pending) over its modelled time (table x interference), as
   quantiles at evenly spaced levels 0, 1/(n-1), ..., 1. On a shared CPU it is heavy-tailed: the OS and other
@@ -58,11 +60,15 @@ def check_quantiles(q: Any, src: str, key: str = QUANTILES_KEY) -> np.ndarray:
 
 
 def check_interference(s: Any, src: str) -> np.ndarray:
-    """``s`` as a read-only array after checking it (first value 1, then finite numbers >= 1)."""
-    if not _positive_list(s, 1) or s[0] != 1 or min(s) < 1:
+    """``s`` as a read-only (2, K) array (prefill-only, decoding iterations) after checking it: one list or
+    ``{"prefill": list, "decode": list}`` of equal length, each [1, then finite numbers >= 1]."""
+    rows = [s.get("prefill"), s.get("decode")] if isinstance(s, dict) and set(s) == {"prefill", "decode"} else [s, s]
+    ok = all(_positive_list(r, 1) and r[0] == 1 and min(r) >= 1 for r in rows) and len(rows[0]) == len(rows[1])
+    if not ok:
         raise ValueError(f"{src}: {INTERFERENCE_KEY} must be a list [1, s_1, ...] of finite numbers >= 1 (the "
-                         f"slowdown of an iteration while k other engines compute), got {s!r}")
-    a = np.array(s, np.float64)
+                         "slowdown of an iteration while k other engines compute), or {'prefill': [...], "
+                         f"'decode': [...]}} with two such lists of equal length, got {s!r}")
+    a = np.array(rows, np.float64)
     a.flags.writeable = False
     return a
 
