@@ -15,9 +15,10 @@ estimated completion against the workflow's deadline (with local urgency-guided 
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 
-from schedgym.baselines._routing import DECODE_STEP, PENDING_TOKENS, Router
+from schedgym.baselines._routing import DECODE_STEP, LIVE, PENDING_TOKENS, SERVING, Router
 from schedgym.envs.serving.sim import ClusterSim
 
 
@@ -25,7 +26,7 @@ class DeadlineAware(Router):
     """Earliest estimated finish; hopeless stages (no instance meets the deadline) to the latest one."""
 
     name = "deadline_aware"
-    env_ids = ("schedgym/LLMServing-v0",)  # reads the simulator's cost model and workflow deadlines
+    env_ids = (SERVING, LIVE)  # reads each instance's cost model (the live env's: its calibration) and deadlines
 
     def __init__(self, output_guess: int = 128, shed_hopeless: bool = True) -> None:
         super().__init__()
@@ -33,6 +34,12 @@ class DeadlineAware(Router):
             raise ValueError(f"output_guess must be >= 1, got {output_guess}")
         self.output_guess = int(output_guess)
         self.shed_hopeless = bool(shed_hopeless)
+
+    def reset(self, env: gym.Env, seed: int | None = None) -> None:
+        super().reset(env, seed)
+        if any(getattr(e, "cost", None) is None for e in self.state.engines):  # type: ignore[union-attr]
+            raise ValueError(f"{self.name} needs every instance's cost model; on LLMServingLive-v0 pass "
+                             "calibration=<table> (schedgym calibrate --model tiny --out cal.json)")
 
     def estimate(self, state: ClusterSim, request: int) -> np.ndarray:
         """(N,) estimated seconds until ``request`` would finish on each instance."""

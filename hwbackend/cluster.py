@@ -2,8 +2,10 @@
 this process (``mode="thread"``) or in a Ray actor (``mode="ray"``: one per GPU, or on CPU one process per
 engine with a fixed thread count), so a cluster spans one or many machines.
 
-The driver (``LiveCluster``) submits requests, polls live statistics and the incremental event log, and
-notices dead engines (a killed actor raises on the next call): their unfinished requests are reported so
+The driver (``LiveCluster``) submits requests, polls live statistics and the incremental event log, moves
+running sequences between engines (``migrate``: the source exports at its next iteration boundary and the
+package comes back in ``poll()``; ``deliver``: the destination imports it; ``kv_transfer.py``), and notices
+dead engines (a killed actor raises on the next call): their unfinished requests are reported so
 the caller can re-dispatch them.
 """
 
@@ -29,7 +31,7 @@ class EngineServer:
 
     def __init__(self, model: Any, engine: dict[str, Any], num_blocks: int, context_limit: int, *, seed: int = 0,
                  device: str = "cpu", threads: int | None = 1, epoch: float | None = None,
-                 prefix_block_tokens: int | None = None) -> None:
+                 transfer_via_host: bool = False, prefix_block_tokens: int | None = None) -> None:
         if threads is not None:
             import torch
             torch.set_num_threads(int(threads))
@@ -37,14 +39,20 @@ class EngineServer:
         self.engine = LiveEngine(model, engine, num_blocks, context_limit=context_limit, seed=seed, device=device,
                                  clock=lambda: time.time() - self.epoch, prefix_block_tokens=prefix_block_tokens)
         self.engine.warmup()  # one-off first-iteration costs are paid here, before the episode clock starts
-        self._inbox: queue.SimpleQueue[tuple[int, int, int, float, list[int] | None, list[int] | None]] = \
+        self.engine.transfer_via_host = bool(transfer_via_host)
+        self._ctl: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()  # KV moves, applied between iterations
+        self._declined: list[int] = []
+        self._imported: list[int] = []
+        self._inbox: queue.SimpleQueue[tuple[int, int, int, float, list[int] | None, int, float,
+                                             list[int] | None]] = \
             queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()   # guards the published snapshot only
         self._res_seen = self._seg_seen = self._rcv_seen = 0
         self._pub: dict[str, Any] = {"stats": self.engine.stats(), "res": [], "seg": [], "received": [],
-                                     "busy_s": 0.0, "cached": None}
+                                     "busy_s": 0.0, "exported": [], "declined": [], "imported": [], "running": [],
+                                     "cached": None}
         self._cache_version = -1
         self.error: str | None = None
         self._thread = threading.Thread(target=self._loop, name="live-engine", daemon=True)
@@ -58,11 +66,42 @@ class EngineServer:
         self.epoch = float(epoch)
 
     def submit(self, rid: int, prompt_tokens: int, output_tokens: int, prompt: list[int] | None = None,
-               hashes: list[int] | None = None) -> None:
-        """Queue a request (``prompt``: real token ids, else synthetic ones; ``hashes``: its prefix-block hashes;
-        see ``LiveEngine.submit``)."""
-        self._inbox.put((int(rid), int(prompt_tokens), int(output_tokens), time.time() - self.epoch, prompt, hashes))
+               priority: int = 0, deadline: float = float("inf"), hashes: list[int] | None = None) -> None:
+        """Queue a request (``prompt``: real token ids, else synthetic ones; ``priority``/``deadline`` order the
+        engine's queue; ``hashes``: its prefix-block hashes; see ``LiveEngine.submit``)."""
+        self._inbox.put((int(rid), int(prompt_tokens), int(output_tokens), time.time() - self.epoch, prompt,
+                         int(priority), float(deadline), hashes))
         self._wake.set()
+
+    def migrate(self, rid: int) -> None:
+        """Export decoding ``rid`` at the next iteration boundary (its package, or its id in ``declined`` if it is
+        no longer decoding here, comes back in ``poll()``)."""
+        self._ctl.put(("migrate", int(rid)))
+        self._wake.set()
+
+    def import_seq(self, pkg: Any, ready_at: float) -> None:
+        """Take over an exported sequence (``kv_transfer.KVPackage``); it resumes once ``ready_at`` has passed."""
+        self._ctl.put(("import", pkg, float(ready_at)))
+        self._wake.set()
+
+    def set_prefill_only(self, flag: bool) -> None:
+        """Disaggregated prefill pool: export every request after its prefill (``LiveEngine.prefill_only``)."""
+        self._ctl.put(("prefill_only", bool(flag)))
+        self._wake.set()
+
+    def _control(self, msg: tuple[Any, ...]) -> None:
+        eng = self.engine
+        if msg[0] == "migrate":
+            pkg = eng.export_seq(msg[1])
+            if pkg is None:
+                self._declined.append(msg[1])
+            else:
+                eng.outbox.append(pkg)
+        elif msg[0] == "import":
+            eng.import_seq(msg[1], msg[2])
+            self._imported.append(msg[1].rid)
+        else:
+            eng.prefill_only = msg[1]
 
     def _publish(self) -> None:
         """Move the log entries recorded since the last publish, and fresh statistics, into the snapshot."""
@@ -73,6 +112,10 @@ class EngineServer:
         self._seg_seen += len(seg)
         self._rcv_seen += len(rcv)
         stats = eng.stats()
+        out, eng.outbox = eng.outbox, []
+        dec, self._declined = self._declined, []
+        imp, self._imported = self._imported, []
+        running = eng.running_kv()
         cached = None
         if eng.pc is not None and eng.pc.version != self._cache_version:
             self._cache_version, cached = eng.pc.version, eng.pc.keys()
@@ -81,7 +124,10 @@ class EngineServer:
             p["res"] += res
             p["seg"] += seg
             p["received"] += rcv
-            p["stats"], p["busy_s"] = stats, eng.busy_s
+            p["exported"] += out
+            p["declined"] += dec
+            p["imported"] += imp
+            p["stats"], p["busy_s"], p["running"] = stats, eng.busy_s, running
             if cached is not None:
                 p["cached"] = cached
 
@@ -96,11 +142,17 @@ class EngineServer:
                         got = True
                     except queue.Empty:
                         break
+                while True:
+                    try:
+                        self._control(self._ctl.get_nowait())
+                        got = True
+                    except queue.Empty:
+                        break
                 ran = eng.step()
                 if ran or got:
                     self._publish()
-                if not ran:
-                    self._wake.wait(0.05)  # submit() and stop() set it: no busy polling (GIL)
+                if not ran:  # submit() and stop() set it: no busy polling (GIL); wake for a transfer's end
+                    self._wake.wait(min(0.05, max(0.0, eng.next_ready_in())))
                     self._wake.clear()
         except Exception as exc:  # reported to the driver by poll(); the engine is dead from here on
             self.error = f"{type(exc).__name__}: {exc}"
@@ -113,9 +165,11 @@ class EngineServer:
         with self._lock:
             p = self._pub
             out = {"stats": p["stats"], "res": p["res"], "seg": p["seg"], "received": p["received"],
-                   "error": self.error, "busy_s": p["busy_s"], "cached": p["cached"]}
+                   "error": self.error, "busy_s": p["busy_s"], "exported": p["exported"], "declined": p["declined"],
+                   "imported": p["imported"], "running": p["running"], "cached": p["cached"]}
             p["cached"] = None
             p["res"], p["seg"], p["received"] = [], [], []
+            p["exported"], p["declined"], p["imported"] = [], [], []
         return out
 
     def stop(self) -> None:
@@ -138,7 +192,8 @@ class LiveCluster:
         self.mode, self.n = mode, n
         self.epoch = time.time() if epoch is None else epoch
         args = (model, engine, num_blocks, context_limit)
-        kw = dict(seed=seed, device=device, threads=threads, epoch=self.epoch, prefix_block_tokens=prefix_block_tokens)
+        kw = dict(seed=seed, device=device, threads=threads, epoch=self.epoch, transfer_via_host=mode == "ray",
+                  prefix_block_tokens=prefix_block_tokens)
         self.alive = np.ones(n, bool)
         self.errors: list[str | None] = [None] * n
         if mode == "thread":
@@ -177,18 +232,39 @@ class LiveCluster:
             self.errors[i] = f"actor died: {type(exc).__name__}"
             return None
 
-    def submit(self, i: int, rid: int, prompt_tokens: int, output_tokens: int,
-               hashes: list[int] | None = None) -> bool:
+    def submit(self, i: int, rid: int, prompt_tokens: int, output_tokens: int, priority: int = 0,
+               deadline: float = float("inf"), hashes: list[int] | None = None) -> bool:
         """Send a request to engine ``i`` (``hashes``: its prefix-block hashes); False if the engine is known
         dead. Ray: fire and forget (no round trip on the request's critical path); a dead actor is noticed by the
         next ``poll()``."""
         if not self.alive[i]:
             return False
         if self.mode == "thread":
-            self.servers[i].submit(rid, prompt_tokens, output_tokens, None, hashes)
+            self.servers[i].submit(rid, prompt_tokens, output_tokens, None, priority, deadline, hashes)
         else:
-            self.servers[i].submit.remote(rid, prompt_tokens, output_tokens, None, hashes)
+            self.servers[i].submit.remote(rid, prompt_tokens, output_tokens, None, priority, deadline, hashes)
         return True
+
+    def _send(self, i: int, name: str, *args: Any) -> bool:
+        """Fire-and-forget call of a server method (Ray: no round trip); False if engine ``i`` is known dead."""
+        if not self.alive[i]:
+            return False
+        if self.mode == "thread":
+            getattr(self.servers[i], name)(*args)
+        else:
+            getattr(self.servers[i], name).remote(*args)
+        return True
+
+    def migrate(self, i: int, rid: int) -> bool:
+        """Ask engine ``i`` to export decoding ``rid`` at its next iteration boundary (package in ``poll()``)."""
+        return self._send(i, "migrate", rid)
+
+    def deliver(self, i: int, pkg: Any, ready_at: float) -> bool:
+        """Hand an exported ``KVPackage`` to engine ``i`` (Ray: the tensors travel in the call's arguments)."""
+        return self._send(i, "import_seq", pkg, ready_at)
+
+    def set_prefill_only(self, i: int, flag: bool = True) -> bool:
+        return self._send(i, "set_prefill_only", flag)
 
     def poll(self) -> list[dict[str, Any] | None]:
         """Each engine's poll() (None for a dead engine); an engine whose loop raised is marked dead."""

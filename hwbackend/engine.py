@@ -1,7 +1,8 @@
 """A real continuous-batching engine: the simulator's scheduler policy driving the torch transformer.
 
 Policy (the same knobs and order as ``envs/serving/sim.py``, vLLM v0): without chunked prefill an iteration
-either prefills admitted prompts (FCFS, within ``max_num_seqs``, ``max_num_batched_tokens`` and free blocks
+either prefills admitted prompts (in the waiting-queue order of ``queue_policy``, ``envs/serving/queueing.py``:
+FCFS, earliest deadline or priority class first; within ``max_num_seqs``, ``max_num_batched_tokens`` and free blocks
 above the watermark; decodes stall) or decodes one token for every running sequence; with chunked prefill
 every iteration decodes all running sequences and fills the rest of the token budget with prompt chunks.
 When a decode needs a block and none is free, the most recently admitted running sequence is preempted:
@@ -12,7 +13,15 @@ real cost lands in its measured time). As in the simulator (vLLM v0), no new pro
 are swapped out, and a step that preempted does not swap in. Prefix caching (``prefix_caching=True``, with the
 workload's ``prefix_block_tokens``): requests submitted with prefix-block hashes share cached KV blocks and
 prefill only their uncached suffix, with the simulator's hit, LRU and block-accounting rules
-(``hwbackend/prefix_cache.py``).
+(``hwbackend/prefix_cache.py``). Preemption victims are the most recently admitted running sequences in every
+queue policy (as in the simulator).
+
+Moving KV between engines (``kv_transfer.py``: Llumnix migration, DistServe/Splitwise disaggregation):
+``export_seq`` takes a decoding sequence out at an iteration boundary (its KV blocks copied out, its blocks
+freed; residency ended as migrated out) and ``import_seq`` queues it on another engine, where it joins the
+swapped queue once its link time has passed and is copied into fresh blocks like a swap-in (migrated in), then
+keeps decoding. With ``prefill_only`` (a prefill-pool engine) every request is exported right after its
+prefill iteration (its first token), into ``outbox``.
 
 Each iteration's wall time is measured around the forward pass with device synchronisation; requests stop
 after exactly their output length (no EOS). The log uses the simulator's record format (residencies and
@@ -25,14 +34,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
+from schedgym.envs.serving.queueing import insert_ordered, queue_key
 from schedgym.envs.serving.types import (
     END_FINISH,
     END_RECOMPUTE,
     END_SWAP_OUT,
+    START_MIGRATE_IN,
     START_PREFILL,
     START_SWAP_IN,
     EngineConfig,
@@ -61,7 +73,10 @@ class _Seq:
     computed: int = 0          # tokens whose KV is in the cache
     target: int = 0            # tokens to prefill in the current stint (prompt + generated at admission)
     alloc: float = float("nan")
+    key: float = 0.0           # waiting-queue sort key (``queueing.queue_key``)
     host_kv: tuple[torch.Tensor, torch.Tensor] | None = None  # swapped-out keys/values (host memory)
+    migrated: bool = False     # host_kv arrived from another engine (kv_transfer), not from a swap-out
+    ready_at: float = 0.0      # migrated: when its KV transfer is complete (engine clock)
     hashes: list[int] = field(default_factory=list)  # prefix-block hashes (whole blocks of the prompt)
     cached: int = 0            # prompt tokens served from the prefix cache in the current stint
     hit_tokens: int = 0        # leading positions whose KV lives in shared cache blocks (never written)
@@ -97,6 +112,7 @@ class LiveEngine:
         self.watermark = int(self.ecfg.watermark * self.num_blocks)
         self.max_tokens = self.ecfg.batched_tokens(self.context_limit)
         self.chunked = self.ecfg.chunked_prefill
+        self.queue_policy = self.ecfg.queue_policy
         self.seed = int(seed)
         self.clock = clock
         self.free_blocks: list[int] = list(range(self.num_blocks - 1, -1, -1))
@@ -121,6 +137,10 @@ class LiveEngine:
         self.host_blocks = int(self.ecfg.swap_space_gb * 1e9 // self.block_bytes)
         self.host_free = self.host_blocks
         self.finished: list[int] = []
+        self.prefill_only = False  # disaggregated prefill pool: export every request after its first token
+        self.inbound: list[_Seq] = []  # imported sequences whose KV transfer is still under way (kv_transfer)
+        self.outbox: list[Any] = []    # exported ``kv_transfer.KVPackage``s the driver has not collected yet
+        self.transfer_via_host = False  # exported KV copied to host memory (to cross processes: Ray actors)
         self.received: list[tuple[int, float]] = []  # (request, engine clock when it arrived at the engine)
         self.last_decode_s = 0.0
         self.busy_s = 0.0
@@ -130,10 +150,12 @@ class LiveEngine:
 
     # ------------------------------------------------------------------ requests
     def submit(self, rid: int, prompt_tokens: int, output_tokens: int, received: float | None = None,
-               prompt: np.ndarray | list[int] | None = None, hashes: list[int] | np.ndarray | None = None) -> None:
+               prompt: np.ndarray | list[int] | None = None, priority: int = 0,
+               deadline: float = float("inf"), hashes: list[int] | np.ndarray | None = None) -> None:
         """Queue request ``rid`` (synthetic prompt ids of the given length; exactly ``output_tokens`` out).
         ``received``: when the engine got it (engine clock; default now), reported as the dispatch time.
         ``prompt``: the real prompt token ids instead of synthetic ones (length ``prompt_tokens``, ids < vocab).
+        ``priority`` (class, 0 = highest) and ``deadline`` (engine clock) order the queue under ``queue_policy``.
         ``hashes``: the prompt's prefix-block hashes (with prefix caching): each whole block's token ids derive
         from its hash (``hash_block_ids``), the rest from ``rid``."""
         if prompt_tokens < 1 or output_tokens < 1:
@@ -158,16 +180,41 @@ class LiveEngine:
             if ids.shape != (prompt_tokens,) or (ids < 0).any() or (ids >= self.cfg.vocab_size).any():
                 raise ValueError(f"request {rid}: prompt must be {prompt_tokens} token ids in "
                                  f"[0, {self.cfg.vocab_size}), got shape {ids.shape}")
-        s = _Seq(rid, ids, int(output_tokens), hashes=hs)
+        if priority < 0:
+            raise ValueError(f"request {rid}: priority must be a class index >= 0, got {priority}")
+        s = _Seq(rid, ids, int(output_tokens), key=queue_key(self.queue_policy, float(deadline), int(priority)),
+                 hashes=hs)
         s.target = prompt_tokens
-        self.waiting.append(s)
+        if self.queue_policy == "fcfs":
+            self.waiting.append(s)
+        else:
+            insert_ordered(self.waiting, s, s.key, lambda q: q.key)
         self.received.append((int(rid), self.clock() if received is None else float(received)))
 
     def has_work(self) -> bool:
-        return bool(self.waiting or self.prefilling or self.running or self.swapped)
+        return bool(self.waiting or self.prefilling or self.running or self.swapped or self.inbound)
 
     def unfinished(self) -> list[int]:
-        return [s.rid for s in (*self.waiting, *self.prefilling, *self.running, *self.swapped)]
+        return [s.rid for s in (*self.waiting, *self.prefilling, *self.running, *self.swapped, *self.inbound)]
+
+    def running_kv(self) -> list[tuple[int, int]]:
+        """(request, KV tokens) of every decoding sequence, in admission order (migration candidates)."""
+        return [(s.rid, s.computed) for s in self.running]
+
+    def export_seq(self, rid: int, t: float | None = None) -> Any:
+        """Take decoding ``rid`` out at this iteration boundary (``kv_transfer.export_seq``); None if it is not
+        decoding here now."""
+        from schedgym.hwbackend.kv_transfer import export_seq
+        return export_seq(self, rid, self.clock() if t is None else t, self.transfer_via_host)
+
+    def import_seq(self, pkg: Any, ready_at: float = 0.0) -> None:
+        """Queue a sequence exported by another engine; it resumes here once ``ready_at`` has passed."""
+        from schedgym.hwbackend.kv_transfer import import_seq
+        import_seq(self, pkg, ready_at)
+
+    def next_ready_in(self) -> float:
+        """Seconds until the next inbound transfer completes (inf without one)."""
+        return min((s.ready_at for s in self.inbound), default=float("inf")) - self.clock()
 
     def stats(self) -> np.ndarray:
         """Live statistics, columns ``features.LIVE``: waiting, running, swapped, used blocks, pending prefill
@@ -257,8 +304,8 @@ class LiveEngine:
         return preempted
 
     def _swap_in(self, t: float) -> None:
-        """Copy swapped-out sequences back (oldest first) while their blocks, the next decode's new blocks and
-        the watermark fit; they decode in this iteration."""
+        """Copy swapped-out (or migrated-in) sequences back (oldest first) while their blocks, the next decode's
+        new blocks and the watermark fit; they decode in this iteration."""
         while self.swapped and len(self.running) + len(self.prefilling) < self.ecfg.max_num_seqs:
             s = self.swapped[0]
             k, v = s.host_kv
@@ -272,8 +319,12 @@ class LiveEngine:
             self.pool.k[:, idx] = k.to(self.device)
             self.pool.v[:, idx] = v.to(self.device)
             s.host_kv = None
-            self.host_free += n
-            self.open[s.rid] = (t, t, s.computed, START_SWAP_IN)
+            if s.migrated:
+                s.migrated = False
+                self.open[s.rid] = (t, t, s.computed, START_MIGRATE_IN)
+            else:
+                self.host_free += n
+                self.open[s.rid] = (t, t, s.computed, START_SWAP_IN)
             self.running.append(s)
 
     def _plan(self, t: float) -> tuple[list[tuple[_Seq, int]], list[_Seq]]:
@@ -317,6 +368,10 @@ class LiveEngine:
             return False
         t0 = self.clock()
         c0 = time.thread_time()
+        if self.inbound:  # migrants whose transfer is complete join the swapped queue (as in the simulator)
+            arrived = [s for s in self.inbound if s.ready_at <= t0]
+            self.inbound = [s for s in self.inbound if s.ready_at > t0]
+            self.swapped.extend(sorted(arrived, key=lambda s: s.ready_at))
         chunks, decodes = self._plan(t0)
         if not chunks and not decodes:
             if self.waiting and not self.prefilling and not self.running:
@@ -349,6 +404,8 @@ class LiveEngine:
                 s.generated.append(int(nxt[i]))
                 self.open[s.rid] = (s.alloc, t1, s.computed, START_PREFILL)
                 self._after_token(s, t1, joined=True)
+                if self.prefill_only and s in self.running:  # disaggregated: hand the KV to the decode pool
+                    self.outbox.append(self.export_seq(s.rid, t1))
             i += 1
         for s in decodes:
             s.computed += 1
@@ -423,6 +480,9 @@ class LiveEngine:
         n = 0
         while self.has_work():
             if not self.step():
+                if self.inbound and not (self.waiting or self.prefilling or self.running or self.swapped):
+                    time.sleep(max(0.0, self.next_ready_in()))  # only a transfer under way: wait for it
+                    continue
                 raise RuntimeError("engine has work but cannot schedule an iteration")
             n += 1
             if n >= max_iters:

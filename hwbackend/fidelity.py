@@ -95,19 +95,52 @@ def iteration_check(segments: list[tuple], calibration: str) -> dict[str, dict[s
     return out
 
 
+def _pooled(workload: ServingWorkload, make: Any, runs: int, delay_q: np.ndarray | None) -> dict[str, float]:
+    """Percentiles of TTFT/TPOT/E2E pooled over ``runs`` seeded simulator episodes of ``workload`` (``make(w)``
+    builds the env), each with per-request router delays drawn from the quantiles ``delay_q`` (arrivals stay in
+    trace order, as the router dispatches them), measured from the trace arrivals."""
+    pooled: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
+    R = workload.n_requests
+    for s in range(runs):
+        w = workload
+        if delay_q is not None:
+            rng = np.random.default_rng([s, 0xD15])
+            d = np.interp(rng.random(R), np.linspace(0, 1, delay_q.size), delay_q)
+            w = replace(workload, arrival=np.maximum.accumulate(workload.arrival + d))
+        env = make(w)
+        round_robin(env, seed=s)
+        env.unwrapped.validate()
+        sim = env.unwrapped.state
+        finish = np.array(sim.finish)
+        first = np.array(sim.first_token)
+        m = per_request(workload.arrival, first, finish, first, workload.output_tokens)
+        served = ~np.isnan(finish)
+        for k in METRICS:
+            pooled[k].append(m[k][served])
+    return {f"p{q}_{k}": float(np.percentile(np.concatenate(pooled[k]), q)) for k in METRICS for q in QUANTILES}
+
+
 def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2, model: str = "tiny",
              engine: dict[str, Any] | None = None, num_blocks: int = 256, context_limit: int = 512,
              device: str = "cpu", backend: str = "thread", threads: int = 1,
-             dispatch_latency_s: float | None = None) -> dict[str, Any]:
+             dispatch_latency_s: float | None = None, noise_runs: int = 16) -> dict[str, Any]:
     """Live vs predicted metrics of ``workload`` (already time- and token-scaled). ``dispatch_latency_s``:
     the router's dispatch latency added to the simulator's TTFT/E2E; None measures it first with
-    ``probe_dispatch_latency`` (a separate synthetic live episode on the same cluster settings)."""
+    ``probe_dispatch_latency`` (a separate synthetic live episode on the same cluster settings).
+
+    When the table was fitted to a live run (it carries the measured interference, iteration-time quantiles and
+    dispatch and wake latency quantiles, ``profiler.calibrate_live``) the prediction is the simulator with
+    ``interference`` and ``iteration_noise`` and per-request router delays drawn from the measured
+    distributions, pooled over ``noise_runs`` seeds (the model's distribution, not one sample of it); the
+    deterministic prediction (table times, median delay) is reported alongside (``rows_mean_model``)."""
     eng = dict(engine or {})
     live_kwargs = dict(n_engines=n_engines, model=model, engine=eng, num_blocks=num_blocks,
                        context_limit=context_limit, device=device, backend=backend, threads=threads,
                        calibration=calibration)
     import json
     from pathlib import Path
+
+    from schedgym.envs.serving.variability import INTERFERENCE_KEY, QUANTILES_KEY
     meta = json.loads(Path(calibration).read_text()) if str(calibration).endswith(".json") else {}
     source = "given"
     if dispatch_latency_s is None:
@@ -116,6 +149,7 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
             source = "calibration table (dispatch + idle-engine wake latency)"
         else:
             dispatch_latency_s, source = probe_dispatch_latency(live_kwargs), "probe"
+    noisy = all(k in meta for k in (QUANTILES_KEY, INTERFERENCE_KEY, "dispatch_latency_quantiles")) and noise_runs > 0
     live = gym.make("schedgym/LLMServingLive-v0", instance=workload, rate_scale=1.0, token_scale=1.0,
                     **live_kwargs)
     live_info, live_actions = round_robin(live)
@@ -124,9 +158,13 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
     gpu = "CPU" if device == "cpu" else "H100-80GB"
     spec = {"gpu": gpu, "model": CATALOG_MODELS[model], "max_model_len": context_limit, "calibration": calibration}
 
+    def make(w: ServingWorkload, measured: bool = False) -> gym.Env:
+        return gym.make("schedgym/LLMServing-v0", instance=w, rate_scale=1.0, cluster=[spec] * n_engines,
+                        engine={**eng, "num_gpu_blocks": num_blocks}, segment_requests=None,
+                        interference=measured, iteration_noise=measured)
+
     def simulate(w: ServingWorkload) -> tuple[dict[str, Any], list[int]]:
-        sim = gym.make("schedgym/LLMServing-v0", instance=w, rate_scale=1.0, cluster=[spec] * n_engines,
-                       engine={**eng, "num_gpu_blocks": num_blocks}, segment_requests=None)
+        sim = make(w)
         out = round_robin(sim)
         sim.unwrapped.validate()
         return out
@@ -135,7 +173,11 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
     d = float(dispatch_latency_s)
     predicted = {k: v + (d if k.endswith(("_ttft", "_e2e")) else 0.0) for k, v in sim_info.items()
                  if isinstance(v, float)}
-    rows = _compare(live_info, predicted)
+    mean_rows = _compare(live_info, predicted)
+    rows = mean_rows
+    if noisy:
+        rows = _compare(live_info, _pooled(workload, lambda w: make(w, True), noise_runs,
+                                           np.array(meta["dispatch_latency_quantiles"])))
     # Engine-side: arrivals = when each request reached its engine (served requests only are dispatched).
     # Requests the engines cannot hold (prompt + output over the context limit) are rejected on both sides and
     # never dispatched: the engine-side replay is the served requests alone.
@@ -152,12 +194,16 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
         m = per_request(disp - t0, run.first_token[served] - t0, run.finish[served] - t0,
                         run.first_token[served] - t0, workload.output_tokens[served])
         live2 = {f"p{q}_{k}": float(np.percentile(m[k], q)) for k in METRICS for q in QUANTILES}
-        sim2, _ = simulate(w2)
+        sim2 = _pooled(w2, lambda w: make(w, True), noise_runs, None) if noisy else simulate(w2)[0]
         engine_rows = _compare(live2, sim2)
     return {"workload": workload.name, "n_requests": workload.n_requests, "same_routing": live_actions == sim_actions,
             "calibration": calibration, "calibration_source": meta.get("source", "not recorded"),
             "dispatch_latency_model_ms": d * 1e3, "dispatch_latency_source": source,
-            "rows": rows, "engine_rows": engine_rows, "median_dispatch_latency_ms": dispatch_ms,
+            "prediction": f"simulator with measured interference, iteration noise and router delays, "
+                          f"{noise_runs} seeds pooled"
+                          if noisy else "simulator (table times) + median router delay",
+            "rows": rows, "rows_mean_model": mean_rows if noisy else [], "engine_rows": engine_rows,
+            "median_dispatch_latency_ms": dispatch_ms,
             "iterations": iteration_check(run.seg, calibration),
             "live": live_info, "sim": sim_info}
 
@@ -182,7 +228,9 @@ def format_report(rep: dict[str, Any]) -> str:
                  f"{k} n={int(v['n'])} median x{v['median']:.2f} (p10 {v['p10']:.2f}, p90 {v['p90']:.2f})"
                  for k, v in rep["iterations"].items() if k != "cpu_share")
              + f"; engine threads' CPU time / iteration wall time {rep['iterations']['cpu_share']['value']:.2f}"]
-    for title, key in (("from trace arrivals (prediction = simulator + modelled dispatch latency)", "rows"),
+    for title, key in ((f"from trace arrivals (prediction: {rep['prediction']})", "rows"),
+                       ("from trace arrivals, deterministic model (table times + median router delay)",
+                        "rows_mean_model"),
                        ("engine-side (arrivals = dispatch times)", "engine_rows")):
         if not rep[key]:
             continue

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from schedgym.envs.serving.costmodel import CALIBRATION_SCHEMA, calibration_from_rows
+from schedgym.envs.serving.costmodel import CALIBRATION_SCHEMA, TableCostModel, calibration_from_rows
 from schedgym.envs.serving.types import EngineConfig
+from schedgym.envs.serving.variability import INTERFERENCE_KEY, QUANTILES_KEY, WAKE_KEY, ratio_quantiles
 from schedgym.hwbackend.engine import LiveEngine, _Seq
 
 DEFAULT_PREFILL = (0, 1, 8, 32, 64, 128, 256, 512)
@@ -227,10 +228,14 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
                    gpu: str = "CPU", catalog_model: str = "schedgym-tiny") -> dict[str, Any]:
     """Calibrate from a live run: replay ``workload`` (time- and token-scaled already) on a live cluster exactly
     as the live env runs it (same engine processes/threads, driver and router), fit ``fit_iteration_model`` to
-    every iteration it executed, and tabulate the fit plus the engine loop's mean gap between back-to-back
-    iterations (``loop_gap_s``) on the grid (schema ``schedgym.calibration/v1``; rows carry ``"fit": true``).
-    Also stored: the run's median dispatch latency (trace arrival -> request at its engine, ``dispatch_latency_s``)
-    and median wake latency (request at an idle engine -> its prefill starts, ``wake_latency_s``). Use a
+    the iterations it executed while no other engine computed (every iteration if too few), and tabulate the fit
+    plus the engine loop's mean gap between back-to-back iterations (``loop_gap_s``) on the grid (schema
+    ``schedgym.calibration/v1``; rows carry ``"fit": true``). Also stored: the run's median dispatch latency
+    (trace arrival -> request at its engine, ``dispatch_latency_s``) and median wake latency (request at an idle
+    engine -> its prefill starts, ``wake_latency_s``), and the measured variability the simulator's
+    ``interference`` / ``iteration_noise`` options read (``envs/serving/variability.py``): the slowdown by the
+    number of other engines computing, the quantiles of every iteration's period over its modelled time, of the
+    wake latency and of the dispatch latency (``dispatch_latency_quantiles``, used by ``fidelity``). Use a
     different trace segment than the one the table will be judged on."""
     import gymnasium as gym
 
@@ -246,7 +251,13 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
     # t0, t1, P, D, K, prefill context, attention pairs
     seg = np.array([run.seg[k][1:3] + run.seg[k][6:11] for k in order], float)
     t = seg[:, 1] - seg[:, 0]
-    coef = fit_iteration_model(seg[:, 2], seg[:, 3], seg[:, 4] + seg[:, 5], t, seg[:, 6])
+    others = _others_busy(inst, seg)
+    # Fit the engine alone (no other engine computing during most of the iteration); the slowdown while others
+    # compute is measured below. Too few lone iterations of both kinds: fit every iteration instead.
+    alone = others == 0
+    lone_kinds = alone & (seg[:, 3] == 0), alone & (seg[:, 3] > 0)
+    fit = alone if min(int(m.sum()) for m in lone_kinds) >= 10 else np.ones_like(alone)
+    coef = fit_iteration_model(seg[fit, 2], seg[fit, 3], seg[fit, 4] + seg[fit, 5], t[fit], seg[fit, 6])
     # The engine loop's own time between back-to-back iterations (publishing the log, taking new requests):
     # part of every iteration's period, outside the timed step. Gaps over 1 ms are idle time, not overhead.
     gaps = (seg[1:, 0] - seg[:-1, 1])[inst[1:] == inst[:-1]]
@@ -271,6 +282,12 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
                                            1e-7) + loop_gap,
                              "fit": True})
     resid = (_design(seg[:, 2], seg[:, 3], seg[:, 4] + seg[:, 5], seg[:, 6]) @ coef - t) / t
+    ratios = _period_ratios(run, inst, seg, TableCostModel(calibration_from_rows(
+        rows, "live calibration", meta={"attention_pair_s": float(coef[LIVE_TERMS.index("per_attention_pair_s")])})))
+    decoding = seg[:, 3] > 0
+    slow = _interference(ratios, others, decoding, n_engines)
+    slowdown = np.array([slow["prefill"], slow["decode"]])[decoding.astype(int), others]
+    lat = run.dispatched - workload.arrival
     doc = {"schema": CALIBRATION_SCHEMA, "gpu": gpu, "model": catalog_model, "tp": 1,
            "device": device_name(device), "torch": torch.__version__, "threads": threads,
            "source": f"live run of {workload.name} ({workload.n_requests} requests, {len(t)} iterations, "
@@ -278,11 +295,79 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
            "coefficients": dict(zip(LIVE_TERMS, map(float, coef))),
            "attention_pair_s": float(coef[LIVE_TERMS.index("per_attention_pair_s")]),
            "fit_relative_error_p50": float(np.median(np.abs(resid))),
-           "dispatch_latency_s": float(np.nanmedian(run.dispatched - workload.arrival)),
+           "dispatch_latency_s": float(np.nanmedian(run.dispatched - run.arrival)),  # release, with workflows
            "wake_latency_s": float(np.median(wake)) if wake else 0.0, "loop_gap_s": loop_gap,
+           "fitted_on": "iterations no other engine overlapped" if fit is alone else "every iteration",
+           INTERFERENCE_KEY: slow, QUANTILES_KEY: ratio_quantiles(ratios / slowdown),
+           "dispatch_latency_quantiles": np.quantile(lat[~np.isnan(lat)], np.linspace(0, 1, 101)).tolist(),
+           **({WAKE_KEY: np.quantile(wake, np.linspace(0, 1, 101)).tolist()} if wake else {}),
            "block_size": EngineConfig.from_dict(engine).block_size, "created_unix": time.time(), "rows": rows}
     calibration_from_rows(rows, "live calibration")
     return doc
+
+
+def _others_busy(inst: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """For each iteration, how many other engines computed during at least half of it."""
+    out = np.zeros(len(seg), np.int64)
+    t0, t1 = seg[:, 0], seg[:, 1]
+    span = np.maximum(t1 - t0, 1e-12)
+    for j in np.unique(inst):
+        mine = inst == j
+        a0, a1 = t0[mine], t1[mine]
+        for k in np.flatnonzero(~mine):
+            ov = np.clip(np.minimum(a1, t1[k]) - np.maximum(a0, t0[k]), 0.0, None).sum()
+            out[k] += ov >= 0.5 * span[k]
+    return out
+
+
+def _interference(ratios: np.ndarray, others: np.ndarray, decode: np.ndarray, n_engines: int,
+                  min_samples: int = 10) -> dict[str, list[float]]:
+    """``{"prefill": [1, s_1, ..., s_{n-1}], "decode": [...]}`` (``variability.py``): per iteration kind
+    (``decode``: the iteration decodes), the median period ratio with k other engines computing over the median
+    alone, at least 1 (other engines never speed one up: a lower median is measurement noise). A count with
+    fewer than ``min_samples`` iterations of a kind takes the other kind's value, else the previous count's."""
+    est: dict[str, list[float | None]] = {}
+    for name, kind in (("prefill", ~decode), ("decode", decode)):
+        lone = kind & (others == 0)
+        base = float(np.median(ratios[lone])) if lone.sum() >= min_samples else 1.0
+        est[name] = [1.0] + [max(1.0, float(np.median(ratios[kind & (others == k)])) / base)
+                             if (kind & (others == k)).sum() >= min_samples else None for k in range(1, n_engines)]
+    out: dict[str, list[float]] = {"prefill": [1.0], "decode": [1.0]}
+    for k in range(1, n_engines):
+        for name, other in (("prefill", "decode"), ("decode", "prefill")):
+            v = est[name][k] if est[name][k] is not None else est[other][k]
+            out[name].append(v if v is not None else out[name][-1])
+    return out
+
+
+def _period_ratios(run: Any, inst: np.ndarray, seg: np.ndarray, cm: TableCostModel) -> np.ndarray:
+    """Each live iteration's period over the table's time for its shape (``noise.py``). The period is its wall
+    time plus, when the engine still had work at the end of its previous iteration (a request holding KV there,
+    or dispatched there and not yet admitted), the gap since then (loop overhead and stalls: on a shared CPU the
+    OS or another thread takes the core) — the time from the previous tokens to this iteration's tokens. An
+    iteration after idle time starts with the wake latency, measured separately. ``seg`` rows as in
+    ``calibrate_live`` (t0, t1, P, D, K, prefill context, pairs), sorted by instance and time."""
+    where = np.array([i for i, _ in run.res])
+    alloc = np.array([r[1] for _, r in run.res])
+    end = np.array([r[3] for _, r in run.res])
+    first: dict[int, float] = {}
+    for _, r in run.res:
+        first[int(r[0])] = min(first.get(int(r[0]), np.inf), float(r[1]))
+    q = np.array(sorted(first), np.int64)
+    q_alloc = np.array([first[k] for k in q.tolist()])
+    q_disp, q_inst = run.dispatched[q], run.routed[q]
+    out = np.empty(len(seg))
+    for k, (t0, t1, P, D, K, Pc, pairs) in enumerate(seg):
+        start = t0
+        if k > 0 and inst[k - 1] == inst[k]:
+            i, prev = inst[k], seg[k - 1, 1]
+            holding = np.any((where == i) & (alloc <= prev) & (end > prev))
+            queued = np.any((q_inst == i) & (q_disp <= prev) & (q_alloc > prev))
+            if holding or queued:
+                start = prev
+        out[k] = (t1 - start) / cm.iteration_time(int(P), int(D), int(K), prefill_context_tokens=int(Pc),
+                                                  prefill_attention_pairs=float(pairs))
+    return out
 
 
 def write_table(doc: dict[str, Any], path: str | Path) -> Path:

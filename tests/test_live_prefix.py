@@ -187,3 +187,27 @@ def test_prompt_ids_derive_from_hashes() -> None:
     other = LiveEngine("tiny", {"block_size": 8, "prefix_caching": True}, 64, prefix_block_tokens=BT, seed=1)
     other.submit(0, 2 * BT + 3, 1, hashes=[5, 6])
     assert not (other.waiting[0].prompt[:BT] == a.prompt[:BT]).all()  # the weights seed keys the stream
+
+
+def test_migrating_a_sequence_with_shared_blocks_keeps_tokens_and_blocks() -> None:
+    """Llumnix migration (``kv_transfer``) of a request whose table points at cached blocks: the KV is copied
+    out, its references are released (the blocks stay cached), and it finishes on the other engine."""
+    reqs = [(0, 3 * BT + 4, 12, [1, 2, 3]), (1, 3 * BT + 7, 20, [1, 2, 3])]
+    ref = cold(reqs)
+    tok: dict[int, list[int]] = {}
+    a, b = engine(), engine()
+    a.on_token = b.on_token = lambda rid, t, _, fin: tok.setdefault(rid, []).append(t)
+    for rid, p, o, hs in reqs:
+        a.submit(rid, p, o, hashes=hs)
+    while len(tok.get(1, [])) < 5:
+        a.step()
+    assert cached_of(a) == {} and a.running[1].held  # request 1 shares request 0's blocks
+    pkg = a.export_seq(1)
+    a.pc.check(a.num_blocks, [*a.prefilling, *a.running])  # type: ignore[union-attr]
+    b.import_seq(pkg)
+    a.run_until_idle()
+    b.run_until_idle()
+    assert tok == ref
+    a.pc.check(a.num_blocks, [])  # type: ignore[union-attr]
+    assert a.charged == 0 and set(a.pc.entries) == {1, 2, 3}  # type: ignore[union-attr]
+    assert [r[5] for r in a.res_log if r[0] == 1] == [3 * BT]  # the migrated-out stint reports its hit

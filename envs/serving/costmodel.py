@@ -39,6 +39,13 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from schedgym.envs.serving.catalog import GpuSpec, ModelSpec
+from schedgym.envs.serving.variability import (
+    INTERFERENCE_KEY,
+    QUANTILES_KEY,
+    WAKE_KEY,
+    check_interference,
+    check_quantiles,
+)
 
 # Engine CPU work per iteration (schedule, sample, detokenise): not in Vidur's GPU profiles, so not fitted.
 DEFAULT_ITERATION_OVERHEAD_S = 1.0e-3
@@ -275,7 +282,8 @@ class CalibrationTable:
     of pairs (several shorter prompts, or chunks after cached context) is corrected by this rate times the
     difference. The (prefill, decode) pairs must form a full grid; at each grid node the time is fitted as
     ``a + b * kv_context_tokens`` by least squares over its rows (attention cost is linear in the KV read),
-    and ``a``, ``b`` are interpolated bilinearly between nodes. Outside the grid they are extrapolated along
+    and ``a``, ``b`` are interpolated bilinearly between nodes (``a`` made non-decreasing along both axes first:
+    more work never costs less, whatever the noise of one node). Outside the grid they are extrapolated along
     the edge segment's slope clamped at >= 0 (more prefill tokens or decode sequences never cost less; a
     noisy last segment that falls would otherwise drive the time towards zero or below far past the grid,
     e.g. decode batches of 256 from a grid that ends at 64), and never below 0.
@@ -373,6 +381,10 @@ def calibration_from_rows(rows: list[dict[str, Any]], src: str = "calibration ta
     if ps[0] == 0 and ds[0] == 0:
         a[0, 0] = min(a[1, 0], a[0, 1])
         b[0, 0] = max(min(b[1, 0], b[0, 1]), 0.0)
+    # More prefill tokens or more decode sequences never cost less: a noisy node (a 1-token prefill measured
+    # slower than a 16-token one while the machine was busy) would otherwise make a batch cheaper than one of
+    # its prompts alone. Running maximum of the fixed cost along both axes.
+    a = np.maximum.accumulate(np.maximum.accumulate(a, axis=0), axis=1)
     return CalibrationTable(ps.astype(float), ds.astype(float), a, b, dict(meta or {}))
 
 
@@ -403,6 +415,13 @@ class TableCostModel:
             raise ValueError(f"{table.meta.get('path', 'calibration table')}: attention_pair_s must be a finite "
                              f"number >= 0, got {rate!r}")
         self.pair_s = float(rate)
+        # Measured interference and iteration-time ratios (``variability.py``), if fitted to a live run.
+        src = table.meta.get("path", "calibration table")
+        q, s = table.meta.get(QUANTILES_KEY), table.meta.get(INTERFERENCE_KEY)
+        self.ratio_quantiles = None if q is None else check_quantiles(q, src)
+        self.interference = None if s is None else check_interference(s, src)
+        wq = table.meta.get(WAKE_KEY)
+        self.wake_quantiles = None if wq is None else check_quantiles(wq, src, WAKE_KEY)
         # No iteration is faster than the fastest measured one (bounds the attention-pair correction).
         self._floor = float(min(np.nanmin(table.a[1:, :]), np.nanmin(table.a[:, 1:])))
         # Prefill-only times at the prefill nodes, running maximum: ``_alone_bound`` below.

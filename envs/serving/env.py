@@ -109,6 +109,10 @@ class LLMServingEnv(SchedulingEnv):
     - ``disagg``: disaggregated prefill/decode pools (DistServe/Splitwise; ``disagg.py``): ``None`` (default),
       ``"1p1d"``/``"2p2d"``/``"3p1d"`` or ``{"n_prefill": P, "link_gbps": ...}``; the first P instances prefill
       (the action picks among them), the rest decode (placed by the simulator).
+    - ``interference``, ``iteration_noise`` (default False): iteration times vary as measured on the live host
+      the calibration tables were fitted to (``variability.py``; every instance needs such a table, written by
+      ``schedgym calibrate --from-live``): slowed by the measured factor for the number of other engines
+      computing, and multiplied by a seeded draw of the measured per-iteration jitter. Table times otherwise.
     - ``slo``: ``{"ttft_s": [...], "tpot_s": [...]}`` per priority class (default one class: 2 s, 0.2 s);
       ``class_probs``: probabilities to draw each request's class (default: all class 0).
     - ``output_estimate`` (``"none"``/``"oracle"``/``"noisy"``), ``estimate_noise`` (0.5), ``reward``,
@@ -117,7 +121,8 @@ class LLMServingEnv(SchedulingEnv):
 
     ## Version history
     - v0: initial version; ``migration`` and ``disagg`` options added (off by default, so v0 episodes are unchanged);
-      ``migration="agent"`` adds the migration decision point (default observation and action unchanged).
+      ``migration="agent"`` adds the migration decision point (default observation and action unchanged);
+      ``interference`` and ``iteration_noise`` added (off by default).
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
@@ -139,6 +144,8 @@ class LLMServingEnv(SchedulingEnv):
         slo: dict[str, Any] | SLO | None = None,
         migration: str | dict[str, Any] | None = None,
         disagg: str | dict[str, Any] | None = None,
+        interference: bool = False,
+        iteration_noise: bool = False,
         class_probs: tuple[float, ...] | list[float] | None = None,
         output_estimate: str = "none",
         estimate_noise: float = 0.5,
@@ -149,7 +156,7 @@ class LLMServingEnv(SchedulingEnv):
     ) -> None:
         args = dict(instance=instance, dataset=dataset, split=split, segment_requests=segment_requests,
                     rate_scale=rate_scale, cluster=cluster, engine=engine, slo=slo, migration=migration, disagg=disagg,
-                    class_probs=class_probs,
+                    interference=interference, iteration_noise=iteration_noise, class_probs=class_probs,
                     output_estimate=output_estimate, estimate_noise=estimate_noise, reward=reward, strict=strict,
                     invalid_action_penalty=invalid_action_penalty, render_mode=render_mode)
         if config:  # RLlib passes an EnvContext positionally; its keys win.
@@ -182,7 +189,8 @@ class LLMServingEnv(SchedulingEnv):
         slo_ = args["slo"]
         slo_ = slo_ if isinstance(slo_, SLO) or slo_ is None else SLO(**slo_)
         self.cluster = ClusterSpec(resolve_cluster(args["cluster"]), EngineConfig.from_dict(args["engine"]),
-                                   slo_ or SLO(), args["migration"], args["disagg"])
+                                   slo_ or SLO(), args["migration"], args["disagg"],
+                                   args["interference"], args["iteration_noise"])
         self.class_probs = None if args["class_probs"] is None else tuple(float(p) for p in args["class_probs"])
         if self.class_probs is not None and len(self.class_probs) != self.cluster.slo.n_classes:
             raise ValueError(f"class_probs has {len(self.class_probs)} entries but the SLO defines "
@@ -234,7 +242,8 @@ class LLMServingEnv(SchedulingEnv):
         elif self.output_estimate == "noisy":
             noise = self.np_random.standard_normal(w.n_requests)
             self._estimates = w.output_tokens * np.exp(self.estimate_noise * noise)
-        self.state = sim = ClusterSim(w, self.cluster, self._costs, self._plans, self._pcie)
+        noise_seed = int(self.np_random.integers(2**63)) if self.cluster.iteration_noise else 0
+        self.state = sim = ClusterSim(w, self.cluster, self._costs, self._plans, self._pcie, noise_seed)
         self._n_invalid = 0
         self._tally = 0.0
         self._request = sim.next_decision()

@@ -15,11 +15,14 @@ from schedgym import datasets
 from schedgym.envbase import SchedulingEnv, action_index
 from schedgym.envs.serving import catalog, features
 from schedgym.envs.serving.cluster import cost_model, instance_plan, request_limit
+from schedgym.envs.serving.generator import sample_classes
+from schedgym.envs.serving.live_workflows import StageReleaser, next_stage, stage_deadlines
 from schedgym.envs.serving.metrics import aggregate
 from schedgym.envs.serving.reward import REWARDS, step_reward, tally
 from schedgym.envs.serving.types import (
     END_FINISH,
     SLO,
+    START_MIGRATE_IN,
     ClusterSpec,
     EngineConfig,
     InstanceSpec,
@@ -73,22 +76,30 @@ class LiveRun:
     """Driver-side record of one live episode: routing, the merged event log and the reward tallies
     (the ``reward.Tally`` protocol, so rewards are the simulator's definitions). It is also the routing
     baselines' view (``env.unwrapped.state``): the part of ``ClusterSim``'s API they read — ``next_req``,
-    ``now``, ``prompt``, ``live_stats()``, ``outstanding()``, ``engines[i]`` (with ``prefix_match``),
-    ``prefix_hits(r)`` — filled from the polled engines (``cached[i]``: the prefix-block hashes engine ``i``
-    last published)."""
+    ``now``, ``prompt``, ``deadline``, ``live_stats()``, ``outstanding()``, ``engines[i]`` (with ``cost`` when a
+    calibration gives one, and ``prefix_match``), ``prefix_hits(r)`` — filled from the polled engines
+    (``cached[i]``: the prefix-block hashes engine ``i`` last published). With workflows ``stages`` releases
+    stages and ``arrival`` holds each released stage's release time (``live_workflows.py``)."""
 
-    def __init__(self, w: ServingWorkload, cluster: ClusterSpec, n: int, static: np.ndarray) -> None:
+    def __init__(self, w: ServingWorkload, cluster: ClusterSpec, n: int, static: np.ndarray,
+                 cost: Any = None) -> None:
         from schedgym.hwbackend.serve.state import EngineView
 
         R = w.n_requests
-        self.workload, self.cluster, self.arrival = w, cluster, w.arrival
+        self.workload, self.cluster, self.arrival = w, cluster, w.arrival.astype(np.float64)
+        self.deadline = stage_deadlines(w)
+        self.stages = StageReleaser(w, self.arrival) if w.workflows is not None else None
         self.prompt = w.prompt_tokens
         self.static = static
         self.live = np.zeros((n, len(features.LIVE)))  # the engines' statistics as of the last poll
         self.cached: list[frozenset[int]] = [frozenset()] * n  # each engine's prefix-cache hashes (last poll)
         self.engines = [EngineView(self, i) for i in range(n)]
+        for e in self.engines:
+            e.cost = cost
         self.next_req = -1  # the request waiting for a routing decision
         self.routed = np.full(R, -1, np.int64)
+        self.where = np.full(R, -1, np.int64)  # the instance holding the request now (migrations move it)
+        self.moved_to: dict[int, set[int]] = {}  # request -> instances a KV transfer delivered it to
         self.first_token = np.full(R, np.nan)
         self.finish = np.full(R, np.nan)
         self.dispatched = np.full(R, np.nan)  # when the request reached its (last) engine
@@ -106,7 +117,7 @@ class LiveRun:
                 self.dispatched[rid] = t
         for r in poll["res"]:
             rid = int(r[0])
-            if self.routed[rid] != i:
+            if self.routed[rid] != i and i not in self.moved_to.get(rid, ()):
                 continue  # a stint on an instance the request was moved away from (engine died)
             self.res.append((i, r))
             if math.isnan(self.first_token[rid]):
@@ -114,6 +125,8 @@ class LiveRun:
             if r[7] == END_FINISH:
                 self.finish[rid] = r[3]
                 self.n_finished += 1
+                if self.stages is not None:
+                    self.stages.finished(rid, float(r[3]))
                 c = int(self.workload.priority[rid])
                 o = int(self.workload.output_tokens[rid])
                 ttft = self.first_token[rid] - self.arrival[rid]
@@ -161,10 +174,12 @@ class LiveRun:
         def scol(j: int, dt: Any) -> np.ndarray:
             return np.array([s[j] for s in sg], dt)
 
+        moves = self.cluster.migration is not None or self.cluster.disagg is not None
         return ServingSchedule(self.workload, self.cluster, self.routed.copy(), col(0, np.int64), col(1, np.float64),
                                col(2, np.float64), col(3, np.float64), col(4, np.int64), col(5, np.int64),
                                col(6, np.int8), col(7, np.int8), scol(0, np.int64), scol(1, np.float64),
-                               scol(2, np.float64), scol(3, np.int64), scol(4, np.bool_), scol(5, np.int64))
+                               scol(2, np.float64), scol(3, np.int64), scol(4, np.bool_), scol(5, np.int64),
+                               np.array([i for i, _ in res], np.int64) if moves else None)
 
 
 class LLMServingLiveEnv(SchedulingEnv):
@@ -182,6 +197,10 @@ class LLMServingLiveEnv(SchedulingEnv):
     non-deterministic (the id is registered ``nondeterministic=True``); routing decisions and the trace
     window remain seeded. Also reachable as ``gym.make("schedgym/LLMServing-v0", backend="live", ...)``
     (``envs/serving/backends.py``; there this env's ``backend`` argument is spelled ``engine_backend``).
+    Priority classes and workflows as in ``LLMServing-v0``: each engine orders its waiting queue by the
+    simulator's ``queue_policy`` (``queueing.py``: FCFS, earliest workflow deadline, or priority class), and
+    with a workflow workload (``serving/text2sql-r<rate>``) a stage is dispatched only once its parents have
+    finished on the engines, its arrival being that release (``live_workflows.py``).
 
     ## Observation
     The ``LLMServing-v0`` observation (``features.router_features``), built from the engines' polled
@@ -200,7 +219,8 @@ class LLMServingLiveEnv(SchedulingEnv):
 
     ## Episode end
     Terminated after the last request is dispatched and every engine has drained (bounded by
-    ``drain_timeout_s``). ``info`` then carries every metric of ``metrics.aggregate``; ``validate()`` runs the
+    ``drain_timeout_s``). ``info`` then carries every metric of ``metrics.aggregate`` (per class with several SLO
+    classes; ``deadline_attainment`` with workflows); ``validate()`` runs the
     simulator's independent validator on the real event log (without the TTFT >= modelled-prefill bound,
     which measured times need not satisfy).
 
@@ -211,18 +231,28 @@ class LLMServingLiveEnv(SchedulingEnv):
       trace shapes fit a small model on a CPU; 1.0 replays them unchanged. Prefix hashes are kept
       (``scale_tokens``).
     - ``n_engines`` (2), ``model`` (``"tiny"``, ``"small"``, ``"1b"`` or a ``ModelConfig`` dict), ``engine``
-      (``EngineConfig`` fields; ``preemption`` ``"recompute"`` or ``"swap"``; ``prefix_caching``: real shared KV
-      blocks keyed by the workload's prefix hashes, whose ``round(512 x token_scale)``-token blocks must be a
-      multiple of ``block_size``, e.g. ``token_scale=1/32`` with 16; ``hwbackend/prefix_cache.py``),
+      (``EngineConfig`` fields; ``preemption`` ``"recompute"`` or ``"swap"``; ``queue_policy`` ``"fcfs"``,
+      ``"edf"`` or ``"priority"``; ``prefix_caching``: real shared KV blocks keyed by the workload's prefix
+      hashes, whose ``round(512 x token_scale)``-token blocks must be a multiple of ``block_size``, e.g.
+      ``token_scale=1/32`` with 16; ``hwbackend/prefix_cache.py``),
       ``num_blocks`` (256 KV blocks per engine), ``context_limit`` (512 tokens), ``device``
       (``"cpu"``/``"cuda"``), ``threads`` (torch threads per engine, 1), ``backend`` (``"thread"``/``"ray"``),
       ``calibration`` (a calibration table path: the prefill-time feature and the instances' cost model for
-      the validator), ``drain_timeout_s`` (120), ``weights_seed`` (0: the engines' random weights and
-      synthetic prompt token ids).
-    - ``slo``, ``reward``, ``strict``, ``invalid_action_penalty``: as ``LLMServing-v0``.
+      the validator; also the cost model ``deadline_aware`` reads), ``drain_timeout_s`` (120), ``weights_seed``
+      (0: the engines' random weights and synthetic prompt token ids).
+    - ``slo``, ``class_probs``, ``reward``, ``strict``, ``invalid_action_penalty``: as ``LLMServing-v0``.
+    - ``migration``: ``LLMServing-v0``'s option (``None``, ``"llumnix"``, ``"llumnix-priority"`` or
+      ``MigrationConfig`` fields): on its timer the driver runs the simulator's ``migration.llumnix_moves`` on
+      the polled engine state, and the chosen running requests' real KV blocks move between engines
+      (``hwbackend/kv_transfer.py``; ``live_mechanisms.py``). ``decider="agent"`` is simulator-only (ValueError).
+    - ``disagg``: ``LLMServing-v0``'s option (``"1p1d"``, ``{"n_prefill": P, "link_gbps": ...}``): engines
+      0..P-1 prefill (the action mask allows only them); after its first token each request's KV moves to the
+      decode engine ``disagg.place_decode`` picks. Every engine runs the same model on the one device (the live
+      env has no per-instance GPU types). A moved request resumes no sooner than its blocks cross the
+      configured link; ``info["kv_transfers"]`` counts the moves, the validator checks them as migrations.
 
     ## Version history
-    - v0: initial version.
+    - v0: initial version; ``migration`` and ``disagg`` added (off by default).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -234,8 +264,9 @@ class LLMServingLiveEnv(SchedulingEnv):
                  engine: dict[str, Any] | None = None, num_blocks: int = 256, context_limit: int = 512,
                  device: str = "cpu", threads: int | None = 1, backend: str = "thread",
                  calibration: str | None = None, drain_timeout_s: float = 120.0,
-                 slo: dict[str, Any] | SLO | None = None, reward: str = "slo", strict: bool = False,
-                 invalid_action_penalty: float = 1.0, render_mode: str | None = None, weights_seed: int = 0) -> None:
+                 slo: dict[str, Any] | SLO | None = None, class_probs: list[float] | None = None, reward: str = "slo",
+                 strict: bool = False, invalid_action_penalty: float = 1.0, render_mode: str | None = None,
+                 weights_seed: int = 0, migration: Any = None, disagg: Any = None) -> None:
         args = {k: v for k, v in locals().items() if k not in ("self", "config", "__class__")}
         if config:
             unknown = sorted(set(config) - set(args))
@@ -266,8 +297,18 @@ class LLMServingLiveEnv(SchedulingEnv):
         spec = InstanceSpec(gpu, cat_model, 1, int(args["context_limit"]), args["calibration"])
         slo_ = args["slo"]
         slo_ = slo_ if isinstance(slo_, SLO) or slo_ is None else SLO(**slo_)
-        self.cluster = ClusterSpec((spec,) * int(args["n_engines"]), ecfg, slo_ or SLO())
+        self.cluster = ClusterSpec((spec,) * int(args["n_engines"]), ecfg, slo_ or SLO(), args["migration"],
+                                   args["disagg"])
+        from schedgym.envs.serving.live_mechanisms import LiveMechanisms, check_live_config
+        check_live_config(self.cluster)
+        self._mech: LiveMechanisms | None = None
+        cp = args["class_probs"]
+        self.class_probs = None if cp is None else tuple(float(p) for p in cp)
+        if self.class_probs is not None and len(self.class_probs) != self.cluster.slo.n_classes:
+            raise ValueError(f"class_probs has {len(self.class_probs)} entries but the SLO defines "
+                             f"{self.cluster.slo.n_classes} class(es)")
         plan = instance_plan(spec, ecfg)
+        self._block_bytes = plan.block_bytes
         self._limit = request_limit(spec, ecfg, plan)
         self._cost = cost_model(spec, ecfg) if args["calibration"] else None
         N = self.cluster.n_instances
@@ -296,18 +337,26 @@ class LLMServingLiveEnv(SchedulingEnv):
         self.close()
         w = (options or {}).get("instance") or self._fixed or self._sample()
         w = scale_tokens(w.scaled(float(self.a["rate_scale"])), float(self.a["token_scale"]))
+        if self.class_probs is not None:
+            w = w.with_priority(sample_classes(self.np_random, w.n_requests, self.class_probs))
+        if int(w.priority.max()) >= self.cluster.slo.n_classes:
+            raise ValueError(f"workload {w.name} has priority class {int(w.priority.max())} but the SLO defines only "
+                             f"{self.cluster.slo.n_classes} class(es)")
         from schedgym.hwbackend.cluster import LiveCluster
         a = self.a
         ecfg = {k: getattr(self.cluster.engine, k) for k in ("block_size", "max_num_seqs", "max_num_batched_tokens",
                                                              "chunked_prefill", "preemption", "watermark",
-                                                             "swap_space_gb", "prefix_caching")}
+                                                             "swap_space_gb", "queue_policy", "prefix_caching")}
         bt = prefix_block_tokens(w, self.cluster.engine, float(a["token_scale"]))
         self.live = LiveCluster(self.cluster.n_instances, self.model_cfg.to_dict(), ecfg, int(a["num_blocks"]),
                                 int(a["context_limit"]), mode=a["backend"], seed=int(a["weights_seed"]),
                                 device=a["device"],
                                 threads=a["threads"], prefix_block_tokens=bt)
         self.live.start_clock()
-        self.state = LiveRun(w, self.cluster, self.cluster.n_instances, self._static)
+        self.state = LiveRun(w, self.cluster, self.cluster.n_instances, self._static, self._cost)
+        if self.cluster.migration is not None or self.cluster.disagg is not None:
+            from schedgym.envs.serving.live_mechanisms import LiveMechanisms
+            self._mech = LiveMechanisms(self.state, self.live, self.cluster, self._block_bytes, self._limit)
         self._feasible = (w.prompt_tokens + w.output_tokens) <= self._limit
         self._next = 0
         self._tally = 0.0
@@ -382,10 +431,14 @@ class LLMServingLiveEnv(SchedulingEnv):
         counts = np.zeros(w.n_requests, np.int64)
         for _, r in sorted(run.res, key=lambda x: -x[1][1]):  # type: ignore[union-attr]
             first_alloc[r[0]] = r[1]
-            counts[r[0]] += 1
-        return aggregate(w.arrival, run.first_token, run.finish, first_alloc, w.prompt_tokens,  # type: ignore
-                         w.output_tokens, w.priority, np.maximum(counts - 1, 0), self.cluster.slo.ttft_s,
-                         self.cluster.slo.tpot_s, run.busy, self._static[:, 4])  # type: ignore[union-attr]
+            counts[r[0]] += r[6] != START_MIGRATE_IN  # a migrated-in stint is a move, not a preemption
+        out = aggregate(run.arrival, run.first_token, run.finish, first_alloc, w.prompt_tokens,  # type: ignore
+                        w.output_tokens, w.priority, np.maximum(counts - 1, 0), self.cluster.slo.ttft_s,
+                        self.cluster.slo.tpot_s, run.busy, self._static[:, 4])  # type: ignore[union-attr]
+        out["migrations"] = float(sum(r[6] == START_MIGRATE_IN for _, r in run.res))  # type: ignore[union-attr]
+        if w.workflows is not None:  # stages arrive when released: their parents finished
+            out["deadline_attainment"] = w.workflows.attainment(w.arrival, run.finish)  # type: ignore[union-attr]
+        return out
 
     # ------------------------------------------------------------------ internals
     def _sample(self) -> ServingWorkload:
@@ -407,15 +460,20 @@ class LLMServingLiveEnv(SchedulingEnv):
             if p is not None:
                 run.absorb(i, p)  # type: ignore[union-attr]
                 self._stats[i] = p["stats"]
+                if self._mech is not None:
+                    self._mech.absorb(i, p)
         run.now = self._clock()  # type: ignore[union-attr]
+        if self._mech is not None:
+            self._mech.tick(run.now)
         self._redispatch_dead()
 
     def _dispatch(self, r: int, i: int) -> None:
         run = self.state
-        run.routed[r] = i  # type: ignore[union-attr]
+        run.routed[r] = run.where[r] = i  # type: ignore[union-attr]
         w = run.workload  # type: ignore[union-attr]
         hs = w.hashes(r).tolist() if self.cluster.engine.prefix_caching else None
-        if not self.live.submit(i, r, int(w.prompt_tokens[r]), int(w.output_tokens[r]), hs):  # type: ignore
+        if not self.live.submit(i, r, int(w.prompt_tokens[r]), int(w.output_tokens[r]),  # type: ignore[union-attr]
+                                int(w.priority[r]), float(run.deadline[r]), hs):  # type: ignore[union-attr]
             self._redispatch_dead()
 
     def _redispatch_dead(self) -> None:
@@ -426,14 +484,15 @@ class LLMServingLiveEnv(SchedulingEnv):
             return
         if not live.alive.any():  # type: ignore[union-attr]
             raise RuntimeError(f"every engine of the live cluster has died: {live.errors}")  # type: ignore
-        lost = np.flatnonzero(np.isin(run.routed, dead) & np.isnan(run.finish))  # type: ignore[union-attr]
+        lost = np.flatnonzero(np.isin(run.where, dead) & np.isnan(run.finish))  # type: ignore[union-attr]
         for r in lost:
-            old = int(run.routed[r])  # type: ignore[union-attr]
+            old = int(run.where[r])  # type: ignore[union-attr]
             outstanding = np.bincount(run.routed[(run.routed >= 0) & np.isnan(run.finish)],  # type: ignore
                                       minlength=self.cluster.n_instances).astype(float)
             outstanding[~live.alive] = np.inf  # type: ignore[union-attr]
             new = int(np.argmin(outstanding))
-            run.res = [(i, x) for i, x in run.res if not (x[0] == r and i == old)]  # type: ignore[union-attr]
+            run.res = [(i, x) for i, x in run.res if x[0] != r]  # type: ignore[union-attr]  # every stint: it restarts
+            run.moved_to.pop(int(r), None)  # type: ignore[union-attr]
             run.first_token[r] = np.nan  # type: ignore[union-attr]
             run.redispatched.append((int(r), old, new))  # type: ignore[union-attr]
             self._dispatch(int(r), new)
@@ -442,11 +501,14 @@ class LLMServingLiveEnv(SchedulingEnv):
         """Wait (in real time) for the next servable arrival; rejected ones are recorded on the way."""
         run = self.state
         w = run.workload  # type: ignore[union-attr]
+        if run.stages is not None:  # type: ignore[union-attr]
+            return next_stage(run, run.stages, self._feasible, self._clock, self._poll)  # type: ignore[union-attr]
         while self._next < w.n_requests:
             r = self._next
-            delay = w.arrival[r] - self._clock()
-            if delay > 0:
-                time.sleep(delay)
+            while (delay := w.arrival[r] - self._clock()) > 0:
+                time.sleep(delay if self._mech is None else min(delay, self._mech.wait_s(self._clock())))
+                if self._mech is not None:
+                    self._poll()
             self._poll()
             if self._feasible[r]:
                 run.next_req = r  # type: ignore[union-attr]
@@ -480,6 +542,8 @@ class LLMServingLiveEnv(SchedulingEnv):
             p = int(w.prompt_tokens[r])
             pre = np.full(N, self._cost.prefill_time(p) if self._cost is not None else 0.0)
             feas = (alive & bool(self._feasible[r])).astype(np.int8)
+            if self._mech is not None:
+                feas &= self._mech.routable  # disaggregated: arrivals go to the prefill pool
             self._encoder.encode(self._stats, features.RequestView(p, c, self.cluster.slo.ttft_s[c],
                                                                    self.cluster.slo.tpot_s[c]),
                                  pre, self.state.prefix_hits(r), feas, self._buf)  # type: ignore[union-attr]
@@ -491,4 +555,4 @@ class LLMServingLiveEnv(SchedulingEnv):
                 "request": -1 if self._request is None else self._request,
                 "n_routed": int((run.routed >= 0).sum()), "n_finished": run.n_finished,
                 "n_slo_met": run.n_slo_ok, "n_rejected": len(run.rejected),
-                "redispatched": list(run.redispatched)}
+                "redispatched": list(run.redispatched), **(self._mech.info() if self._mech is not None else {})}

@@ -19,7 +19,9 @@ Skip-ahead: while the running batch does not change, consecutive decode iteratio
 iteration ``j`` costing ``alpha + beta * (S + B*j)`` (``CostModel.decode_coefficients``), the run's end time,
 the block allocations (a count per block phase) and the iteration in progress at any time are closed-form.
 A run ends at the next completion, block exhaustion, or when an arriving request can be admitted; so cost
-grows with events, not tokens.
+grows with events, not tokens. With ``iteration_noise`` (``noise.py``) every iteration's time is multiplied by a
+seeded draw of the measured live/table ratio; a run then draws its iterations' factors when it starts and keeps
+their cumulative end times (a binary search replaces the closed-form inverse).
 
 Every iteration run is logged as a segment, every KV stint of a request as a residency (``ServingSchedule``);
 the independent validator replays invariants from that log.
@@ -41,6 +43,7 @@ from schedgym.envs.serving.cluster import InstancePlan, check_cluster, cost_mode
 from schedgym.envs.serving.costmodel import CostModel
 from schedgym.envs.serving.disagg import place_decode
 from schedgym.envs.serving.migration import llumnix_moves, move_candidates
+from schedgym.envs.serving.queueing import insert_ordered, queue_key
 from schedgym.envs.serving.types import (
     END_FINISH,
     END_MIGRATE_OUT,
@@ -54,6 +57,7 @@ from schedgym.envs.serving.types import (
     ServingSchedule,
     ServingWorkload,
 )
+from schedgym.envs.serving.variability import IterationNoise, instance_interference, instance_noise
 
 IDLE, DECODE_RUN, SINGLE = 0, 1, 2
 NAN = float("nan")
@@ -108,8 +112,16 @@ class Engine:
         self.mig_out: list[tuple[int, int]] = []  # (request, destination) to migrate at the next boundary
         self.incoming = 0                 # requests in transfer towards this instance
         self.incoming_blocks = 0
-        self.edf = cfg.queue_policy == "edf"
+        self.ordered = cfg.queue_policy != "fcfs"  # waiting queue sorted by ``sim.qkey`` (``queueing.py``)
         self.prefill_only = False         # disaggregated prefill pool: hand requests off after their first token
+        # Measured variability (``variability.py``), if on: slowdown by the number of other busy engines, and
+        # per-iteration jitter (a decode run then keeps its iterations' cumulative end times).
+        self.slow: np.ndarray | None = None  # (2, K): prefill-only / decoding iterations by other busy engines
+        self.is_busy = False
+        self.noise: IterationNoise | None = None
+        self.cum: np.ndarray | None = None
+        self.c_start = self.t_end = 0.0   # single iteration: compute starts (after swap traffic), ends
+        self.f_cur = 1.0                  # single iteration: the slowdown it runs at
 
     # ------------------------------------------------------------------ block arithmetic
     def _need_prefix(self) -> list[int]:
@@ -143,20 +155,16 @@ class Engine:
 
     # ------------------------------------------------------------------ arrivals
     def enqueue(self, r: int, t: float) -> None:
-        """Request ``r`` routed here at time ``t`` (queued FCFS, or by earliest deadline with ``edf``)."""
+        """Request ``r`` routed here at time ``t`` (queued in the ``queue_policy`` order, ``queueing.py``)."""
         s = self.sim
         q = self.waiting
-        if self.edf:
-            key, dl = s.deadline[r], s.deadline
-            i = len(q)
-            while i > 0 and dl[q[i - 1]] > key:
-                i -= 1
-            q.insert(i, r)
+        if self.ordered:
+            insert_ordered(q, r, s.qkey[r], s.qkey.__getitem__)
         else:
             q.append(r)
         self.waiting_tokens += s.prompt[r]
-        if self.state == IDLE:
-            self._kick(t)
+        if self.state == IDLE:  # with measured noise, an idle engine's loop wakes up after a drawn delay
+            self._kick(t + self.noise.wake() if self.noise is not None else t)
         elif self.state == DECODE_RUN and q[0] == r and not self.swapped:
             self._truncate_if_admittable(r, t)
 
@@ -190,6 +198,8 @@ class Engine:
 
     # ------------------------------------------------------------------ decode-run closed forms
     def _run_time(self, k: int) -> float:
+        if self.cum is not None:
+            return float(self.cum[k - 1]) if k > 0 else 0.0
         return k * self.alpha + self.beta * (k * self.S0 + self.B * k * (k - 1) * 0.5)
 
     def iters_done(self, t: float) -> int:
@@ -197,6 +207,8 @@ class Engine:
         if self.state != DECODE_RUN or t <= self.t0:
             return 0
         dt = t - self.t0
+        if self.cum is not None:
+            return int(np.searchsorted(self.cum[:self.k_end], dt, side="right"))
         al, be, B, S0, k_end = self.alpha, self.beta, self.B, self.S0, self.k_end
         a = 0.5 * be * B
         b = al + be * S0 - a
@@ -220,6 +232,32 @@ class Engine:
         if self.mig_out:
             self._migrate_out(t)
         self._plan(t)
+        if self.slow is not None and (self.state != IDLE) != self.is_busy:
+            self._busy_changed(t)
+
+    def _busy_changed(self, t: float) -> None:
+        """This engine started or stopped computing: the others' single iterations continue at the new speed
+        at once, their decode runs from their next iteration boundary."""
+        self.is_busy = not self.is_busy
+        self.sim.n_busy += 1 if self.is_busy else -1
+        for e in self.sim.engines:
+            if e is self:
+                continue
+            if e.state == DECODE_RUN:
+                e._end_run_at_next_boundary(t)
+            elif e.state == SINGLE and (e.batch or e.batch_decode):
+                e._rescale_single(t)
+
+    def _slowdown(self, decode: bool) -> float:
+        """Interference: the measured slowdown of a prefill-only or a decoding iteration while the other engines
+        busy now compute (1 if off)."""
+        if self.slow is None:
+            return 1.0
+        return float(self.slow[int(decode), min(self.sim.n_busy - self.is_busy, self.slow.shape[1] - 1)])
+
+    def _factor(self, decode: bool) -> float:
+        """The measured-variability factor of an iteration starting now: slowdown times a jitter draw."""
+        return self._slowdown(decode) * (self.noise.one() if self.noise is not None else 1.0)
 
     # ------------------------------------------------------------------ live migration (migration.py)
     def migratable(self) -> bool:
@@ -548,7 +586,9 @@ class Engine:
             return False
         pairs = sum(c * (pr + (c + 1) * 0.5) for _, c, pr in batch)
         dt = self.cost.iteration_time(P, 0, 0, prefill_context_tokens=prior_sum, prefill_attention_pairs=pairs)
-        self._start_single(t, dt + self._take_xfer(), batch, False)
+        if self.slow is not None or self.noise is not None:
+            dt *= self._factor(False)
+        self._start_single(t, dt, batch, False, self._take_xfer())
         return True
 
     def _plan_chunked(self, t: float) -> None:
@@ -582,7 +622,9 @@ class Engine:
             B = len(self.running)
             dt = self.cost.iteration_time(P, B, self.S, prefill_context_tokens=prior_sum,
                                           prefill_attention_pairs=pairs)
-            self._start_single(t, dt + xfer, batch, B > 0)
+            if self.slow is not None or self.noise is not None:
+                dt *= self._factor(B > 0)
+            self._start_single(t, dt, batch, B > 0, xfer)
         elif self.running:
             self._start_decode_run(t, xfer)
         elif self.waiting or self.swapped:
@@ -592,15 +634,29 @@ class Engine:
         raise RuntimeError(f"instance {self.idx}: requests wait at t={t} but nothing can run (free blocks "
                            f"{self.free}/{self.total_blocks}); a request larger than the cache was routed here")
 
-    def _start_single(self, t: float, dt: float, batch: list[tuple[int, int, int]], decode: bool) -> None:
+    def _start_single(self, t: float, dt: float, batch: list[tuple[int, int, int]], decode: bool,
+                      xfer: float = 0.0) -> None:
+        """One iteration: ``xfer`` seconds of swap traffic, then ``dt`` seconds of compute."""
         if not dt > 0:
             raise RuntimeError(f"instance {self.idx}: cost model returned a non-positive iteration time {dt}")
         self.state = SINGLE
         self.batch = batch
         self.batch_decode = decode
         self.seg_t0 = t
+        self.c_start, self.t_end, self.f_cur = t + xfer, t + xfer + dt, self._slowdown(decode)
         self.version += 1
-        self.sim.events.push(t + dt, (self.idx, self.version))
+        self.sim.events.push(self.t_end, (self.idx, self.version))
+
+    def _rescale_single(self, t: float) -> None:
+        """Interference changed during a single iteration: its remaining compute continues at the new speed."""
+        f = self._slowdown(self.batch_decode)
+        if f == self.f_cur:
+            return
+        since = max(t, self.c_start)
+        self.t_end = since + (self.t_end - since) * f / self.f_cur
+        self.f_cur = f
+        self.version += 1
+        self.sim.events.push(self.t_end, (self.idx, self.version))
 
     def _start_decode_run(self, t: float, xfer: float) -> None:
         B = len(self.running)
@@ -614,9 +670,15 @@ class Engine:
         if k < 1:
             raise AssertionError("preemption left a decode iteration without blocks")
         self.alpha, self.beta = self.cost.decode_coefficients(B)
+        if self.slow is not None:  # one speed for the run: it is cut when another engine starts or stops
+            f = self._slowdown(True)
+            self.alpha, self.beta = self.alpha * f, self.beta * f
         if not self.alpha > 0:
             raise RuntimeError(f"instance {self.idx}: cost model gives a non-positive decode time for batch {B}")
         self.B, self.S0, self.k_end = B, self.S, k
+        if self.noise is not None:  # iteration j costs (alpha + beta * (S0 + B * j)) times its drawn factor
+            j = np.arange(k, dtype=np.float64)
+            self.cum = np.cumsum((self.alpha + self.beta * (self.S0 + B * j)) * self.noise.draw(k))
         self.seg_t0 = t
         self.t0 = t + xfer
         self.state = DECODE_RUN
@@ -656,7 +718,7 @@ class ClusterSim:
     """
 
     def __init__(self, workload: ServingWorkload, cluster: ClusterSpec, costs: list[CostModel],
-                 plans: list[InstancePlan], pcie_bw: list[float]) -> None:
+                 plans: list[InstancePlan], pcie_bw: list[float], noise_seed: int = 0) -> None:
         self.workload, self.cluster = workload, cluster
         R = workload.n_requests
         self.prefix_block_tokens = workload.prefix_block_tokens if workload.prefix_hashes is not None else 1 << 30
@@ -667,6 +729,14 @@ class ClusterSim:
         cfg = cluster.engine
         self.engines = [Engine(i, self, costs[i], cfg, plans[i].num_blocks, plans[i].block_bytes, pcie_bw[i],
                                cluster.instances[i].context_limit) for i in range(cluster.n_instances)]
+        self.n_busy = 0                # engines computing (``interference``)
+        labels = [s.label for s in cluster.instances]
+        if cluster.interference:
+            for e, slow in zip(self.engines, instance_interference(costs, labels), strict=True):
+                e.slow = slow
+        if cluster.iteration_noise:
+            for e, nz in zip(self.engines, instance_noise(costs, labels, noise_seed), strict=True):
+                e.noise = nz
         if workload.prefix_hashes is None:  # nothing to cache by
             for e in self.engines:
                 e.prefix = None
@@ -727,6 +797,7 @@ class ClusterSim:
             self.doomed = [False] * R  # a parent was rejected
             self.ready: list[tuple[float, int]] = [(self.arrival[r], r) for r in range(R) if not self.n_parents[r]]
             heapq.heapify(self.ready)
+        self.qkey = [queue_key(cfg.queue_policy, self.deadline[r], self.cls[r]) for r in range(R)]
         self.now = 0.0
         self.rejected: list[int] = []
         # Running tallies for rewards and info.
@@ -756,13 +827,14 @@ class ClusterSim:
 
     @classmethod
     def build(cls, workload: ServingWorkload, cluster: ClusterSpec,
-              costs: list[CostModel] | None = None) -> ClusterSim:
-        """A simulator for ``workload`` on ``cluster`` (cost models built from the specs unless given)."""
+              costs: list[CostModel] | None = None, noise_seed: int = 0) -> ClusterSim:
+        """A simulator for ``workload`` on ``cluster`` (cost models built from the specs unless given;
+        ``noise_seed`` seeds the iteration-time draws when ``cluster.iteration_noise`` is on)."""
         plans = check_cluster(cluster)
         if costs is None:
             costs = cost_models(cluster)
         pcie = [catalog.gpu(s.gpu).pcie_bw for s in cluster.instances]
-        return cls(workload, cluster, costs, plans, pcie)
+        return cls(workload, cluster, costs, plans, pcie, noise_seed)
 
     # ------------------------------------------------------------------ driving
     def _run_until(self, t: float, inclusive: bool = False) -> bool:

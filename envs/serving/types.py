@@ -15,6 +15,7 @@ from schedgym.config import from_fields
 from schedgym.envs.serving import catalog
 from schedgym.envs.serving.disagg import DisaggConfig, resolve_disagg
 from schedgym.envs.serving.migration import MigrationConfig, resolve_migration
+from schedgym.envs.serving.queueing import QUEUE_POLICIES
 from schedgym.envs.serving.workflows import Workflows
 
 
@@ -222,7 +223,8 @@ class EngineConfig:
     # Effective swap bandwidth per GPU, GB/s (None = the GPU's PCIe link from the catalog). FastSwitch
     # (arXiv:2411.18424) measures vLLM's per-block swap copies far below the link's peak: set it to study that.
     swap_bw_gbps: float | None = None
-    queue_policy: str = "fcfs"  # waiting-queue order: "fcfs", or "edf" (earliest workflow deadline first)
+    queue_policy: str = "fcfs"  # waiting-queue order (``queueing.py``): "fcfs", "edf" (earliest workflow deadline
+    # first) or "priority" (lower priority class first)
 
     def __post_init__(self) -> None:
         checks = {
@@ -234,14 +236,14 @@ class EngineConfig:
             "iteration_overhead_s": self.iteration_overhead_s >= 0,
             "num_gpu_blocks": self.num_gpu_blocks is None or self.num_gpu_blocks >= 1,
             "swap_bw_gbps": self.swap_bw_gbps is None or 0 < self.swap_bw_gbps < float("inf"),
-            "queue_policy": self.queue_policy in ("fcfs", "edf"),
+            "queue_policy": self.queue_policy in QUEUE_POLICIES,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             k = bad[0]
             expect = {"preemption": "'recompute' or 'swap'", "gpu_memory_utilization": "in (0, 1]",
                       "watermark": "in [0, 1)", "swap_bw_gbps": "None or a finite number > 0",
-                      "queue_policy": "'fcfs' or 'edf'",
+                      "queue_policy": " or ".join(repr(q) for q in QUEUE_POLICIES),
                       }.get(k, ">= 1" if k not in ("swap_space_gb", "iteration_overhead_s") else ">= 0")
             raise ValueError(f"EngineConfig.{k}={getattr(self, k)!r}: expected {expect}")
 
@@ -280,19 +282,25 @@ class SLO:
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """The instances, their engine configuration, the SLOs requests are judged by, and optional live migration
+    """The instances, their engine configuration, the SLOs requests are judged by, optional live migration
     of running requests between instances (``migration.py``) or disaggregated prefill/decode pools
-    (``disagg.py``; ``None`` = off)."""
+    (``disagg.py``; ``None`` = off), and whether iteration times vary as measured on a live host
+    (``variability.py``)."""
 
     instances: tuple[InstanceSpec, ...]
     engine: EngineConfig = field(default_factory=EngineConfig)
     slo: SLO = field(default_factory=SLO)
     migration: MigrationConfig | None = None
     disagg: DisaggConfig | None = None
+    interference: bool = False     # measured slowdown by other busy engines, from the tables (variability.py)
+    iteration_noise: bool = False  # measured per-iteration jitter, from the calibration tables (variability.py)
 
     def __post_init__(self) -> None:
         if not self.instances:
             raise ValueError("a cluster needs at least one instance")
+        for name in ("interference", "iteration_noise"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         object.__setattr__(self, "instances", tuple(InstanceSpec.parse(s) for s in self.instances))
         object.__setattr__(self, "migration", resolve_migration(self.migration))
         object.__setattr__(self, "disagg", resolve_disagg(self.disagg))
@@ -321,7 +329,9 @@ class ClusterSpec:
                 "engine": {f.name: getattr(self.engine, f.name) for f in fields(self.engine)},
                 "slo": {"ttft_s": list(self.slo.ttft_s), "tpot_s": list(self.slo.tpot_s)},
                 **({"migration": self.migration.to_json()} if self.migration is not None else {}),
-                **({"disagg": self.disagg.to_json()} if self.disagg is not None else {})}
+                **({"disagg": self.disagg.to_json()} if self.disagg is not None else {}),
+                **({"interference": True} if self.interference else {}),
+                **({"iteration_noise": True} if self.iteration_noise else {})}
 
 
 # Residency start/end kinds (see ServingSchedule).

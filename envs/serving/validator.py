@@ -15,7 +15,8 @@ iteration segments) and the cluster specification it checks that
 - no instance ever holds more KV blocks than its capacity (recomputed from the catalog), at the end of any
   segment (block use only grows within a segment);
 - iteration segments on an instance do not overlap;
-- TTFT is at least the request's own prefill time alone on its instance (the cost model);
+- TTFT is at least the request's own prefill time alone on its instance (the cost model; with measured
+  ``interference`` or ``iteration_noise``, times the smallest factor its calibration table allows);
 - a prefix-cache hit covers only leading prompt blocks whose hashes an earlier (or simultaneous) admission
   on the same instance brought in;
 - with workflows: a stage never gets KV blocks before all its parents finished, and a stage of a rejected
@@ -49,6 +50,7 @@ from schedgym.envs.serving.types import (
     ServingSchedule,
     ServingWorkload,
 )
+from schedgym.envs.serving.variability import least_factor
 
 REL_TOL = 1e-9
 
@@ -84,6 +86,8 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
     rejected = np.flatnonzero(inst < 0)
     P = cl.disagg.n_prefill if cl.disagg is not None else N  # routable instances: 0..P-1
     for r in rejected:
+        if w.workflows is not None and (inst[w.workflows.parents_of(r)] < 0).any():
+            continue  # a stage of a rejected parent is rejected in turn (checked in ``_check_workflows``)
         fit = p_tok[r] + o_tok[r] <= limits
         if fit[:P].any() and (cl.disagg is None or fit[P:].any()):
             raise ScheduleError(f"request {r} was rejected but instance(s) {np.flatnonzero(fit).tolist()} could "
@@ -221,8 +225,10 @@ def validate_schedule(workload: ServingWorkload, schedule: ServingSchedule, *,
     first_cached[rr[first]] = cached[first]
     if check_prefill_bound:
         costs = [cost_model(spec, eng) for spec in cl.instances]
+        # With measured iteration noise an iteration may be faster than the table, by at most the smallest ratio.
+        least = [least_factor(c, cl.interference, cl.iteration_noise) for c in costs]
         for r in np.flatnonzero(routed):
-            lb = costs[inst[r]].prefill_time(int(p_tok[r]), int(first_cached[r]))
+            lb = costs[inst[r]].prefill_time(int(p_tok[r]), int(first_cached[r])) * least[inst[r]]
             if first_token[r] - w.arrival[r] < lb * (1 - REL_TOL):
                 raise ScheduleError(f"request {r}: TTFT {first_token[r] - w.arrival[r]:.6f} s is below its "
                                     f"own prefill time {lb:.6f} s on instance {inst[r]}")

@@ -98,6 +98,7 @@ class EngineView:
         self._owner, self._i = owner, i
         self.incoming = 0          # requests in flight between instances (no migration behind a router)
         self.incoming_blocks = 0
+        self.cost: Any = None      # the instance's cost model, where the owner has one (a calibrated live env)
 
     @property
     def total_blocks(self) -> int:
@@ -196,7 +197,7 @@ def check_routable(policy: Any) -> None:
     try:
         policy.reset(RouterEnv(st), 0)
         a = policy.act(features.empty_buffers(2), {"action_mask": np.ones(2, np.int8)})
-    except (AttributeError, KeyError, IndexError, TypeError) as exc:
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:  # ValueError: a policy's own check
         raise ValueError(f"policy {getattr(policy, 'name', policy)!r} reads simulator state a live router does "
                          f"not have ({type(exc).__name__}: {exc}); serve a different baseline") from None
     if int(a) not in (0, 1):
