@@ -22,7 +22,13 @@ import torch
 
 from schedgym.envs.serving.costmodel import CALIBRATION_SCHEMA, TableCostModel, calibration_from_rows
 from schedgym.envs.serving.types import EngineConfig
-from schedgym.envs.serving.variability import INTERFERENCE_KEY, QUANTILES_KEY, WAKE_KEY, ratio_quantiles
+from schedgym.envs.serving.variability import (
+    INTERFERENCE_KEY,
+    OVERLAP_KEY,
+    QUANTILES_KEY,
+    WAKE_KEY,
+    ratio_quantiles,
+)
 from schedgym.hwbackend.engine import LiveEngine, _Seq
 
 DEFAULT_PREFILL = (0, 1, 8, 32, 64, 128, 256, 512)
@@ -251,10 +257,10 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
     # t0, t1, P, D, K, prefill context, attention pairs
     seg = np.array([run.seg[k][1:3] + run.seg[k][6:11] for k in order], float)
     t = seg[:, 1] - seg[:, 0]
-    others = _others_busy(inst, seg)
-    # Fit the engine alone (no other engine computing during most of the iteration); the slowdown while others
+    frac = _overlap_fractions(inst, seg, n_engines)
+    # Fit the engine alone (no other engine computing during 90 % of the iteration); the slowdown while others
     # compute is measured below. Too few lone iterations of both kinds: fit every iteration instead.
-    alone = others == 0
+    alone = frac[:, 0] >= 0.9
     lone_kinds = alone & (seg[:, 3] == 0), alone & (seg[:, 3] > 0)
     fit = alone if min(int(m.sum()) for m in lone_kinds) >= 10 else np.ones_like(alone)
     coef = fit_iteration_model(seg[fit, 2], seg[fit, 3], seg[fit, 4] + seg[fit, 5], t[fit], seg[fit, 6])
@@ -282,12 +288,12 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
                                            1e-7) + loop_gap,
                              "fit": True})
     resid = (_design(seg[:, 2], seg[:, 3], seg[:, 4] + seg[:, 5], seg[:, 6]) @ coef - t) / t
-    ratios = _period_ratios(run, inst, seg, TableCostModel(calibration_from_rows(
+    period, modelled = _periods(run, inst, seg, TableCostModel(calibration_from_rows(
         rows, "live calibration", meta={"attention_pair_s": float(coef[LIVE_TERMS.index("per_attention_pair_s")])})))
     decoding = seg[:, 3] > 0
-    slow = _interference(ratios, others, decoding, n_engines)
-    slowdown = np.array([slow["prefill"], slow["decode"]])[decoding.astype(int), others]
-    lat = run.dispatched - workload.arrival
+    slow = _interference(period, modelled, frac, decoding)
+    ratio = period / modelled
+    lat = run.dispatched - run.arrival
     doc = {"schema": CALIBRATION_SCHEMA, "gpu": gpu, "model": catalog_model, "tp": 1,
            "device": device_name(device), "torch": torch.__version__, "threads": threads,
            "source": f"live run of {workload.name} ({workload.n_requests} requests, {len(t)} iterations, "
@@ -298,7 +304,8 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
            "dispatch_latency_s": float(np.nanmedian(run.dispatched - run.arrival)),  # release, with workflows
            "wake_latency_s": float(np.median(wake)) if wake else 0.0, "loop_gap_s": loop_gap,
            "fitted_on": "iterations no other engine overlapped" if fit is alone else "every iteration",
-           INTERFERENCE_KEY: slow, QUANTILES_KEY: ratio_quantiles(ratios / slowdown),
+           INTERFERENCE_KEY: slow, QUANTILES_KEY: ratio_quantiles(ratio),
+           OVERLAP_KEY: _quantiles_by_overlap(ratio, frac, decoding, slow),
            "dispatch_latency_quantiles": np.quantile(lat[~np.isnan(lat)], np.linspace(0, 1, 101)).tolist(),
            **({WAKE_KEY: np.quantile(wake, np.linspace(0, 1, 101)).tolist()} if wake else {}),
            "block_size": EngineConfig.from_dict(engine).block_size, "created_unix": time.time(), "rows": rows}
@@ -306,42 +313,71 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
     return doc
 
 
-def _others_busy(inst: np.ndarray, seg: np.ndarray) -> np.ndarray:
-    """For each iteration, how many other engines computed during at least half of it."""
-    out = np.zeros(len(seg), np.int64)
+def _overlap_fractions(inst: np.ndarray, seg: np.ndarray, n_engines: int) -> np.ndarray:
+    """(N, n_engines): the fraction of each iteration's wall time during which exactly j other engines were inside
+    an iteration (j = 0 .. n_engines - 1), from a sweep over every iteration's start and end."""
     t0, t1 = seg[:, 0], seg[:, 1]
-    span = np.maximum(t1 - t0, 1e-12)
-    for j in np.unique(inst):
-        mine = inst == j
-        a0, a1 = t0[mine], t1[mine]
-        for k in np.flatnonzero(~mine):
-            ov = np.clip(np.minimum(a1, t1[k]) - np.maximum(a0, t0[k]), 0.0, None).sum()
-            out[k] += ov >= 0.5 * span[k]
+    times = np.r_[t0, t1]
+    order = np.argsort(times, kind="stable")
+    edges = times[order]
+    busy = np.cumsum(np.r_[np.ones(len(seg)), -np.ones(len(seg))][order])  # engines busy after each edge
+    out = np.zeros((len(seg), n_engines))
+    for k in range(len(seg)):
+        lo, hi = np.searchsorted(edges, t0[k], "right"), np.searchsorted(edges, t1[k], "left")
+        cuts = np.r_[t0[k], edges[lo:hi], t1[k]]
+        count = np.r_[busy[lo - 1] if lo else 0, busy[lo:hi]] - 1  # others, during each piece
+        np.add.at(out[k], np.clip(count, 0, n_engines - 1).astype(int), np.diff(cuts))
+        out[k] /= max(t1[k] - t0[k], 1e-12)
     return out
 
 
-def _interference(ratios: np.ndarray, others: np.ndarray, decode: np.ndarray, n_engines: int,
-                  min_samples: int = 10) -> dict[str, list[float]]:
+def _interference(period: np.ndarray, modelled: np.ndarray, frac: np.ndarray, decode: np.ndarray,
+                  min_weight: float = 5.0) -> dict[str, list[float]]:
     """``{"prefill": [1, s_1, ..., s_{n-1}], "decode": [...]}`` (``variability.py``): per iteration kind
-    (``decode``: the iteration decodes), the median period ratio with k other engines computing over the median
-    alone, at least 1 (other engines never speed one up: a lower median is measurement noise). A count with
-    fewer than ``min_samples`` iterations of a kind takes the other kind's value, else the previous count's."""
+    (``decode``: the iteration decodes), the slowdown with j other engines computing relative to alone. An
+    iteration of period ``W`` that spent fractions ``f_j`` of it with j others progressed through its modelled
+    time ``T = W * sum_j f_j * x_j`` (``x_j``: modelled seconds per wall second with j others); the ``x_j``
+    solve the fraction-weighted least squares (normal equations ``sum_k f_kj T_k = sum_i x_i sum_k f_kj f_ki W_k``:
+    sums over time, so an engine the interpreter lock starves for one long iteration weighs as much as the
+    other's many short ones) and ``s_j = x_0 / x_j``, at least 1 (other engines never speed one up: less is
+    measurement noise). A count with under ``min_weight`` iterations' worth of a kind takes the other kind's
+    value, else the previous count's."""
     est: dict[str, list[float | None]] = {}
     for name, kind in (("prefill", ~decode), ("decode", decode)):
-        lone = kind & (others == 0)
-        base = float(np.median(ratios[lone])) if lone.sum() >= min_samples else 1.0
-        est[name] = [1.0] + [max(1.0, float(np.median(ratios[kind & (others == k)])) / base)
-                             if (kind & (others == k)).sum() >= min_samples else None for k in range(1, n_engines)]
+        f, W, T = frac[kind], period[kind], modelled[kind]
+        seen = np.flatnonzero(f.sum(axis=0) >= min_weight)
+        vals: list[float | None] = [None] * frac.shape[1]
+        if seen.size and seen[0] == 0:
+            fs = f[:, seen]
+            x = np.linalg.lstsq(fs.T @ (fs * W[:, None]), fs.T @ T, rcond=None)[0]
+            for j, xj in zip(seen.tolist(), x.tolist(), strict=True):
+                vals[j] = max(1.0, x[0] / xj) if xj > 0 else None
+        est[name] = [1.0] + vals[1:]
     out: dict[str, list[float]] = {"prefill": [1.0], "decode": [1.0]}
-    for k in range(1, n_engines):
+    for j in range(1, frac.shape[1]):
         for name, other in (("prefill", "decode"), ("decode", "prefill")):
-            v = est[name][k] if est[name][k] is not None else est[other][k]
+            v = est[name][j] if est[name][j] is not None else est[other][j]
             out[name].append(v if v is not None else out[name][-1])
     return out
 
 
-def _period_ratios(run: Any, inst: np.ndarray, seg: np.ndarray, cm: TableCostModel) -> np.ndarray:
-    """Each live iteration's period over the table's time for its shape (``noise.py``). The period is its wall
+def _quantiles_by_overlap(ratio: np.ndarray, frac: np.ndarray, decode: np.ndarray, slow: dict[str, list[float]],
+                          min_samples: int = 10) -> dict[str, list[list[float]]]:
+    """Per kind and number j of other engines computing during most of the iteration, the quantiles of period
+    over table time (``variability.py``). A class with under ``min_samples`` iterations: its kind's lone
+    iterations' quantiles times ``s_j`` (every iteration's if too few lone ones too)."""
+    j_of = frac.argmax(axis=1)
+    out: dict[str, list[list[float]]] = {}
+    for name, kind in (("prefill", ~decode), ("decode", decode)):
+        lone = kind & (j_of == 0)
+        base = ratio_quantiles(ratio[lone] if lone.sum() >= min_samples else ratio)
+        out[name] = [ratio_quantiles(ratio[kind & (j_of == j)]) if (kind & (j_of == j)).sum() >= min_samples
+                     else [x * slow[name][j] for x in base] for j in range(frac.shape[1])]
+    return out
+
+
+def _periods(run: Any, inst: np.ndarray, seg: np.ndarray, cm: TableCostModel) -> tuple[np.ndarray, np.ndarray]:
+    """Each live iteration's period and the table's time for its shape (``variability.py``). The period is its wall
     time plus, when the engine still had work at the end of its previous iteration (a request holding KV there,
     or dispatched there and not yet admitted), the gap since then (loop overhead and stalls: on a shared CPU the
     OS or another thread takes the core) — the time from the previous tokens to this iteration's tokens. An
@@ -356,7 +392,7 @@ def _period_ratios(run: Any, inst: np.ndarray, seg: np.ndarray, cm: TableCostMod
     q = np.array(sorted(first), np.int64)
     q_alloc = np.array([first[k] for k in q.tolist()])
     q_disp, q_inst = run.dispatched[q], run.routed[q]
-    out = np.empty(len(seg))
+    period, table = np.empty(len(seg)), np.empty(len(seg))
     for k, (t0, t1, P, D, K, Pc, pairs) in enumerate(seg):
         start = t0
         if k > 0 and inst[k - 1] == inst[k]:
@@ -365,9 +401,10 @@ def _period_ratios(run: Any, inst: np.ndarray, seg: np.ndarray, cm: TableCostMod
             queued = np.any((q_inst == i) & (q_disp <= prev) & (q_alloc > prev))
             if holding or queued:
                 start = prev
-        out[k] = (t1 - start) / cm.iteration_time(int(P), int(D), int(K), prefill_context_tokens=int(Pc),
-                                                  prefill_attention_pairs=float(pairs))
-    return out
+        period[k] = t1 - start
+        table[k] = cm.iteration_time(int(P), int(D), int(K), prefill_context_tokens=int(Pc),
+                                     prefill_attention_pairs=float(pairs))
+    return period, table
 
 
 def write_table(doc: dict[str, Any], path: str | Path) -> Path:

@@ -15,7 +15,7 @@ from schedgym.envs.serving.costmodel import RooflineCostModel
 from schedgym.envs.serving.sim import ClusterSim
 from schedgym.envs.serving.types import ClusterSpec, ServingWorkload
 from schedgym.envs.serving.validator import validate_schedule
-from schedgym.hwbackend.profiler import _interference, _others_busy
+from schedgym.hwbackend.profiler import _interference, _overlap_fractions
 
 COST = RooflineCostModel(catalog.gpu("H100-80GB"), catalog.model("Llama-3-8B"))
 
@@ -121,17 +121,26 @@ def test_variability_options_need_a_live_fitted_table(tmp_path):
             ClusterSim.build(w, _cluster(path, 1))
 
 
-def test_profiler_counts_overlapping_engines_and_measures_the_slowdown():
-    # Engine 0 iterates on [0, 1], [1, 2], [2, 3]; engine 1 on [0.9, 1.9] (most of engine 0's second) only.
+def test_profiler_measures_overlap_and_the_slowdown_as_ratios_of_sums():
+    # Engine 0 iterates on [0, 1], [1, 2], [2, 3]; engine 1 on [0.5, 1.5] only.
     inst = np.array([0, 0, 0, 1])
-    seg = np.array([[0.0, 1.0], [1.0, 2.0], [2.0, 3.0], [0.9, 1.9]])
-    assert _others_busy(inst, seg).tolist() == [0, 1, 0, 1]
-    # Decoding iterations: 2x / 6x slower with one / two other engines; prefill-only: 1.5x with one, two too
-    # rare to measure (3 iterations): the decoding value; three others never seen: the previous count's value.
-    ratios = np.r_[np.full(20, 1.1), np.full(12, 2.2), np.full(10, 6.6), np.full(10, 1.0), np.full(10, 1.5),
-                   np.full(3, 9.0)]
-    others = np.r_[np.zeros(20, int), np.ones(12, int), np.full(10, 2), np.zeros(10, int), np.ones(10, int),
-                   np.full(3, 2)]
-    decode = np.r_[np.ones(42, bool), np.zeros(23, bool)]
-    slow = _interference(ratios, others, decode, 4)
-    assert slow["decode"] == pytest.approx([1.0, 2.0, 6.0, 6.0]) and slow["prefill"] == pytest.approx([1, 1.5, 6, 6])
+    seg = np.array([[0.0, 1.0], [1.0, 2.0], [2.0, 3.0], [0.5, 1.5]])
+    frac = _overlap_fractions(inst, seg, 2)
+    np.testing.assert_allclose(frac, [[0.5, 0.5], [0.5, 0.5], [1.0, 0.0], [0.0, 1.0]])
+    # Decoding iterations: 10 alone at 1.1x the table, 10 half overlapped and 10 fully overlapped, progressing
+    # half as fast while overlapped (2.2x the table); prefill-only: alone 1.0x, overlapped 1.5x.
+    f_dec = np.r_[np.tile([1.0, 0.0], (10, 1)), np.tile([0.5, 0.5], (10, 1)), np.tile([0.0, 1.0], (10, 1))]
+    p_dec = np.r_[np.full(10, 1.1), np.full(10, 1 / (0.5 / 1.1 + 0.5 / 2.2)), np.full(10, 2.2)]
+    f_pre = np.r_[np.tile([1.0, 0.0], (10, 1)), np.tile([0.0, 1.0], (10, 1))]
+    p_pre = np.r_[np.full(10, 1.0), np.full(10, 1.5)]
+    frac = np.r_[f_dec, f_pre]
+    period = np.r_[p_dec, p_pre]
+    decode = np.r_[np.ones(30, bool), np.zeros(20, bool)]
+    slow = _interference(period, np.ones(50), frac, decode)
+    assert slow["decode"] == pytest.approx([1.0, 2.0]) and slow["prefill"] == pytest.approx([1.0, 1.5])
+    # Three engines: two others never seen: the previous count's value; too few prefill-only iterations
+    # overlapped (3 < 5 iterations' worth): the decoding iterations' value.
+    frac3 = np.c_[np.r_[f_dec, np.tile([1.0, 0.0], (10, 1)), np.tile([0.0, 1.0], (3, 1))], np.zeros(43)]
+    period3 = np.r_[p_dec, np.full(10, 1.0), np.full(3, 9.0)]
+    slow3 = _interference(period3, np.ones(43), frac3, np.r_[np.ones(30, bool), np.zeros(13, bool)])
+    assert slow3["decode"] == pytest.approx([1.0, 2.0, 2.0]) and slow3["prefill"] == pytest.approx([1.0, 2.0, 2.0])

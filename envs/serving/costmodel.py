@@ -41,8 +41,10 @@ import numpy as np
 from schedgym.envs.serving.catalog import GpuSpec, ModelSpec
 from schedgym.envs.serving.variability import (
     INTERFERENCE_KEY,
+    OVERLAP_KEY,
     QUANTILES_KEY,
     WAKE_KEY,
+    check_by_overlap,
     check_interference,
     check_quantiles,
 )
@@ -420,6 +422,8 @@ class TableCostModel:
         q, s = table.meta.get(QUANTILES_KEY), table.meta.get(INTERFERENCE_KEY)
         self.ratio_quantiles = None if q is None else check_quantiles(q, src)
         self.interference = None if s is None else check_interference(s, src)
+        bo = table.meta.get(OVERLAP_KEY)
+        self.ratio_quantiles_by_overlap = None if bo is None else check_by_overlap(bo, src)
         wq = table.meta.get(WAKE_KEY)
         self.wake_quantiles = None if wq is None else check_quantiles(wq, src, WAKE_KEY)
         # No iteration is faster than the fastest measured one (bounds the attention-pair correction).

@@ -19,9 +19,12 @@ Skip-ahead: while the running batch does not change, consecutive decode iteratio
 iteration ``j`` costing ``alpha + beta * (S + B*j)`` (``CostModel.decode_coefficients``), the run's end time,
 the block allocations (a count per block phase) and the iteration in progress at any time are closed-form.
 A run ends at the next completion, block exhaustion, or when an arriving request can be admitted; so cost
-grows with events, not tokens. With ``iteration_noise`` (``noise.py``) every iteration's time is multiplied by a
-seeded draw of the measured live/table ratio; a run then draws its iterations' factors when it starts and keeps
-their cumulative end times (a binary search replaces the closed-form inverse).
+grows with events, not tokens. With measured host variability (``variability.py``): ``interference`` slows an
+iteration by the factor measured for the number of other engines computing (a single iteration is re-timed when
+that number changes, a decode run is cut at its next boundary and continues at the new speed, still in closed
+form), and ``iteration_noise`` multiplies every iteration by a seeded draw of the measured jitter (a run then
+draws its iterations' factors when it starts and keeps their cumulative end times; a binary search replaces
+the closed-form inverse) and delays an idle engine's start by a drawn wake latency.
 
 Every iteration run is logged as a segment, every KV stint of a request as a residency (``ServingSchedule``);
 the independent validator replays invariants from that log.
@@ -255,8 +258,18 @@ class Engine:
             return 1.0
         return float(self.slow[int(decode), min(self.sim.n_busy - self.is_busy, self.slow.shape[1] - 1)])
 
+    def _noise_class(self, decode: bool) -> tuple[int, int] | None:
+        """With both options and a table measured per overlap: (decodes, other engines computing), else None."""
+        if self.slow is None or self.noise is None or self.noise.by_overlap is None:
+            return None
+        return int(decode), self.sim.n_busy - self.is_busy
+
     def _factor(self, decode: bool) -> float:
-        """The measured-variability factor of an iteration starting now: slowdown times a jitter draw."""
+        """The measured-variability factor of an iteration starting now: a draw of its class's live/table ratio
+        (interference included), else slowdown times a pooled jitter draw."""
+        cls = self._noise_class(decode)
+        if cls is not None:
+            return self.noise.one(cls)  # type: ignore[union-attr]
         return self._slowdown(decode) * (self.noise.one() if self.noise is not None else 1.0)
 
     # ------------------------------------------------------------------ live migration (migration.py)
@@ -670,7 +683,8 @@ class Engine:
         if k < 1:
             raise AssertionError("preemption left a decode iteration without blocks")
         self.alpha, self.beta = self.cost.decode_coefficients(B)
-        if self.slow is not None:  # one speed for the run: it is cut when another engine starts or stops
+        cls = self._noise_class(True)
+        if self.slow is not None and cls is None:  # one speed for the run: cut when another engine starts or stops
             f = self._slowdown(True)
             self.alpha, self.beta = self.alpha * f, self.beta * f
         if not self.alpha > 0:
@@ -678,7 +692,7 @@ class Engine:
         self.B, self.S0, self.k_end = B, self.S, k
         if self.noise is not None:  # iteration j costs (alpha + beta * (S0 + B * j)) times its drawn factor
             j = np.arange(k, dtype=np.float64)
-            self.cum = np.cumsum((self.alpha + self.beta * (self.S0 + B * j)) * self.noise.draw(k))
+            self.cum = np.cumsum((self.alpha + self.beta * (self.S0 + B * j)) * self.noise.draw(k, cls))
         self.seg_t0 = t
         self.t0 = t + xfer
         self.state = DECODE_RUN

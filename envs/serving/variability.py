@@ -3,24 +3,32 @@
 A calibration table fitted to a live run (``hwbackend.profiler.calibrate_live``) times an engine running alone
 (its rows come from iterations no other engine overlapped) and also stores, measured on that run:
 
-- ``interference``: ``{"prefill": [1, s_1, s_2, ...], "decode": [1, ...]}`` (or one list for both), the median
-  slowdown of a prefill-only / a decoding iteration while ``k`` other engines of the host are computing (engines
-  on one host share its cores, memory bandwidth and, with the thread backend, Python's interpreter lock: on a
-  2-core CPU a tiny-model decode iteration runs about 2.7x slower while the other engine computes, a prefill
-  about 2x — more of its time is spent in torch kernels that release the lock);
+- ``interference``: ``{"prefill": [1, s_1, s_2, ...], "decode": [1, ...]}`` (or one list for both), the slowdown
+  of a prefill-only / a decoding iteration while ``k`` other engines of the host compute (a least-squares fit of
+  progress rates, ``profiler._interference``). Engines on one host share its cores, memory bandwidth and, with
+  the thread backend, Python's interpreter lock: on a 2-core CPU a tiny-model decode iteration runs about 2.7x
+  slower while the other engine computes, a prefill about 1.7x (more of its time is in torch kernels that
+  release the lock);
 - ``iteration_ratio_quantiles``: the distribution of each iteration's period (wall time, plus the loop's gap
-  since the previous iteration when work was pending) over its modelled time (table x interference), as
-  quantiles at evenly spaced levels 0, 1/(n-1), ..., 1. On a shared CPU it is heavy-tailed: the OS and other
-  threads take the core for milliseconds;
+  since the previous iteration when work was pending) over its table time, as quantiles at evenly spaced levels
+  0, 1/(n-1), ..., 1. On a shared CPU it is heavy-tailed: the OS and other threads take the core for
+  milliseconds;
+- ``iteration_ratio_quantiles_by_overlap``: the same distribution per iteration kind and number of other engines
+  computing (the iterations mostly spent with that many), live/table time itself (interference included);
 - ``wake_latency_quantiles``: seconds from a request reaching an idle engine to its first iteration starting
   (the engine loop's wake-up), same layout.
 
-The simulator applies them when asked (``LLMServing-v0``'s ``interference`` and ``iteration_noise``): an
-iteration (or a closed-form decode run) is slowed by ``s_k`` for the engines busy when it starts, and a run is
-cut at its next iteration boundary when another engine starts or stops, so it continues at the new speed; with
-noise every iteration's time is also multiplied by an independent draw (inverse CDF, linear between quantiles)
-from a per-instance ``numpy.random.Generator`` seeded from the episode seed, so the same seed gives the same
-trajectory, and an idle engine starts on an arriving request after a drawn wake latency (if measured).
+The simulator applies them when asked (``LLMServing-v0``'s ``interference`` and ``iteration_noise``), drawing
+from a per-instance ``numpy.random.Generator`` seeded from the episode seed (the same seed gives the same
+trajectory; inverse CDF, linear between quantiles):
+
+- ``interference`` alone: an iteration (or a closed-form decode run) is slowed by ``s_k`` for the other engines
+  computing when it starts; a single iteration is re-timed when that number changes, a decode run is cut at its
+  next iteration boundary and continues at the new speed;
+- ``iteration_noise`` alone: every iteration's table time is multiplied by a draw of the pooled ratio;
+- both: by a draw of its kind's and overlap's ratio (interference included; runs are cut as above), or, for a
+  hand-written table without ``iteration_ratio_quantiles_by_overlap``, by ``s_k`` times a pooled draw;
+- with noise, an idle engine starts on an arriving request after a drawn wake latency (if measured).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from typing import Any
 import numpy as np
 
 QUANTILES_KEY = "iteration_ratio_quantiles"
+OVERLAP_KEY = "iteration_ratio_quantiles_by_overlap"
 WAKE_KEY = "wake_latency_quantiles"
 INTERFERENCE_KEY = "interference"
 
@@ -59,6 +68,21 @@ def check_quantiles(q: Any, src: str, key: str = QUANTILES_KEY) -> np.ndarray:
     return a
 
 
+def check_by_overlap(q: Any, src: str) -> np.ndarray:
+    """``{"prefill": [quantiles with 0 others, with 1, ...], "decode": [...]}`` as a read-only (2, K, Q) array."""
+    rows = [q.get("prefill"), q.get("decode")] if isinstance(q, dict) and set(q) == {"prefill", "decode"} else None
+    ok = rows is not None and all(isinstance(r, list) and r for r in rows) and len(rows[0]) == len(rows[1])
+    if ok:
+        arr = [[check_quantiles(x, src, OVERLAP_KEY) for x in r] for r in rows]  # type: ignore[union-attr]
+        ok = len({a.shape for r in arr for a in r}) == 1
+    if not ok:
+        raise ValueError(f"{src}: {OVERLAP_KEY} must be {{'prefill': [...], 'decode': [...]}}, each a list (one per "
+                         "number of other engines computing, 0 first) of equal-length quantile lists")
+    a = np.array(arr)
+    a.flags.writeable = False
+    return a
+
+
 def check_interference(s: Any, src: str) -> np.ndarray:
     """``s`` as a read-only (2, K) array (prefill-only, decoding iterations) after checking it: one list or
     ``{"prefill": list, "decode": list}`` of equal length, each [1, then finite numbers >= 1]."""
@@ -77,10 +101,13 @@ class IterationNoise:
     """Independent multiplicative factors for one instance's iterations, and the delay before an idle engine
     starts on an arriving request, drawn by inverse CDF."""
 
-    def __init__(self, quantiles: np.ndarray, rng: np.random.Generator, wake_q: np.ndarray | None = None) -> None:
+    def __init__(self, quantiles: np.ndarray, rng: np.random.Generator, wake_q: np.ndarray | None = None,
+                 by_overlap: np.ndarray | None = None) -> None:
         self.q = quantiles
         self.levels = np.linspace(0.0, 1.0, quantiles.shape[0])
         self.rng = rng
+        self.by_overlap = by_overlap  # (2, K, Q): prefill-only / decoding, by other engines computing
+        self.levels_by = None if by_overlap is None else np.linspace(0.0, 1.0, by_overlap.shape[2])
         self.wake_q = wake_q
         self.wake_levels = None if wake_q is None else np.linspace(0.0, 1.0, wake_q.shape[0])
 
@@ -90,12 +117,21 @@ class IterationNoise:
             return 0.0
         return float(np.interp(self.rng.random(), self.wake_levels, self.wake_q))
 
-    def draw(self, k: int) -> np.ndarray:
-        """``k`` factors (one per iteration, in order)."""
-        return np.interp(self.rng.random(k), self.levels, self.q)
+    def _dist(self, cls: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+        if cls is None:
+            return self.levels, self.q
+        assert self.by_overlap is not None and self.levels_by is not None
+        return self.levels_by, self.by_overlap[cls[0], min(cls[1], self.by_overlap.shape[1] - 1)]
 
-    def one(self) -> float:
-        return float(np.interp(self.rng.random(), self.levels, self.q))
+    def draw(self, k: int, cls: tuple[int, int] | None = None) -> np.ndarray:
+        """``k`` factors (one per iteration, in order), from the pooled distribution or, with ``cls`` = (the
+        iteration decodes, other engines computing), from that class's (which includes the interference)."""
+        lv, q = self._dist(cls)
+        return np.interp(self.rng.random(k), lv, q)
+
+    def one(self, cls: tuple[int, int] | None = None) -> float:
+        lv, q = self._dist(cls)
+        return float(np.interp(self.rng.random(), lv, q))
 
 
 def _required(costs: list[Any], labels: list[str], attr: str, key: str, option: str) -> list[np.ndarray]:
@@ -112,7 +148,8 @@ def _required(costs: list[Any], labels: list[str], attr: str, key: str, option: 
 def instance_noise(costs: list[Any], labels: list[str], seed: int) -> list[IterationNoise]:
     """One ``IterationNoise`` per instance from its calibration table's measured ratios."""
     qs = _required(costs, labels, "ratio_quantiles", QUANTILES_KEY, "iteration_noise")
-    return [IterationNoise(q, np.random.default_rng([seed, i]), getattr(c, "wake_quantiles", None))
+    return [IterationNoise(q, np.random.default_rng([seed, i]), getattr(c, "wake_quantiles", None),
+                           getattr(c, "ratio_quantiles_by_overlap", None))
             for i, (q, c) in enumerate(zip(qs, costs, strict=True))]
 
 
@@ -122,6 +159,14 @@ def instance_interference(costs: list[Any], labels: list[str]) -> list[np.ndarra
 
 
 def least_factor(cost: Any, interference: bool, noise: bool) -> float:
-    """The smallest factor the options can apply to ``cost``'s times (the validator's prefill lower bound)."""
-    q = getattr(cost, "ratio_quantiles", None)  # interference factors are >= 1: never faster
-    return min(1.0, float(q[0])) if noise and q is not None else 1.0
+    """The smallest factor the options can apply to ``cost``'s times (the validator's prefill lower bound).
+    Interference alone never speeds an iteration up (progress at 1/s_k <= 1); with noise too, a drawn factor
+    may then be re-timed by s_new / s_old when other engines stop, down to the least draw over the largest s."""
+    q, by = getattr(cost, "ratio_quantiles", None), getattr(cost, "ratio_quantiles_by_overlap", None)
+    if not noise or q is None:
+        return 1.0
+    least = float(q[0]) if by is None else min(float(q[0]), float(by.min()))
+    s = getattr(cost, "interference", None)
+    if interference and s is not None:
+        least /= float(s.max())
+    return min(1.0, least)
