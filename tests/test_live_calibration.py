@@ -157,6 +157,7 @@ def test_calibrate_from_a_live_run_round_trips_with_its_dispatch_latency(tmp_pat
     assert q.size == 101 and (np.diff(q) >= 0).all() and q[0] > 0
     assert cm.interference.tolist() == [doc["interference"]["prefill"], doc["interference"]["decode"]]
     assert cm.ratio_quantiles.tolist() == q.tolist()
+    assert cm.ratio_quantiles_by_overlap.shape == (2, 2, 101)  # kind x other engines computing x quantiles
     assert "interference" in rep["prediction"] and len(rep["rows_mean_model"]) == len(rep["rows"]) == 9
 
 

@@ -104,6 +104,22 @@ def test_iteration_noise_is_seeded_and_scales_as_its_quantiles(tmp_path):
     assert late.first_token[1] == late.first_token[0] > 0.5  # asleep: both are prefilled at the wake-up
 
 
+def test_both_options_draw_from_the_distribution_of_the_iterations_overlap_class(tmp_path):
+    by = {"prefill": [[1.0, 1.0], [3.0, 3.0]], "decode": [[1.0, 1.0], [3.0, 3.0]]}
+    path = _table(tmp_path, interference=[1.0, 2.0], iteration_ratio_quantiles=[1.0, 1.0],
+                  iteration_ratio_quantiles_by_overlap=by)
+    w = ServingWorkload("pair", np.array([0.0, 0.0]), np.array([512, 512]), np.array([200, 200]))
+    alone = _run(w, _cluster(path, 2), [0, 1])
+    both = _run(w, _cluster(path, 2, interference=True, iteration_noise=True), [0, 1])
+    # The class's 3x, not the slowdown's 2x (engine 0's first prefill started alone, re-timed by the slowdown).
+    assert both.finish[0] == pytest.approx(3 * alone.finish[0], rel=0.01)
+    assert both.finish[1] == pytest.approx(3 * alone.finish[1], rel=1e-9)
+    bad = _table(tmp_path, "bad.json", iteration_ratio_quantiles=[1.0, 1.0],
+                 iteration_ratio_quantiles_by_overlap={"prefill": [[1.0, 1.0]], "decode": [[1.0, 1.0], [2.0, 2.0]]})
+    with pytest.raises(ValueError, match="iteration_ratio_quantiles_by_overlap must be"):
+        ClusterSim.build(w, _cluster(bad, 2))
+
+
 def test_variability_options_need_a_live_fitted_table(tmp_path):
     w = ServingWorkload("w", np.array([0.0]), np.array([10]), np.array([5]))
     with pytest.raises(ValueError, match=r"iteration_noise=True needs .*iteration_ratio_quantiles.* instance 0"):
