@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from schedgym.envs.serving.io import load_trace
-from schedgym.envs.serving.live_env import CATALOG_MODELS, scale_tokens
+from schedgym.envs.serving.live_run import CATALOG_MODELS, scale_tokens
 from schedgym.envs.serving.metrics import QUANTILES, per_request
 from schedgym.envs.serving.types import ServingWorkload
 

@@ -240,7 +240,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from schedgym.envs.serving.live_env import CATALOG_MODELS
+    from schedgym.envs.serving.live_run import CATALOG_MODELS
     from schedgym.hwbackend.profiler import calibrate, write_table
     if args.model not in CATALOG_MODELS:
         raise ValueError(f"--model {args.model!r}: expected one of {sorted(CATALOG_MODELS)}")
@@ -288,7 +288,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     table = args.calibration
     engine = {"chunked_prefill": bool(args.chunked_prefill)}
     if table is None:
-        from schedgym.envs.serving.live_env import CATALOG_MODELS
+        from schedgym.envs.serving.live_run import CATALOG_MODELS
         from schedgym.hwbackend.profiler import calibrate, write_table
         doc = calibrate(args.model, device=args.device, catalog_model=CATALOG_MODELS[args.model],
                         gpu="CPU" if args.device == "cpu" else "H100-80GB")

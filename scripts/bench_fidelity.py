@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import schedgym  # noqa: F401  (registers the env ids)
-    from schedgym.envs.serving.live_env import CATALOG_MODELS
+    from schedgym.envs.serving.live_run import CATALOG_MODELS
     from schedgym.hwbackend.fidelity import fidelity, format_report, segment
     from schedgym.hwbackend.profiler import calibrate, calibrate_live, write_table
     torch.set_num_threads(1)

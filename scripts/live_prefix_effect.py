@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     import schedgym  # noqa: F401  (registers the env ids)
     import schedgym.baselines  # noqa: F401
     from schedgym.envs.serving.datasets import part
-    from schedgym.envs.serving.live_env import CATALOG_MODELS, scale_tokens
+    from schedgym.envs.serving.live_run import CATALOG_MODELS, scale_tokens
     from schedgym.hwbackend.profiler import calibrate_live, write_table
     torch.set_num_threads(1)
     out = Path(a.out)

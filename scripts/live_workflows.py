@@ -59,7 +59,7 @@ def main() -> int:
     torch.set_num_threads(1)
     import schedgym  # noqa: F401
     from schedgym.envs.serving.datasets import part
-    from schedgym.envs.serving.live_env import CATALOG_MODELS, scale_tokens
+    from schedgym.envs.serving.live_run import CATALOG_MODELS, scale_tokens
     from schedgym.envs.serving.variability import INTERFERENCE_KEY
     from schedgym.envs.serving.workflows import text2sql_workload
     from schedgym.evaluation import run_episode

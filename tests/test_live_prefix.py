@@ -112,7 +112,7 @@ def test_engine_rejects_bad_prefix_settings() -> None:
 
 
 def test_scale_tokens_keeps_whole_prefix_blocks() -> None:
-    from schedgym.envs.serving.live_env import scale_tokens
+    from schedgym.envs.serving.live_run import scale_tokens
     w = ServingWorkload("m", np.array([0.0, 1.0]), np.array([1100, 512]), np.array([10, 10]), None,
                         np.array([1, 2, 3, 1]), np.array([0, 3, 4]), 512)
     s = scale_tokens(w, 1 / 32)

@@ -28,7 +28,7 @@ from schedgym.envs.serving.migration import llumnix_moves
 from schedgym.hwbackend.serve.state import EngineView
 
 if TYPE_CHECKING:
-    from schedgym.envs.serving.live_env import LiveRun
+    from schedgym.envs.serving.live_run import LiveRun
     from schedgym.envs.serving.types import ClusterSpec
     from schedgym.hwbackend.cluster import LiveCluster
 

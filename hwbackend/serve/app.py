@@ -40,7 +40,7 @@ REPLICA_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableE
 
 
 def model_name(spec: ReplicaSpec) -> str:
-    from schedgym.envs.serving.live_env import CATALOG_MODELS
+    from schedgym.envs.serving.live_run import CATALOG_MODELS
 
     return CATALOG_MODELS[spec.model] if isinstance(spec.model, str) else "schedgym-custom"
 

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from schedgym.envs.serving.io import load_trace
-from schedgym.envs.serving.live_env import scale_tokens
+from schedgym.envs.serving.live_run import scale_tokens
 from schedgym.envs.serving.metrics import QUANTILES, per_request
 from schedgym.envs.serving.types import ServingWorkload
 

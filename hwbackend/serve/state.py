@@ -39,7 +39,7 @@ class ReplicaSpec:
     weights_seed: int = 0
 
     def __post_init__(self) -> None:
-        from schedgym.envs.serving.live_env import CATALOG_MODELS
+        from schedgym.envs.serving.live_run import CATALOG_MODELS
 
         if isinstance(self.model, str) and self.model not in CATALOG_MODELS:
             raise ValueError(f"model {self.model!r}: expected one of {sorted(CATALOG_MODELS)} or a ModelConfig dict")
@@ -61,7 +61,7 @@ class ReplicaSpec:
 
     @property
     def instance(self) -> InstanceSpec:
-        from schedgym.envs.serving.live_env import CATALOG_MODELS
+        from schedgym.envs.serving.live_run import CATALOG_MODELS
 
         cat = CATALOG_MODELS.get(self.model if isinstance(self.model, str) else "", "schedgym-tiny")
         return InstanceSpec("CPU" if self.device == "cpu" else "H100-80GB", cat, 1, int(self.context_limit), None)
