@@ -85,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     share = [r["iterations"]["cpu_share"]["value"] for r in reps]
     print(f"engine threads' CPU time / iteration wall time: {min(share):.2f} .. {max(share):.2f} (below 1 on a "
           "CPU device: waiting for a core)")
-    for key, title in (("rows", "from trace arrivals"), ("engine_rows", "engine-side")):
+    for key, title in (("rows", f"from trace arrivals ({reps[0]['prediction']})"),
+                       ("rows_mean_model", "from trace arrivals, deterministic model (table times + median delay)"),
+                       ("engine_rows", "engine-side")):
+        if not reps[0][key]:
+            continue
         print(title)
         metrics = [r["metric"] for r in reps[0][key]]
         for j, m in enumerate(metrics):
