@@ -42,3 +42,13 @@ def torch():
 
     _torch.set_num_threads(1)
     return _torch
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A local 2-CPU Ray instance for one test module (engines as Ray actors)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    yield ray
+    ray.shutdown()

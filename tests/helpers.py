@@ -100,3 +100,16 @@ def _explain_not_in_space(space: gym.Space, obs: Any) -> str:
         extra = sorted(set(obs) - set(space.spaces))
         return f"observation keys outside the space: {bad}; unexpected keys: {extra}"
     return "observation outside observation_space"
+
+
+def table_rows(cost: Any) -> list[dict[str, float]]:
+    """Calibration-table rows (``costmodel.CalibrationTable`` schema) of a cost model on a 4 x 4 grid."""
+    rows = []
+    for p in (0, 256, 1024, 4096):
+        for d in (0, 1, 16, 128):
+            if p + d == 0:
+                continue
+            for k in ((0,) if d == 0 else (d * 100, d * 2000)):
+                rows.append({"prefill_tokens": p, "decode_tokens": d, "kv_context_tokens": k,
+                             "time_s": cost.iteration_time(p, d, k), "repeats": 5})
+    return rows

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import gymnasium as gym
@@ -115,16 +114,6 @@ def test_routing_baselines_run_on_live_engines() -> None:
         row = run_episode(ENV_ID, make_policy(ENV_ID, name), w, 0,
                           env_kwargs={"token_scale": 1.0, "rate_scale": 1.0, "device": DEVICE})
         assert row["n_served"] == w.n_requests
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
-    yield ray
-    ray.shutdown()
 
 
 @cpu_only

@@ -5,7 +5,6 @@ generates unmoved; every live log goes through the simulator's validator (migrat
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import gymnasium as gym
@@ -194,16 +193,6 @@ def test_live_mechanism_configs_are_the_simulators() -> None:
         gym.make(ENV_ID, migration="llumnix", disagg="1p1d")
     env = gym.make(ENV_ID, n_engines=4, disagg="3p1d", migration=None)
     assert env.unwrapped.cluster.disagg.n_prefill == 3
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
-    yield ray
-    ray.shutdown()
 
 
 @cpu_only

@@ -11,6 +11,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
+from helpers import table_rows
 
 from schedgym.envs.serving import catalog, profiling
 from schedgym.envs.serving.cluster import check_cluster, instance_plan
@@ -145,21 +146,9 @@ def test_refitting_on_the_training_half_reproduces_the_shipped_constants():
     assert max(r["median_rel_err"] for r in rows if r["group"] == "attn_decode") > 0.3
 
 
-def _table_rows(cost: RooflineCostModel) -> list[dict[str, float]]:
-    rows = []
-    for p in (0, 256, 1024, 4096):
-        for d in (0, 1, 16, 128):
-            if p + d == 0:
-                continue
-            for k in ((0,) if d == 0 else (d * 100, d * 2000)):
-                rows.append({"prefill_tokens": p, "decode_tokens": d, "kv_context_tokens": k,
-                             "time_s": cost.iteration_time(p, d, k), "repeats": 5})
-    return rows
-
-
 def test_calibration_table_reproduces_its_grid_and_is_affine_in_context():
     cost = RooflineCostModel(catalog.gpu("A100-80GB"), catalog.model("Llama-3-8B"))
-    table = TableCostModel(calibration_from_rows(_table_rows(cost)))
+    table = TableCostModel(calibration_from_rows(table_rows(cost)))
     for p, d, k in ((256, 16, 1600), (0, 128, 256000), (4096, 0, 0), (1024, 1, 2000)):
         assert table.iteration_time(p, d, k) == pytest.approx(cost.iteration_time(p, d, k), rel=1e-6)
     a, b = table.decode_coefficients(16)
@@ -170,7 +159,7 @@ def test_calibration_table_reproduces_its_grid_and_is_affine_in_context():
 
 def test_calibration_table_overrides_the_analytic_model_in_a_simulation(tmp_path):
     slow = RooflineCostModel(catalog.gpu("L4"), catalog.model("Llama-3-8B"))  # measured on a much slower GPU
-    rows = _table_rows(slow)
+    rows = table_rows(slow)
     path = tmp_path / "cal.json"
     path.write_text(json.dumps({"schema": "schedgym.calibration/v1", "gpu": "L4", "model": "Llama-3-8B", "tp": 1,
                                 "rows": rows}))

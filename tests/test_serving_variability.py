@@ -8,6 +8,7 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+from helpers import table_rows
 
 import schedgym  # noqa: F401
 from schedgym.envs.serving import catalog
@@ -21,14 +22,7 @@ COST = RooflineCostModel(catalog.gpu("H100-80GB"), catalog.model("Llama-3-8B"))
 
 
 def _table(tmp_path, name: str = "cal.json", **extra) -> str:
-    rows = []
-    for p in (0, 256, 1024, 4096):
-        for d in (0, 1, 16, 128):
-            if p + d == 0:
-                continue
-            for k in ((0,) if d == 0 else (d * 100, d * 2000)):
-                rows.append({"prefill_tokens": p, "decode_tokens": d, "kv_context_tokens": k,
-                             "time_s": COST.iteration_time(p, d, k)})
+    rows = table_rows(COST)
     path = tmp_path / name
     path.write_text(json.dumps({"schema": "schedgym.calibration/v1", "gpu": "H100-80GB", "model": "Llama-3-8B",
                                 "tp": 1, "rows": rows, **extra}))
