@@ -69,6 +69,35 @@ def probe_dispatch_latency(live_kwargs: dict[str, Any], workload: ServingWorkloa
     return float(np.nanmedian(run.dispatched - w.arrival))
 
 
+def host_drift(live_kwargs: dict[str, Any], calibration: str, out_dir: str) -> tuple[str, float]:
+    """The host's speed now against the table: the median live/table time of the iterations of a short synthetic
+    live episode (``probe_workload()``, a separate run, never the compared one), and a copy of the table with
+    every time scaled by it, written to ``out_dir`` (a virtual machine's speed drifts between the calibration
+    run and a run minutes later). Returns (scaled table path, factor)."""
+    import json
+    from pathlib import Path
+
+    from schedgym.envs.serving.costmodel import TableCostModel, load_calibration_table
+    w = probe_workload()
+    env = gym.make("schedgym/LLMServingLive-v0", **{**live_kwargs, "instance": w, "rate_scale": 1.0,
+                                                      "token_scale": 1.0})
+    round_robin(env)
+    seg = env.unwrapped.state.seg
+    env.close()
+    cm = TableCostModel(load_calibration_table(calibration))
+    r = [(t1 - t0) / cm.iteration_time(P, D, K, prefill_context_tokens=Pc, prefill_attention_pairs=pairs)
+         for _i, t0, t1, _n, _dec, _p, P, D, K, Pc, pairs, _cpu in seg]
+    f = float(np.median(r))
+    doc = json.loads(Path(calibration).read_text())
+    for row in doc["rows"]:
+        row["time_s"] *= f
+    doc["attention_pair_s"] = doc.get("attention_pair_s", 0.0) * f
+    doc["drift_factor"] = f
+    path = Path(out_dir) / f"{Path(calibration).stem}.drift.json"
+    path.write_text(json.dumps(doc) + "\n")
+    return str(path), f
+
+
 def iteration_check(segments: list[tuple], calibration: str) -> dict[str, dict[str, float]]:
     """Measured live iterations against the calibration table, per kind (prefill-only, decode-only, mixed):
     count, median and p10/p90 of live/table, ratio of the sums; and ``cpu_share``: the engine threads' CPU time
@@ -126,7 +155,8 @@ def _expected(workload: ServingWorkload, make: Any, runs: int, delay_q: np.ndarr
 def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2, model: str = "tiny",
              engine: dict[str, Any] | None = None, num_blocks: int = 256, context_limit: int = 512,
              device: str = "cpu", backend: str = "thread", threads: int = 1,
-             dispatch_latency_s: float | None = None, noise_runs: int = 16) -> dict[str, Any]:
+             dispatch_latency_s: float | None = None, noise_runs: int = 16,
+             drift_dir: str | None = None) -> dict[str, Any]:
     """Live vs predicted metrics of ``workload`` (already time- and token-scaled). ``dispatch_latency_s``:
     the router's dispatch latency added to the simulator's TTFT/E2E; None measures it first with
     ``probe_dispatch_latency`` (a separate synthetic live episode on the same cluster settings).
@@ -135,7 +165,9 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
     dispatch and wake latency quantiles, ``profiler.calibrate_live``) the prediction is the simulator with
     ``interference`` and ``iteration_noise`` and per-request router delays drawn from the measured
     distributions, averaged over ``noise_runs`` seeds (``_expected``: the expected statistic of one replay); the
-    deterministic prediction (table times, median delay) is reported alongside (``rows_mean_model``)."""
+    deterministic prediction (table times, median delay) is reported alongside (``rows_mean_model``).
+    ``drift_dir``: first measure the host's speed against the table (``host_drift``, a short synthetic live
+    episode) and simulate with the table scaled by it (written there); None uses the table as it is."""
     eng = dict(engine or {})
     live_kwargs = dict(n_engines=n_engines, model=model, engine=eng, num_blocks=num_blocks,
                        context_limit=context_limit, device=device, backend=backend, threads=threads,
@@ -153,13 +185,16 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
         else:
             dispatch_latency_s, source = probe_dispatch_latency(live_kwargs), "probe"
     noisy = all(k in meta for k in (QUANTILES_KEY, INTERFERENCE_KEY, "dispatch_latency_quantiles")) and noise_runs > 0
+    drift, sim_table = 1.0, calibration
+    if drift_dir is not None:
+        sim_table, drift = host_drift(live_kwargs, calibration, drift_dir)
     live = gym.make("schedgym/LLMServingLive-v0", instance=workload, rate_scale=1.0, token_scale=1.0,
                     **live_kwargs)
     live_info, live_actions = round_robin(live)
     live.unwrapped.validate()
     run = live.unwrapped.state
     gpu = "CPU" if device == "cpu" else "H100-80GB"
-    spec = {"gpu": gpu, "model": CATALOG_MODELS[model], "max_model_len": context_limit, "calibration": calibration}
+    spec = {"gpu": gpu, "model": CATALOG_MODELS[model], "max_model_len": context_limit, "calibration": sim_table}
 
     def make(w: ServingWorkload, measured: bool = False) -> gym.Env:
         return gym.make("schedgym/LLMServing-v0", instance=w, rate_scale=1.0, cluster=[spec] * n_engines,
@@ -201,7 +236,7 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
         engine_rows = _compare(live2, sim2)
     return {"workload": workload.name, "n_requests": workload.n_requests, "same_routing": live_actions == sim_actions,
             "calibration": calibration, "calibration_source": meta.get("source", "not recorded"),
-            "dispatch_latency_model_ms": d * 1e3, "dispatch_latency_source": source,
+            "dispatch_latency_model_ms": d * 1e3, "dispatch_latency_source": source, "host_drift": drift,
             "prediction": f"simulator with measured interference, iteration noise and router delays, "
                           f"mean over {noise_runs} seeds"
                           if noisy else "simulator (table times) + median router delay",
@@ -226,7 +261,8 @@ def format_report(rep: dict[str, Any]) -> str:
              f"{rep['same_routing']}; calibration {rep['calibration']}: {rep['calibration_source']}; dispatch latency: "
              f"{rep['dispatch_latency_model_ms']:.2f} ms from the {rep['dispatch_latency_source']} (added to the "
              f"simulated TTFT/E2E), this run "
-             f"{rep['median_dispatch_latency_ms']:.2f} ms (median))",
+             f"{rep['median_dispatch_latency_ms']:.2f} ms (median); host speed probe: table times x"
+             f"{rep['host_drift']:.2f} in the simulator)",
              "live iteration time / table time for the same shape: " + "; ".join(
                  f"{k} n={int(v['n'])} median x{v['median']:.2f} (p10 {v['p10']:.2f}, p90 {v['p90']:.2f})"
                  for k, v in rep["iterations"].items() if k != "cpu_share")

@@ -136,6 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     fid.add_argument("--context-limit", type=int, default=512, help="max prompt + output tokens (default 512)")
     fid.add_argument("--backend", default="thread", help="thread (default) or ray")
     fid.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    fid.add_argument("--drift-probe", action="store_true",
+                     help="time the host on a short synthetic live episode first and scale the table by it in the "
+                          "simulator (the scaled copy is written next to the table)")
     fid.add_argument("--dispatch-latency-ms", type=float, default=None,
                      help="router dispatch latency added to the simulated TTFT/E2E (default: probe it first on a "
                           "synthetic live episode; 0 compares the bare simulator)")
@@ -298,7 +301,8 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     _init_ray(args)
     rep = fidelity(w, table, n_engines=args.engines, model=args.model, engine=engine, num_blocks=args.num_blocks,
                    context_limit=args.context_limit, device=args.device, backend=args.backend,
-                   dispatch_latency_s=None if args.dispatch_latency_ms is None else args.dispatch_latency_ms / 1e3)
+                   dispatch_latency_s=None if args.dispatch_latency_ms is None else args.dispatch_latency_ms / 1e3,
+                   drift_dir=str(Path(table).parent) if args.drift_probe else None)
     print(format_report(rep))
     if args.out:
         Path(args.out).write_text(json.dumps(rep, indent=1, default=lambda o: o.tolist()) + "\n")  # numpy

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--context-limit", type=int, default=512)
     p.add_argument("--grid-repeats", type=int, default=7, help="--calibration grid: sweeps per shape (7)")
     p.add_argument("--out", default="fidelity-runs", help="folder for tables and reports")
+    p.add_argument("--drift-probe", action="store_true",
+                   help="before each compared run, time the host on a short synthetic live episode and scale the "
+                        "table by it in the simulator (fidelity.host_drift)")
     a = p.parse_args(argv)
 
     import torch
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             table = a.calibration
         load1 = os.getloadavg()
-        rep = fidelity(w, table, **live_kw)
+        rep = fidelity(w, table, drift_dir=str(out) if a.drift_probe else None, **live_kw)
         rep["load_avg_calibration"], rep["load_avg_before_live"], rep["load_avg_after"] = load0, load1, \
             os.getloadavg()
         (out / f"report_{k}.json").write_text(json.dumps(rep, indent=1, default=lambda o: o.tolist()) + "\n")

@@ -159,6 +159,13 @@ def test_calibrate_from_a_live_run_round_trips_with_its_dispatch_latency(tmp_pat
     assert cm.ratio_quantiles.tolist() == q.tolist()
     assert cm.ratio_quantiles_by_overlap.shape == (2, 2, 101)  # kind x other engines computing x quantiles
     assert "interference" in rep["prediction"] and len(rep["rows_mean_model"]) == len(rep["rows"]) == 9
+    # The host-speed probe: a scaled copy of the table drives the simulator.
+    rep = fidelity(small_workload(), path, n_engines=2, num_blocks=128, device=DEVICE, noise_runs=2,
+                   drift_dir=str(tmp_path))
+    scaled = json.loads((tmp_path / "live.drift.json").read_text())
+    f = rep["host_drift"]
+    assert f > 0 and scaled["drift_factor"] == f
+    assert [r["time_s"] for r in scaled["rows"]] == pytest.approx([r["time_s"] * f for r in doc["rows"]])
 
 
 def test_attention_pairs_correct_a_batch_of_shorter_prompts() -> None:
