@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     from schedgym.hwbackend.fidelity import fidelity, format_report, segment
     from schedgym.hwbackend.profiler import calibrate, calibrate_live, write_table
     torch.set_num_threads(1)
+    from schedgym.cli import _init_ray
+    _init_ray(argparse.Namespace(backend=a.backend, engines=a.engines))  # Ray actors: a local Ray first
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     cmd = "python scripts/bench_fidelity.py " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
