@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from schedgym.envs.serving.costmodel import CALIBRATION_SCHEMA, TableCostModel, calibration_from_rows
-from schedgym.envs.serving.types import EngineConfig
+from schedgym.envs.serving.types import START_PREFILL, EngineConfig
 from schedgym.envs.serving.variability import (
     INTERFERENCE_KEY,
     OVERLAP_KEY,
@@ -54,7 +54,7 @@ def time_shape(eng: LiveEngine, prefill: int, decode: int, ctx_per_seq: int) -> 
         s = _Seq(-1 - k, rng.integers(0, eng.cfg.vocab_size, ctx_per_seq), 1 << 30, generated=[1])
         s.computed = s.target = ctx_per_seq
         s.blocks = eng._take(-(-ctx_per_seq // eng.bs))
-        eng.open[s.rid] = (0.0, 0.0, ctx_per_seq)
+        eng.open[s.rid] = (0.0, 0.0, ctx_per_seq, START_PREFILL)  # (alloc, start, kv, start kind)
         eng.running.append(s)
     if prefill:
         eng.submit(10**9, prefill, 2)
