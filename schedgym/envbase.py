@@ -22,6 +22,23 @@ class SchedulingEnv(gym.Env[dict[str, np.ndarray], Any]):
     renderer: ClassVar[Any] = None
     state: Any = None
 
+    @classmethod
+    def merge_config(cls, config: dict[str, Any] | None, args: dict[str, Any]) -> dict[str, Any]:
+        """The constructor's keyword arguments ``args`` with RLlib's EnvContext (passed positionally) applied: its
+        keys override; a key that is not an argument raises."""
+        if not config:
+            return args
+        unknown = sorted(set(config) - set(args))
+        if unknown:
+            raise TypeError(f"{cls.__name__} got unknown config keys {unknown}; expected some of {sorted(args)}")
+        return {**args, **dict(config)}
+
+    def check_render_mode(self, render_mode: str | None) -> None:
+        """A clear error unless ``render_mode`` is None or one of ``metadata["render_modes"]``."""
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, "
+                             f"got {render_mode!r}")
+
     def render(self) -> str | np.ndarray | None:
         """Delegate to the domain's viewer module (``ansi`` text or an ``rgb_array`` image)."""
         if self.state is None or self.render_mode is None or self.renderer is None:

@@ -111,25 +111,13 @@ class DAGDispatchEnv(SchedulingEnv):
         invalid_action_penalty: float = 1.0,
         render_mode: str | None = None,
     ) -> None:
-        if config:  # RLlib passes an EnvContext positionally; keyword arguments win over defaults.
-            cfg = dict(config)
-            instance, dataset, split = (
-                cfg.pop("instance", instance),
-                cfg.pop("dataset", dataset),
-                cfg.pop("split", split),
-            )
-            noise, reward = cfg.pop("noise", noise), cfg.pop("reward", reward)
-            max_tasks, max_edges = cfg.pop("max_tasks", max_tasks), cfg.pop("max_edges", max_edges)
-            max_pes, max_pe_types = cfg.pop("max_pes", max_pes), cfg.pop("max_pe_types", max_pe_types)
-            strict = cfg.pop("strict", strict)
-            invalid_action_penalty = cfg.pop("invalid_action_penalty", invalid_action_penalty)
-            render_mode = cfg.pop("render_mode", render_mode)
-            if cfg:
-                raise TypeError(f"DAGDispatchEnv got unknown config keys {sorted(cfg)}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
-            )
+        a = self.merge_config(config, dict(
+            instance=instance, dataset=dataset, split=split, noise=noise, reward=reward, max_tasks=max_tasks,
+            max_edges=max_edges, max_pes=max_pes, max_pe_types=max_pe_types, strict=strict,
+            invalid_action_penalty=invalid_action_penalty, render_mode=render_mode))
+        (instance, dataset, split, noise, reward, max_tasks, max_edges, max_pes, max_pe_types, strict,
+         invalid_action_penalty, render_mode) = a.values()
+        self.check_render_mode(render_mode)
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
         if not (np.isfinite(noise) and noise >= 0):

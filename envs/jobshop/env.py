@@ -91,20 +91,11 @@ class JobShopEnv(SchedulingEnv):
         invalid_action_penalty: float = 1.0,
         render_mode: str | None = None,
     ) -> None:
-        if config:  # RLlib passes an EnvContext positionally; keyword arguments win.
-            cfg = dict(config)
-            instance = cfg.pop("instance", instance)
-            dataset = cfg.pop("dataset", dataset)
-            split = cfg.pop("split", split)
-            max_jobs = cfg.pop("max_jobs", max_jobs)
-            max_machines = cfg.pop("max_machines", max_machines)
-            strict = cfg.pop("strict", strict)
-            invalid_action_penalty = cfg.pop("invalid_action_penalty", invalid_action_penalty)
-            render_mode = cfg.pop("render_mode", render_mode)
-            if cfg:
-                raise TypeError(f"JobShopEnv got unknown config keys {sorted(cfg)}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        a = self.merge_config(config, dict(
+            instance=instance, dataset=dataset, split=split, max_jobs=max_jobs, max_machines=max_machines,
+            strict=strict, invalid_action_penalty=invalid_action_penalty, render_mode=render_mode))
+        instance, dataset, split, max_jobs, max_machines, strict, invalid_action_penalty, render_mode = a.values()
+        self.check_render_mode(render_mode)
         self.render_mode = render_mode
         self.strict = bool(strict)
         self.invalid_action_penalty = float(invalid_action_penalty)

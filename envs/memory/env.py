@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from schedgym.envs.memory import viewer
-from schedgym.envs.memory.envbase import MemoryEnvBase, merge_config
+from schedgym.envs.memory.envbase import MemoryEnvBase
 from schedgym.envs.memory.io import load_program, load_shipped_program
 from schedgym.envs.memory.reward import saving_reward
 from schedgym.envs.memory.sim import FIT_RULES, ORDERS, CostModel, MappingState
@@ -101,8 +101,7 @@ class MemoryMappingEnv(MemoryEnvBase):
         invalid_action_penalty: float = 1.0,
         render_mode: str | None = None,
     ) -> None:
-        kw = merge_config(
-            type(self).__name__,
+        kw = self.merge_config(
             config,
             dict(
                 instance=instance,

@@ -11,18 +11,6 @@ from schedgym.envbase import SchedulingEnv
 from schedgym.graph import GraphSpec
 
 
-def merge_config(cls_name: str, config: dict[str, Any] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """RLlib passes an EnvContext positionally; its keys fill the keyword arguments left at their defaults
-    (explicit keyword arguments win). Unknown keys raise."""
-    if not config:
-        return kwargs
-    cfg = dict(config)
-    unknown = sorted(set(cfg) - set(kwargs))
-    if unknown:
-        raise TypeError(f"{cls_name} got unknown config keys {unknown}; expected some of {sorted(kwargs)}")
-    return {**kwargs, **{k: v for k, v in cfg.items() if k in kwargs}}
-
-
 class MemoryEnvBase(SchedulingEnv):
     """Shared plumbing; subclasses set the spaces and implement ``_start``, ``_apply``, ``_encode``."""
 
@@ -32,10 +20,7 @@ class MemoryEnvBase(SchedulingEnv):
     def _setup(
         self, instance: Any, dataset: str, split: str, strict: bool, penalty: float, render_mode: str | None
     ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
-            )
+        self.check_render_mode(render_mode)
         self.render_mode = render_mode
         self.strict = bool(strict)
         self.invalid_action_penalty = float(penalty)

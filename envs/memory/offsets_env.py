@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from schedgym.envs.memory import viewer
-from schedgym.envs.memory.envbase import MemoryEnvBase, merge_config
+from schedgym.envs.memory.envbase import MemoryEnvBase
 from schedgym.envs.memory.io import load_minimalloc, load_offsets_csv
 from schedgym.envs.memory.reward import peak_reward
 from schedgym.envs.memory.sim import OffsetState, OrderedOffsetState
@@ -91,7 +91,7 @@ class MemoryOffsetsEnv(MemoryEnvBase):
                  max_buffers: int | None = None, max_sections: int | None = None,
                  max_cover: int | None = None, strict: bool = False, invalid_action_penalty: float = 1.0,
                  render_mode: str | None = None) -> None:  # fmt: skip
-        kw = merge_config(type(self).__name__, config, dict(
+        kw = self.merge_config(config, dict(
             instance=instance, dataset=dataset, split=split, action_mode=action_mode,
             capacity_mask=capacity_mask, order=order, max_candidates=max_candidates, max_buffers=max_buffers,
             max_sections=max_sections,

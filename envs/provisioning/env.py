@@ -99,14 +99,8 @@ class ProvisioningEnv(SchedulingEnv):
                  invalid_action_penalty: float = 1.0, render_mode: str | None = None) -> None:
         args = dict(instance=instance, dataset=dataset, split=split, strict=strict,
                     invalid_action_penalty=invalid_action_penalty, render_mode=render_mode)
-        if config:
-            unknown = sorted(set(config) - set(args))
-            if unknown:
-                raise TypeError(f"ProvisioningEnv got unknown config keys {unknown}; expected {sorted(args)}")
-            args.update(dict(config))
-        if args["render_mode"] is not None and args["render_mode"] not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, "
-                             f"got {args['render_mode']!r}")
+        args = self.merge_config(config, args)
+        self.check_render_mode(args["render_mode"])
         self.render_mode = args["render_mode"]
         self.strict = bool(args["strict"])
         self.invalid_action_penalty = float(args["invalid_action_penalty"])

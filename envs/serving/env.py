@@ -159,14 +159,8 @@ class LLMServingEnv(SchedulingEnv):
                     interference=interference, iteration_noise=iteration_noise, class_probs=class_probs,
                     output_estimate=output_estimate, estimate_noise=estimate_noise, reward=reward, strict=strict,
                     invalid_action_penalty=invalid_action_penalty, render_mode=render_mode)
-        if config:  # RLlib passes an EnvContext positionally; its keys win.
-            unknown = sorted(set(config) - set(args))
-            if unknown:
-                raise TypeError(f"LLMServingEnv got unknown config keys {unknown}; expected {sorted(args)}")
-            args.update(dict(config))
-        if args["render_mode"] is not None and args["render_mode"] not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, "
-                             f"got {args['render_mode']!r}")
+        args = self.merge_config(config, args)
+        self.check_render_mode(args["render_mode"])
         if args["reward"] not in REWARDS:
             raise ValueError(f"reward must be one of {list(REWARDS)}, got {args['reward']!r}")
         if args["output_estimate"] not in ESTIMATES:

@@ -118,11 +118,7 @@ class LLMServingLiveEnv(SchedulingEnv):
                  strict: bool = False, invalid_action_penalty: float = 1.0, render_mode: str | None = None,
                  weights_seed: int = 0, migration: Any = None, disagg: Any = None) -> None:
         args = {k: v for k, v in locals().items() if k not in ("self", "config", "__class__")}
-        if config:
-            unknown = sorted(set(config) - set(args))
-            if unknown:
-                raise TypeError(f"LLMServingLiveEnv got unknown config keys {unknown}; expected {sorted(args)}")
-            args.update(dict(config))
+        args = self.merge_config(config, args)
         if args["reward"] not in REWARDS:
             raise ValueError(f"reward must be one of {list(REWARDS)}, got {args['reward']!r}")
         if args["backend"] not in ("thread", "ray"):
@@ -133,8 +129,7 @@ class LLMServingLiveEnv(SchedulingEnv):
             raise ValueError(f"rate_scale must be a finite number > 0, got {args['rate_scale']!r}")
         if int(args["n_engines"]) < 1:
             raise ValueError(f"n_engines must be >= 1, got {args['n_engines']!r}")
-        if args["render_mode"] is not None and args["render_mode"] not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
+        self.check_render_mode(args["render_mode"])
         from schedgym.hwbackend.model import ModelConfig
         self.model_cfg = ModelConfig.from_any(args["model"])
         mname = args["model"] if isinstance(args["model"], str) else None
