@@ -18,16 +18,20 @@ time against the calibration table's time for the same batch shape (``iteration_
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from schedgym.envs.serving.costmodel import TableCostModel, load_calibration_table
 from schedgym.envs.serving.io import load_trace
 from schedgym.envs.serving.live_run import CATALOG_MODELS, scale_tokens
 from schedgym.envs.serving.metrics import QUANTILES, per_request
 from schedgym.envs.serving.types import ServingWorkload
+from schedgym.envs.serving.variability import INTERFERENCE_KEY, QUANTILES_KEY
 
 METRICS = ("ttft", "tpot", "e2e")
 
@@ -74,20 +78,13 @@ def host_drift(live_kwargs: dict[str, Any], calibration: str, out_dir: str) -> t
     live episode (``probe_workload()``, a separate run, never the compared one), and a copy of the table with
     every time scaled by it, written to ``out_dir`` (a virtual machine's speed drifts between the calibration
     run and a run minutes later). Returns (scaled table path, factor)."""
-    import json
-    from pathlib import Path
-
-    from schedgym.envs.serving.costmodel import TableCostModel, load_calibration_table
     w = probe_workload()
     env = gym.make("schedgym/LLMServingLive-v0", **{**live_kwargs, "instance": w, "rate_scale": 1.0,
                                                       "token_scale": 1.0})
     round_robin(env)
     seg = env.unwrapped.state.seg
     env.close()
-    cm = TableCostModel(load_calibration_table(calibration))
-    r = [(t1 - t0) / cm.iteration_time(P, D, K, prefill_context_tokens=Pc, prefill_attention_pairs=pairs)
-         for _i, t0, t1, _n, _dec, _p, P, D, K, Pc, pairs, _cpu in seg]
-    f = float(np.median(r))
+    f = float(np.median([wall / table for _, wall, table, _ in _against_table(seg, calibration)]))
     doc = json.loads(Path(calibration).read_text())
     for row in doc["rows"]:
         row["time_s"] *= f
@@ -98,21 +95,25 @@ def host_drift(live_kwargs: dict[str, Any], calibration: str, out_dir: str) -> t
     return str(path), f
 
 
+def _against_table(segments: list[tuple], calibration: str) -> list[tuple[str, float, float, float]]:
+    """(kind, wall time, table time, engine CPU time) of every live iteration (``LiveRun.seg`` entries)."""
+    cm = TableCostModel(load_calibration_table(calibration))
+    return [("prefill" if D == 0 else ("decode" if P == 0 else "mixed"), t1 - t0,
+             cm.iteration_time(P, D, K, prefill_context_tokens=Pc, prefill_attention_pairs=pairs), cpu_s)
+            for _i, t0, t1, _n, _dec, _p, P, D, K, Pc, pairs, cpu_s in segments]
+
+
 def iteration_check(segments: list[tuple], calibration: str) -> dict[str, dict[str, float]]:
     """Measured live iterations against the calibration table, per kind (prefill-only, decode-only, mixed):
     count, median and p10/p90 of live/table, ratio of the sums; and ``cpu_share``: the engine threads' CPU time
     over the iterations' wall time (on a CPU device, below 1 means the threads waited for a core: other load);
     ``segments``: ``LiveRun.seg`` entries."""
-    from schedgym.envs.serving.costmodel import TableCostModel, load_calibration_table
-    cm = TableCostModel(load_calibration_table(calibration))
     out: dict[str, dict[str, float]] = {}
     kinds: dict[str, list[tuple[float, float]]] = {"prefill": [], "decode": [], "mixed": []}
     wall = cpu = 0.0
-    for _i, t0, t1, _n, _dec, _p, P, D, K, Pc, pairs, cpu_s in segments:
-        kind = "prefill" if D == 0 else ("decode" if P == 0 else "mixed")
-        kinds[kind].append((t1 - t0, cm.iteration_time(P, D, K, prefill_context_tokens=Pc,
-                                                       prefill_attention_pairs=pairs)))
-        wall, cpu = wall + t1 - t0, cpu + cpu_s
+    for kind, w, table, cpu_s in _against_table(segments, calibration):
+        kinds[kind].append((w, table))
+        wall, cpu = wall + w, cpu + cpu_s
     out["cpu_share"] = {"value": cpu / wall if wall else float("nan")}
     for kind, v in kinds.items():
         if not v:
@@ -172,10 +173,6 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
     live_kwargs = dict(n_engines=n_engines, model=model, engine=eng, num_blocks=num_blocks,
                        context_limit=context_limit, device=device, backend=backend, threads=threads,
                        calibration=calibration)
-    import json
-    from pathlib import Path
-
-    from schedgym.envs.serving.variability import INTERFERENCE_KEY, QUANTILES_KEY
     meta = json.loads(Path(calibration).read_text()) if str(calibration).endswith(".json") else {}
     source = "given"
     if dispatch_latency_s is None:

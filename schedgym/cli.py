@@ -108,33 +108,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="fit the table to the iterations of a live run of a trace segment (--trace/--start/"
                           "--requests/--rate-scale/--token-scale/--engines/--backend, as the live env runs it) "
                           "instead of sweeping the grid on an idle engine; also records its dispatch latency")
-    cal.add_argument("--trace", default="azure-conv-2023", help="--from-live: shipped trace name")
-    cal.add_argument("--start", type=int, default=200, help="--from-live: first request of the segment (200)")
-    cal.add_argument("--requests", type=int, default=64, help="--from-live: segment length (64)")
-    cal.add_argument("--rate-scale", type=float, default=4.0, help="--from-live: arrivals this many times faster")
-    cal.add_argument("--token-scale", type=float, default=0.05, help="--from-live: prompt/output lengths x this")
-    cal.add_argument("--engines", type=int, default=2, help="--from-live: number of engines (2)")
-    cal.add_argument("--backend", default="thread", help="--from-live: thread (default) or ray")
-    cal.add_argument("--num-blocks", type=int, default=256, help="--from-live: KV blocks per engine (256)")
-    cal.add_argument("--context-limit", type=int, default=512, help="--from-live: max prompt + output (512)")
-    cal.add_argument("--chunked-prefill", action="store_true", help="--from-live: engines use chunked prefill")
+    _live_segment_args(cal, start=200, note="--from-live: ")
     cal.set_defaults(func=cmd_calibrate)
 
     fid = sub.add_parser("fidelity", help="live backend: replay a trace segment on the live cluster and on the "
                                           "calibrated simulator; relative error of TTFT/TPOT/E2E p50/p90/p99")
     fid.add_argument("--calibration", help="calibration table; default: calibrate first (written to --table-out)")
     fid.add_argument("--table-out", default="calibration.json", help="where a fresh calibration is written")
-    fid.add_argument("--trace", default="azure-conv-2023", help="shipped trace name (default azure-conv-2023)")
-    fid.add_argument("--start", type=int, default=0, help="first request of the segment (default 0)")
-    fid.add_argument("--requests", type=int, default=64, help="segment length (default 64)")
-    fid.add_argument("--rate-scale", type=float, default=4.0, help="arrivals replayed this many times faster")
-    fid.add_argument("--token-scale", type=float, default=0.05, help="prompt/output lengths multiplied by this")
-    fid.add_argument("--engines", type=int, default=2, help="number of engines (default 2)")
+    _live_segment_args(fid, start=0, note="")
     fid.add_argument("--model", default="tiny", help="hwbackend model preset (default tiny)")
-    fid.add_argument("--chunked-prefill", action="store_true", help="engines use chunked prefill")
-    fid.add_argument("--num-blocks", type=int, default=256, help="KV blocks per engine (default 256)")
-    fid.add_argument("--context-limit", type=int, default=512, help="max prompt + output tokens (default 512)")
-    fid.add_argument("--backend", default="thread", help="thread (default) or ray")
     fid.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     fid.add_argument("--drift-probe", action="store_true",
                      help="time the host on a short synthetic live episode first and scale the table by it in the "
@@ -146,6 +128,21 @@ def _parser() -> argparse.ArgumentParser:
     fid.set_defaults(func=cmd_fidelity)
     _serve_parsers(sub)
     return p
+
+
+def _live_segment_args(p: argparse.ArgumentParser, start: int, note: str) -> None:
+    """The trace segment and live cluster of a live run (``calibrate --from-live`` and ``fidelity`` share them,
+    defaults included: a table and the run it is judged on should see the same cluster)."""
+    p.add_argument("--trace", default="azure-conv-2023", help=f"{note}shipped trace name (azure-conv-2023)")
+    p.add_argument("--start", type=int, default=start, help=f"{note}first request of the segment ({start})")
+    p.add_argument("--requests", type=int, default=64, help=f"{note}segment length (64)")
+    p.add_argument("--rate-scale", type=float, default=4.0, help=f"{note}arrivals replayed this many times faster")
+    p.add_argument("--token-scale", type=float, default=0.05, help=f"{note}prompt/output lengths multiplied by this")
+    p.add_argument("--engines", type=int, default=2, help=f"{note}number of engines (2)")
+    p.add_argument("--backend", default="thread", help=f"{note}thread (default) or ray")
+    p.add_argument("--num-blocks", type=int, default=256, help=f"{note}KV blocks per engine (256)")
+    p.add_argument("--context-limit", type=int, default=512, help=f"{note}max prompt + output tokens (512)")
+    p.add_argument("--chunked-prefill", action="store_true", help=f"{note}engines use chunked prefill")
 
 
 def _serve_parsers(sub: Any) -> None:

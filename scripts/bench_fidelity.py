@@ -24,21 +24,14 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
+    from schedgym.cli import _live_segment_args
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--calibration", default="live", help="live (default), grid, or a table path")
-    p.add_argument("--trace", default="azure-conv-2023")
-    p.add_argument("--start", type=int, default=0, help="compared segment: first request (0)")
+    _live_segment_args(p, start=0, note="compared segment and cluster: ")
     p.add_argument("--calib-start", type=int, default=200, help="calibration segment (--calibration live): 200")
-    p.add_argument("--requests", type=int, default=64)
-    p.add_argument("--rate-scale", type=float, default=4.0)
-    p.add_argument("--token-scale", type=float, default=0.05)
-    p.add_argument("--engines", type=int, default=2)
     p.add_argument("--model", default="tiny")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--backend", default="thread")
-    p.add_argument("--num-blocks", type=int, default=256)
-    p.add_argument("--context-limit", type=int, default=512)
     p.add_argument("--grid-repeats", type=int, default=7, help="--calibration grid: sweeps per shape (7)")
     p.add_argument("--out", default="fidelity-runs", help="folder for tables and reports")
     p.add_argument("--drift-probe", action="store_true",
@@ -62,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     w = segment(a.trace, a.start, a.requests, a.rate_scale, a.token_scale)
     gpu = "CPU" if a.device == "cpu" else "H100-80GB"
     live_kw = dict(n_engines=a.engines, model=a.model, num_blocks=a.num_blocks, context_limit=a.context_limit,
-                   device=a.device, backend=a.backend)
+                   device=a.device, backend=a.backend, engine={"chunked_prefill": bool(a.chunked_prefill)})
     reps = []
     for k in range(a.repeats):
         load0 = os.getloadavg()
