@@ -19,6 +19,7 @@ time against the calibration table's time for the same batch shape (``iteration_
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from schedgym.envs.serving.live_run import CATALOG_MODELS, scale_tokens
 from schedgym.envs.serving.metrics import QUANTILES, per_request
 from schedgym.envs.serving.types import ServingWorkload
 from schedgym.envs.serving.variability import INTERFERENCE_KEY, QUANTILES_KEY
+from schedgym.hwbackend.profiler import overlap_fractions
 
 METRICS = ("ttft", "tpot", "e2e")
 
@@ -73,26 +75,39 @@ def probe_dispatch_latency(live_kwargs: dict[str, Any], workload: ServingWorkloa
     return float(np.nanmedian(run.dispatched - w.arrival))
 
 
-def host_drift(live_kwargs: dict[str, Any], calibration: str, out_dir: str) -> tuple[str, float]:
+def probe_host_speed(live_kwargs: dict[str, Any], calibration: str) -> float:
     """The host's speed now against the table: the median live/table time of the iterations of a short synthetic
-    live episode (``probe_workload()``, a separate run, never the compared one), and a copy of the table with
-    every time scaled by it, written to ``out_dir`` (a virtual machine's speed drifts between the calibration
-    run and a run minutes later). Returns (scaled table path, factor)."""
-    w = probe_workload()
-    env = gym.make("schedgym/LLMServingLive-v0", **{**live_kwargs, "instance": w, "rate_scale": 1.0,
+    live episode (``probe_workload()``, a separate run, never the compared one)."""
+    env = gym.make("schedgym/LLMServingLive-v0", **{**live_kwargs, "instance": probe_workload(), "rate_scale": 1.0,
                                                       "token_scale": 1.0})
     round_robin(env)
     seg = env.unwrapped.state.seg
     env.close()
-    f = float(np.median([wall / table for _, wall, table, _ in _against_table(seg, calibration)]))
+    return float(np.median([wall / table for _, wall, table, _ in _against_table(seg, calibration)]))
+
+
+def scaled_table(calibration: str, factor: float, path: str | Path) -> str:
+    """A copy of the table with every time (rows, per-attention-pair cost) multiplied by ``factor``, written to
+    ``path``: the measured variability (ratios to the table's times) scales with it."""
     doc = json.loads(Path(calibration).read_text())
     for row in doc["rows"]:
-        row["time_s"] *= f
-    doc["attention_pair_s"] = doc.get("attention_pair_s", 0.0) * f
-    doc["drift_factor"] = f
-    path = Path(out_dir) / f"{Path(calibration).stem}.drift.json"
-    path.write_text(json.dumps(doc) + "\n")
-    return str(path), f
+        row["time_s"] *= factor
+    doc["attention_pair_s"] = doc.get("attention_pair_s", 0.0) * factor
+    doc["drift_factor"] = factor
+    Path(path).write_text(json.dumps(doc) + "\n")
+    return str(path)
+
+
+def run_speed(segments: list[tuple], calibration: str, n_engines: int) -> float:
+    """The compared run's own speed against the table: the median live/table time of its iterations that no other
+    engine overlapped (the table times an engine alone). A diagnostic only — it reads the compared run."""
+    rows = _against_table(segments, calibration)
+    inst = np.array([s[0] for s in segments])
+    seg = np.array([s[1:3] for s in segments], float)
+    order = np.lexsort((seg[:, 0], inst))
+    lone = overlap_fractions(inst[order], seg[order], n_engines)[:, 0] >= 0.9
+    ratio = np.array([wall / table for _, wall, table, _ in rows])[order]
+    return float(np.median(ratio[lone] if lone.sum() >= 10 else ratio))
 
 
 def _against_table(segments: list[tuple], calibration: str) -> list[tuple[str, float, float, float]]:
@@ -167,8 +182,10 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
     ``interference`` and ``iteration_noise`` and per-request router delays drawn from the measured
     distributions, averaged over ``noise_runs`` seeds (``_expected``: the expected statistic of one replay); the
     deterministic prediction (table times, median delay) is reported alongside (``rows_mean_model``).
-    ``drift_dir``: first measure the host's speed against the table (``host_drift``, a short synthetic live
-    episode) and simulate with the table scaled by it (written there); None uses the table as it is."""
+    ``drift_dir``: measure the host's speed against the table just before and just after the compared run
+    (``probe_host_speed``, a short synthetic live episode each) and simulate with the table scaled by their
+    geometric mean (written there); None uses the table as it is. Also reported, as a diagnostic that reads the
+    compared run (``rows_run_speed``): the prediction with the table scaled by the run's own speed."""
     eng = dict(engine or {})
     live_kwargs = dict(n_engines=n_engines, model=model, engine=eng, num_blocks=num_blocks,
                        context_limit=context_limit, device=device, backend=backend, threads=threads,
@@ -182,19 +199,24 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
         else:
             dispatch_latency_s, source = probe_dispatch_latency(live_kwargs), "probe"
     noisy = all(k in meta for k in (QUANTILES_KEY, INTERFERENCE_KEY, "dispatch_latency_quantiles")) and noise_runs > 0
-    drift, sim_table = 1.0, calibration
-    if drift_dir is not None:
-        sim_table, drift = host_drift(live_kwargs, calibration, drift_dir)
+    probes = [probe_host_speed(live_kwargs, calibration)] if drift_dir is not None else []
     live = gym.make("schedgym/LLMServingLive-v0", instance=workload, rate_scale=1.0, token_scale=1.0,
                     **live_kwargs)
     live_info, live_actions = round_robin(live)
     live.unwrapped.validate()
     run = live.unwrapped.state
+    live.close()
+    drift, sim_table = 1.0, calibration
+    if drift_dir is not None:  # the host's speed just before and just after the run (geometric mean)
+        probes.append(probe_host_speed(live_kwargs, calibration))
+        drift = float(np.sqrt(probes[0] * probes[1]))
+        sim_table = scaled_table(calibration, drift, Path(drift_dir) / f"{Path(calibration).stem}.drift.json")
     gpu = "CPU" if device == "cpu" else "H100-80GB"
     spec = {"gpu": gpu, "model": CATALOG_MODELS[model], "max_model_len": context_limit, "calibration": sim_table}
 
-    def make(w: ServingWorkload, measured: bool = False) -> gym.Env:
-        return gym.make("schedgym/LLMServing-v0", instance=w, rate_scale=1.0, cluster=[spec] * n_engines,
+    def make(w: ServingWorkload, measured: bool = False, table: str | None = None) -> gym.Env:
+        inst = spec if table is None else {**spec, "calibration": table}
+        return gym.make("schedgym/LLMServing-v0", instance=w, rate_scale=1.0, cluster=[inst] * n_engines,
                         engine={**eng, "num_gpu_blocks": num_blocks}, segment_requests=None,
                         interference=measured, iteration_noise=measured)
 
@@ -209,10 +231,17 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
     predicted = {k: v + (d if k.endswith(("_ttft", "_e2e")) else 0.0) for k, v in sim_info.items()
                  if isinstance(v, float)}
     mean_rows = _compare(live_info, predicted)
-    rows = mean_rows
+    rows, speed_rows = mean_rows, []
+    speed = run_speed(run.seg, calibration, n_engines)
     if noisy:
-        rows = _compare(live_info, _expected(workload, lambda w: make(w, True), noise_runs,
-                                           np.array(meta["dispatch_latency_quantiles"])))
+        delay_q = np.array(meta["dispatch_latency_quantiles"])
+        rows = _compare(live_info, _expected(workload, lambda w: make(w, True), noise_runs, delay_q))
+        # Diagnostic: the same prediction had the table been scaled by the compared run's own speed (its lone
+        # iterations' median live/table time): the model's error with the host's drift taken out.
+        with tempfile.TemporaryDirectory() as tmp:
+            at_speed = scaled_table(calibration, speed, Path(tmp) / "run-speed.json")
+            speed_rows = _compare(live_info, _expected(workload, lambda w: make(w, True, at_speed), noise_runs,
+                                                       delay_q))
     # Engine-side: arrivals = when each request reached its engine (served requests only are dispatched).
     # Requests the engines cannot hold (prompt + output over the context limit) are rejected on both sides and
     # never dispatched: the engine-side replay is the served requests alone.
@@ -234,10 +263,12 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
     return {"workload": workload.name, "n_requests": workload.n_requests, "same_routing": live_actions == sim_actions,
             "calibration": calibration, "calibration_source": meta.get("source", "not recorded"),
             "dispatch_latency_model_ms": d * 1e3, "dispatch_latency_source": source, "host_drift": drift,
+            "host_probes": probes, "run_speed": speed,
             "prediction": f"simulator with measured interference, iteration noise and router delays, "
                           f"mean over {noise_runs} seeds"
                           if noisy else "simulator (table times) + median router delay",
-            "rows": rows, "rows_mean_model": mean_rows if noisy else [], "engine_rows": engine_rows,
+            "rows": rows, "rows_mean_model": mean_rows if noisy else [], "rows_run_speed": speed_rows,
+            "engine_rows": engine_rows,
             "median_dispatch_latency_ms": dispatch_ms,
             "iterations": iteration_check(run.seg, calibration),
             "live": live_info, "sim": sim_info}
@@ -259,7 +290,9 @@ def format_report(rep: dict[str, Any]) -> str:
              f"{rep['dispatch_latency_model_ms']:.2f} ms from the {rep['dispatch_latency_source']} (added to the "
              f"simulated TTFT/E2E), this run "
              f"{rep['median_dispatch_latency_ms']:.2f} ms (median); host speed probe: table times x"
-             f"{rep['host_drift']:.2f} in the simulator)",
+             f"{rep['host_drift']:.2f} in the simulator"
+             + (" (before/after the run x" + "/x".join(f"{p:.2f}" for p in rep["host_probes"]) + ")"
+                if rep["host_probes"] else "") + f"; the run's own speed x{rep['run_speed']:.2f})",
              "live iteration time / table time for the same shape: " + "; ".join(
                  f"{k} n={int(v['n'])} median x{v['median']:.2f} (p10 {v['p10']:.2f}, p90 {v['p90']:.2f})"
                  for k, v in rep["iterations"].items() if k != "cpu_share")
@@ -267,6 +300,8 @@ def format_report(rep: dict[str, Any]) -> str:
     for title, key in ((f"from trace arrivals (prediction: {rep['prediction']})", "rows"),
                        ("from trace arrivals, deterministic model (table times + median router delay)",
                         "rows_mean_model"),
+                       ("diagnostic, reads the compared run: the prediction with the table scaled by the run's "
+                        "own speed (host drift taken out)", "rows_run_speed"),
                        ("engine-side (arrivals = dispatch times)", "engine_rows")):
         if not rep[key]:
             continue

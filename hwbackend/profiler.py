@@ -257,7 +257,7 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
     # t0, t1, P, D, K, prefill context, attention pairs
     seg = np.array([run.seg[k][1:3] + run.seg[k][6:11] for k in order], float)
     t = seg[:, 1] - seg[:, 0]
-    frac = _overlap_fractions(inst, seg, n_engines)
+    frac = overlap_fractions(inst, seg, n_engines)
     # Fit the engine alone (no other engine computing during 90 % of the iteration); the slowdown while others
     # compute is measured below. Too few lone iterations of both kinds: fit every iteration instead.
     alone = frac[:, 0] >= 0.9
@@ -313,7 +313,7 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
     return doc
 
 
-def _overlap_fractions(inst: np.ndarray, seg: np.ndarray, n_engines: int) -> np.ndarray:
+def overlap_fractions(inst: np.ndarray, seg: np.ndarray, n_engines: int) -> np.ndarray:
     """(N, n_engines): the fraction of each iteration's wall time during which exactly j other engines were inside
     an iteration (j = 0 .. n_engines - 1), from a sweep over every iteration's start and end."""
     t0, t1 = seg[:, 0], seg[:, 1]

@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grid-repeats", type=int, default=7, help="--calibration grid: sweeps per shape (7)")
     p.add_argument("--out", default="fidelity-runs", help="folder for tables and reports")
     p.add_argument("--drift-probe", action="store_true",
-                   help="before each compared run, time the host on a short synthetic live episode and scale the "
-                        "table by it in the simulator (fidelity.host_drift)")
+                   help="time the host on a short synthetic live episode just before and just after each compared "
+                        "run and scale the table by their geometric mean in the simulator (fidelity.probe_host_speed)")
     a = p.parse_args(argv)
 
     import torch
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
           "CPU device: waiting for a core)")
     for key, title in (("rows", f"from trace arrivals ({reps[0]['prediction']})"),
                        ("rows_mean_model", "from trace arrivals, deterministic model (table times + median delay)"),
+                       ("rows_run_speed", "diagnostic: the prediction at the compared run's own speed"),
                        ("engine_rows", "engine-side")):
         if not reps[0][key]:
             continue

@@ -164,7 +164,9 @@ def test_calibrate_from_a_live_run_round_trips_with_its_dispatch_latency(tmp_pat
                    drift_dir=str(tmp_path))
     scaled = json.loads((tmp_path / "live.drift.json").read_text())
     f = rep["host_drift"]
-    assert f > 0 and scaled["drift_factor"] == f
+    before, after = rep["host_probes"]  # the host timed just before and just after the compared run
+    assert f == pytest.approx(np.sqrt(before * after)) and scaled["drift_factor"] == f
+    assert rep["run_speed"] > 0 and len(rep["rows_run_speed"]) == 9  # the diagnostic at the run's own speed
     assert [r["time_s"] for r in scaled["rows"]] == pytest.approx([r["time_s"] * f for r in doc["rows"]])
 
 

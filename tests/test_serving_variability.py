@@ -16,7 +16,7 @@ from schedgym.envs.serving.costmodel import RooflineCostModel
 from schedgym.envs.serving.sim import ClusterSim
 from schedgym.envs.serving.types import ClusterSpec, ServingWorkload
 from schedgym.envs.serving.validator import validate_schedule
-from schedgym.hwbackend.profiler import _interference, _overlap_fractions
+from schedgym.hwbackend.profiler import _interference, overlap_fractions
 
 COST = RooflineCostModel(catalog.gpu("H100-80GB"), catalog.model("Llama-3-8B"))
 
@@ -135,7 +135,7 @@ def test_profiler_measures_overlap_and_the_slowdown_as_ratios_of_sums():
     # Engine 0 iterates on [0, 1], [1, 2], [2, 3]; engine 1 on [0.5, 1.5] only.
     inst = np.array([0, 0, 0, 1])
     seg = np.array([[0.0, 1.0], [1.0, 2.0], [2.0, 3.0], [0.5, 1.5]])
-    frac = _overlap_fractions(inst, seg, 2)
+    frac = overlap_fractions(inst, seg, 2)
     np.testing.assert_allclose(frac, [[0.5, 0.5], [0.5, 0.5], [1.0, 0.0], [0.0, 1.0]])
     # Decoding iterations: 10 alone at 1.1x the table, 10 half overlapped and 10 fully overlapped, progressing
     # half as fast while overlapped (2.2x the table); prefill-only: alone 1.0x, overlapped 1.5x.
