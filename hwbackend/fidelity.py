@@ -36,6 +36,7 @@ from schedgym.envs.serving.variability import INTERFERENCE_KEY, QUANTILES_KEY
 from schedgym.hwbackend.profiler import overlap_fractions
 
 METRICS = ("ttft", "tpot", "e2e")
+PROBE_REQUESTS = 16  # the host-speed probe replays the segment's first requests, separately
 
 
 def round_robin(env: gym.Env, seed: int = 0) -> tuple[dict[str, Any], list[int]]:
@@ -75,10 +76,11 @@ def probe_dispatch_latency(live_kwargs: dict[str, Any], workload: ServingWorkloa
     return float(np.nanmedian(run.dispatched - w.arrival))
 
 
-def probe_host_speed(live_kwargs: dict[str, Any], calibration: str) -> float:
-    """The host's speed now against the table: the median live/table time of the iterations of a short synthetic
-    live episode (``probe_workload()``, a separate run, never the compared one)."""
-    env = gym.make("schedgym/LLMServingLive-v0", **{**live_kwargs, "instance": probe_workload(), "rate_scale": 1.0,
+def probe_host_speed(live_kwargs: dict[str, Any], calibration: str, workload: ServingWorkload) -> float:
+    """The host's speed now against the table: the median live/table time of the iterations of a short live
+    episode of ``workload`` (a separate run, never the compared one; batch shapes like the compared run's, since a
+    synthetic load of tiny batches runs in another regime — on a GPU ×1.4–3.5 the table while the run ran ×1)."""
+    env = gym.make("schedgym/LLMServingLive-v0", **{**live_kwargs, "instance": workload, "rate_scale": 1.0,
                                                       "token_scale": 1.0})
     round_robin(env)
     seg = env.unwrapped.state.seg
@@ -183,9 +185,10 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
     distributions, averaged over ``noise_runs`` seeds (``_expected``: the expected statistic of one replay); the
     deterministic prediction (table times, median delay) is reported alongside (``rows_mean_model``).
     ``drift_dir``: measure the host's speed against the table just before and just after the compared run
-    (``probe_host_speed``, a short synthetic live episode each) and simulate with the table scaled by their
-    geometric mean (written there); None uses the table as it is. Also reported, as a diagnostic that reads the
-    compared run (``rows_run_speed``): the prediction with the table scaled by the run's own speed."""
+    (``probe_host_speed``: each a separate live replay of the segment's first ``PROBE_REQUESTS`` requests) and
+    simulate with the table scaled by their geometric mean (written there); None uses the table as it is. Also
+    reported, as a diagnostic that reads the compared run (``rows_run_speed``): the prediction with the table
+    scaled by the run's own speed."""
     eng = dict(engine or {})
     live_kwargs = dict(n_engines=n_engines, model=model, engine=eng, num_blocks=num_blocks,
                        context_limit=context_limit, device=device, backend=backend, threads=threads,
@@ -199,7 +202,10 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
         else:
             dispatch_latency_s, source = probe_dispatch_latency(live_kwargs), "probe"
     noisy = all(k in meta for k in (QUANTILES_KEY, INTERFERENCE_KEY, "dispatch_latency_quantiles")) and noise_runs > 0
-    probes = [probe_host_speed(live_kwargs, calibration)] if drift_dir is not None else []
+    probes: list[float] = []
+    if drift_dir is not None:
+        probe = workload.slice(0, min(PROBE_REQUESTS, workload.n_requests), name=f"{workload.name}-probe")
+        probes.append(probe_host_speed(live_kwargs, calibration, probe))
     live = gym.make("schedgym/LLMServingLive-v0", instance=workload, rate_scale=1.0, token_scale=1.0,
                     **live_kwargs)
     live_info, live_actions = round_robin(live)
@@ -208,7 +214,7 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
     live.close()
     drift, sim_table = 1.0, calibration
     if drift_dir is not None:  # the host's speed just before and just after the run (geometric mean)
-        probes.append(probe_host_speed(live_kwargs, calibration))
+        probes.append(probe_host_speed(live_kwargs, calibration, probe))
         drift = float(np.sqrt(probes[0] * probes[1]))
         sim_table = scaled_table(calibration, drift, Path(drift_dir) / f"{Path(calibration).stem}.drift.json")
     gpu = "CPU" if device == "cpu" else "H100-80GB"
