@@ -119,9 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     fid.add_argument("--model", default="tiny", help="hwbackend model preset (default tiny)")
     fid.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     fid.add_argument("--drift-probe", action="store_true",
-                     help="time the host on a short synthetic live episode just before and just after the run and "
-                          "scale the table by their geometric mean in the simulator (the scaled copy is written "
-                          "next to the table)")
+                     help="time the host on a separate live replay of the segment's first 16 requests just before "
+                          "and just after the run and scale the table by their geometric mean in the simulator (the "
+                          "scaled copy is written next to the table)")
     fid.add_argument("--dispatch-latency-ms", type=float, default=None,
                      help="router dispatch latency added to the simulated TTFT/E2E (default: probe it first on a "
                           "synthetic live episode; 0 compares the bare simulator)")

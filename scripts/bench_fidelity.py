@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grid-repeats", type=int, default=7, help="--calibration grid: sweeps per shape (7)")
     p.add_argument("--out", default="fidelity-runs", help="folder for tables and reports")
     p.add_argument("--drift-probe", action="store_true",
-                   help="time the host on a short synthetic live episode just before and just after each compared "
-                        "run and scale the table by their geometric mean in the simulator (fidelity.probe_host_speed)")
+                   help="time the host on a separate live replay of the segment's first 16 requests just before and "
+                        "just after each compared run and scale the table by their geometric mean in the simulator "
+                        "(fidelity.probe_host_speed)")
     a = p.parse_args(argv)
 
     import torch
