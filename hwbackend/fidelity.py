@@ -32,7 +32,7 @@ from schedgym.envs.serving.io import load_trace
 from schedgym.envs.serving.live_run import CATALOG_MODELS, scale_tokens
 from schedgym.envs.serving.metrics import QUANTILES, per_request
 from schedgym.envs.serving.types import ServingWorkload
-from schedgym.envs.serving.variability import INTERFERENCE_KEY, QUANTILES_KEY
+from schedgym.envs.serving.variability import INTERFERENCE_KEY, QUANTILES_KEY, SERVICE_KEY, router_dispatch_times
 from schedgym.hwbackend.profiler import overlap_fractions
 
 METRICS = ("ttft", "tpot", "e2e")
@@ -142,18 +142,24 @@ def iteration_check(segments: list[tuple], calibration: str) -> dict[str, dict[s
     return out
 
 
-def _expected(workload: ServingWorkload, make: Any, runs: int, delay_q: np.ndarray | None) -> dict[str, float]:
+def _expected(workload: ServingWorkload, make: Any, runs: int, delay_q: np.ndarray | None,
+              service_q: np.ndarray | None = None) -> dict[str, float]:
     """TTFT/TPOT/E2E percentiles predicted for one replay of ``workload``: each of ``runs`` seeded simulator
-    episodes (``make(w)`` builds the env; per-request router delays drawn from the quantiles ``delay_q``, arrivals
-    kept in trace order as the router dispatches them; latencies from the trace arrivals) gives the percentile
-    over its requests, and the prediction is their mean — the expected value of the statistic the live run
-    reports (a p99 over 64 requests sits between the two largest, below the distribution's own p99)."""
+    episodes (``make(w)`` builds the env; requests reach their engines through the router — a one-at-a-time queue
+    with service times drawn from the quantiles ``service_q`` (``variability.router_dispatch_times``) or, for a
+    table without them, after delays drawn from the latency quantiles ``delay_q``, kept in trace order;
+    latencies from the trace arrivals) gives the percentile over its requests, and the prediction is their mean —
+    the expected value of the statistic the live run reports (a p99 over 64 requests sits between the two
+    largest, below the distribution's own p99)."""
     per_run: dict[str, list[float]] = {f"p{q}_{k}": [] for k in METRICS for q in QUANTILES}
     R = workload.n_requests
     for s in range(runs):
         w = workload
-        if delay_q is not None:
-            rng = np.random.default_rng([s, 0xD15])
+        rng = np.random.default_rng([s, 0xD15])
+        if service_q is not None:
+            svc = np.interp(rng.random(R), np.linspace(0, 1, service_q.size), service_q)
+            w = replace(workload, arrival=router_dispatch_times(workload.arrival, svc))
+        elif delay_q is not None:
             d = np.interp(rng.random(R), np.linspace(0, 1, delay_q.size), delay_q)
             w = replace(workload, arrival=np.maximum.accumulate(workload.arrival + d))
         env = make(w)
@@ -241,13 +247,14 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
     speed = run_speed(run.seg, calibration, n_engines)
     if noisy:
         delay_q = np.array(meta["dispatch_latency_quantiles"])
-        rows = _compare(live_info, _expected(workload, lambda w: make(w, True), noise_runs, delay_q))
+        service_q = np.array(meta[SERVICE_KEY]) if SERVICE_KEY in meta else None
+        rows = _compare(live_info, _expected(workload, lambda w: make(w, True), noise_runs, delay_q, service_q))
         # Diagnostic: the same prediction had the table been scaled by the compared run's own speed (its lone
         # iterations' median live/table time): the model's error with the host's drift taken out.
         with tempfile.TemporaryDirectory() as tmp:
             at_speed = scaled_table(calibration, speed, Path(tmp) / "run-speed.json")
             speed_rows = _compare(live_info, _expected(workload, lambda w: make(w, True, at_speed), noise_runs,
-                                                       delay_q))
+                                                       delay_q, service_q))
     # Engine-side: arrivals = when each request reached its engine (served requests only are dispatched).
     # Requests the engines cannot hold (prompt + output over the context limit) are rejected on both sides and
     # never dispatched: the engine-side replay is the served requests alone.

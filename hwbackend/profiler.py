@@ -26,8 +26,10 @@ from schedgym.envs.serving.variability import (
     INTERFERENCE_KEY,
     OVERLAP_KEY,
     QUANTILES_KEY,
+    SERVICE_KEY,
     WAKE_KEY,
     ratio_quantiles,
+    router_service_times,
 )
 from schedgym.hwbackend.engine import LiveEngine, _Seq
 
@@ -241,7 +243,8 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
     engine -> its prefill starts, ``wake_latency_s``), and the measured variability the simulator's
     ``interference`` / ``iteration_noise`` options read (``envs/serving/variability.py``): the slowdown by the
     number of other engines computing, the quantiles of every iteration's period over its modelled time, of the
-    wake latency and of the dispatch latency (``dispatch_latency_quantiles``, used by ``fidelity``). Use a
+    wake latency, of the dispatch latency (``dispatch_latency_quantiles``) and of the router's service time per
+    request (``dispatch_service_quantiles``, used by ``fidelity``). Use a
     different trace segment than the one the table will be judged on."""
     import gymnasium as gym
 
@@ -307,6 +310,8 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
            INTERFERENCE_KEY: slow, QUANTILES_KEY: ratio_quantiles(ratio),
            OVERLAP_KEY: _quantiles_by_overlap(ratio, frac, decoding, slow),
            "dispatch_latency_quantiles": np.quantile(lat[~np.isnan(lat)], np.linspace(0, 1, 101)).tolist(),
+           SERVICE_KEY: np.quantile(router_service_times(run.arrival, run.dispatched),
+                                    np.linspace(0, 1, 101)).tolist(),
            **({WAKE_KEY: np.quantile(wake, np.linspace(0, 1, 101)).tolist()} if wake else {}),
            "block_size": EngineConfig.from_dict(engine).block_size, "created_unix": time.time(), "rows": rows}
     calibration_from_rows(rows, "live calibration")

@@ -16,6 +16,7 @@ from schedgym.envs.serving.costmodel import RooflineCostModel
 from schedgym.envs.serving.sim import ClusterSim
 from schedgym.envs.serving.types import ClusterSpec, ServingWorkload
 from schedgym.envs.serving.validator import validate_schedule
+from schedgym.envs.serving.variability import router_dispatch_times, router_service_times
 from schedgym.hwbackend.profiler import _interference, overlap_fractions
 
 COST = RooflineCostModel(catalog.gpu("H100-80GB"), catalog.model("Llama-3-8B"))
@@ -154,3 +155,17 @@ def test_profiler_measures_overlap_and_the_slowdown_as_ratios_of_sums():
     period3 = np.r_[p_dec, np.full(10, 1.0), np.full(3, 9.0)]
     slow3 = _interference(period3, np.ones(43), frac3, np.r_[np.ones(30, bool), np.zeros(13, bool)])
     assert slow3["decode"] == pytest.approx([1.0, 2.0, 2.0]) and slow3["prefill"] == pytest.approx([1.0, 2.0, 2.0])
+
+
+def test_router_service_times_take_out_the_queueing_and_replay_it() -> None:
+    """Hand-computed: request 1 arrives at 1 s while the router still serves request 0 (done 0.5 s: idle), request 2
+    arrives at 1.5 s and waits for request 1 (dispatched 2.0 s); request 3 is rejected (never dispatched)."""
+    arrival = np.array([0.0, 1.0, 1.5, 4.0, 5.0])
+    dispatched = np.array([0.5, 2.0, 2.2, np.nan, 5.3])
+    service = router_service_times(arrival, dispatched)
+    assert service == pytest.approx([0.5, 1.0, 0.2, 0.3])
+    # Replaying the queue with those service times gives the measured dispatch times back.
+    served = ~np.isnan(dispatched)
+    assert router_dispatch_times(arrival[served], service) == pytest.approx(dispatched[served])
+    # A burst: three requests at once are served one after another.
+    assert router_dispatch_times(np.zeros(3), np.full(3, 0.1)) == pytest.approx([0.1, 0.2, 0.3])

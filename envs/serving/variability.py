@@ -29,6 +29,11 @@ trajectory; inverse CDF, linear between quantiles):
 - both: by a draw of its kind's and overlap's ratio (interference included; runs are cut as above), or, for a
   hand-written table without ``iteration_ratio_quantiles_by_overlap``, by ``s_k`` times a pooled draw;
 - with noise, an idle engine starts on an arriving request after a drawn wake latency (if measured).
+
+The live router decides one request at a time, so a request arriving while it handles another waits: its
+dispatch latency is queueing plus its own service (poll the engines, decide, send). ``dispatch_service_quantiles``
+holds the service times (``router_service_times``) and ``router_dispatch_times`` replays that queue for another
+arrival sequence — the latencies themselves depend on how bursty the segment is.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ QUANTILES_KEY = "iteration_ratio_quantiles"
 OVERLAP_KEY = "iteration_ratio_quantiles_by_overlap"
 WAKE_KEY = "wake_latency_quantiles"
 INTERFERENCE_KEY = "interference"
+SERVICE_KEY = "dispatch_service_quantiles"
 
 
 def ratio_quantiles(ratios: np.ndarray, n: int = 101) -> list[float]:
@@ -170,3 +176,24 @@ def least_factor(cost: Any, interference: bool, noise: bool) -> float:
     if interference and s is not None:
         least /= float(s.max())
     return min(1.0, least)
+
+
+def router_service_times(arrival: np.ndarray, dispatched: np.ndarray) -> np.ndarray:
+    """Each dispatched request's router service time, in arrival order: from when the router could take it (it
+    had arrived and the previous request was dispatched) to its dispatch. Undispatched (NaN) requests are skipped."""
+    ok = ~np.isnan(dispatched)
+    order = np.argsort(arrival[ok], kind="stable")
+    a, d = arrival[ok][order], dispatched[ok][order]
+    free = np.r_[-np.inf, np.maximum.accumulate(d)[:-1]]  # when the router finished the previous requests
+    return d - np.maximum(a, free)
+
+
+def router_dispatch_times(arrival: np.ndarray, service: np.ndarray) -> np.ndarray:
+    """When each request (arrival order) reaches its engine through a router that serves one request at a time,
+    first come first served, request k taking ``service[k]`` seconds."""
+    out = np.empty(len(arrival))
+    free = -math.inf
+    for k, (a, s) in enumerate(zip(arrival.tolist(), service.tolist(), strict=True)):
+        free = max(a, free) + s
+        out[k] = free
+    return out
