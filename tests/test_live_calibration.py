@@ -153,6 +153,8 @@ def test_calibrate_from_a_live_run_round_trips_with_its_dispatch_latency(tmp_pat
     for kind in ("prefill", "decode"):
         s = doc["interference"][kind]
         assert s[0] == 1.0 and len(s) == 2 and s[1] >= 1.0
+    svc = np.array(doc["dispatch_service_quantiles"])  # the router's own time per request, queueing taken out
+    assert svc.size == 101 and svc[0] >= 0 and svc[50] <= np.array(doc["dispatch_latency_quantiles"])[50]
     q = np.array(doc["iteration_ratio_quantiles"])
     assert q.size == 101 and (np.diff(q) >= 0).all() and q[0] > 0
     assert cm.interference.tolist() == [doc["interference"]["prefill"], doc["interference"]["decode"]]

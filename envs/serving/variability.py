@@ -179,13 +179,13 @@ def least_factor(cost: Any, interference: bool, noise: bool) -> float:
 
 
 def router_service_times(arrival: np.ndarray, dispatched: np.ndarray) -> np.ndarray:
-    """Each dispatched request's router service time, in arrival order: from when the router could take it (it
-    had arrived and the previous request was dispatched) to its dispatch. Undispatched (NaN) requests are skipped."""
+    """Each dispatched request's router service time, in dispatch order: from when the router could take it (it
+    had arrived and the previous request was dispatched) to its dispatch (>= 0: a request is dispatched after it
+    arrives). Undispatched (NaN) requests are skipped."""
     ok = ~np.isnan(dispatched)
-    order = np.argsort(arrival[ok], kind="stable")
+    order = np.argsort(dispatched[ok], kind="stable")
     a, d = arrival[ok][order], dispatched[ok][order]
-    free = np.r_[-np.inf, np.maximum.accumulate(d)[:-1]]  # when the router finished the previous requests
-    return d - np.maximum(a, free)
+    return d - np.maximum(a, np.r_[-np.inf, d[:-1]])
 
 
 def router_dispatch_times(arrival: np.ndarray, service: np.ndarray) -> np.ndarray:
