@@ -183,12 +183,17 @@ def test_in_flight_requests_on_a_killed_replica_are_retried_or_fail_clearly(app)
     from schedgym.hwbackend.serve.app import replica_actor
 
     out: dict[str, tuple] = {}
+    # How long 480 tokens take on this machine now (~0.5 s when quiet, seconds when busy): the kill must land
+    # while the replica generates — after Serve's assignment (which would retry a dead replica by itself, unseen
+    # by the ingress) and before the last token.
+    t0 = time.perf_counter()
+    assert post(app, {"prompt": "long", "max_tokens": 480})[0] == 200
+    generate_s = time.perf_counter() - t0
     before = router_report(app)["ingress"].get("retried", 0)
     th = threading.Thread(target=lambda: out.update(r=post(app, {"prompt": "long", "max_tokens": 480})))
     th.start()
     victim = wait_in_flight(app)
-    time.sleep(0.05)  # generating (480 tokens: ~0.5 s on a quiet machine, more when busy): the ingress, not
-    # Serve's assignment, sees the death
+    time.sleep(0.3 * generate_s)
     ray.kill(replica_actor(victim), no_restart=True)
     th.join(120)
     status, headers, text = out["r"]
