@@ -294,7 +294,8 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
     period, modelled = _periods(run, inst, seg, TableCostModel(calibration_from_rows(
         rows, "live calibration", meta={"attention_pair_s": float(coef[LIVE_TERMS.index("per_attention_pair_s")])})))
     decoding = seg[:, 3] > 0
-    slow = _interference(period, modelled, frac, decoding)
+    notes: list[str] = []
+    slow = _interference(period, modelled, frac, decoding, notes=notes)
     ratio = period / modelled
     lat = run.dispatched - run.arrival
     doc = {"schema": CALIBRATION_SCHEMA, "gpu": gpu, "model": catalog_model, "tp": 1,
@@ -307,7 +308,7 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
            "dispatch_latency_s": float(np.nanmedian(run.dispatched - run.arrival)),  # release, with workflows
            "wake_latency_s": float(np.median(wake)) if wake else 0.0, "loop_gap_s": loop_gap,
            "fitted_on": "iterations no other engine overlapped" if fit is alone else "every iteration",
-           INTERFERENCE_KEY: slow, QUANTILES_KEY: ratio_quantiles(ratio),
+           INTERFERENCE_KEY: slow, "interference_notes": notes, QUANTILES_KEY: ratio_quantiles(ratio),
            OVERLAP_KEY: _quantiles_by_overlap(ratio, frac, decoding, slow),
            "dispatch_latency_quantiles": np.quantile(lat[~np.isnan(lat)], np.linspace(0, 1, 101)).tolist(),
            SERVICE_KEY: np.quantile(router_service_times(run.arrival, run.dispatched),
@@ -337,7 +338,7 @@ def overlap_fractions(inst: np.ndarray, seg: np.ndarray, n_engines: int) -> np.n
 
 
 def _interference(period: np.ndarray, modelled: np.ndarray, frac: np.ndarray, decode: np.ndarray,
-                  min_weight: float = 5.0) -> dict[str, list[float]]:
+                  min_weight: float = 5.0, notes: list[str] | None = None) -> dict[str, list[float]]:
     """``{"prefill": [1, s_1, ..., s_{n-1}], "decode": [...]}`` (``variability.py``): per iteration kind
     (``decode``: the iteration decodes), the slowdown with j other engines computing relative to alone. An
     iteration of period ``W`` that spent fractions ``f_j`` of it with j others progressed through its modelled
@@ -346,7 +347,7 @@ def _interference(period: np.ndarray, modelled: np.ndarray, frac: np.ndarray, de
     sums over time, so an engine the interpreter lock starves for one long iteration weighs as much as the
     other's many short ones) and ``s_j = x_0 / x_j``, at least 1 (other engines never speed one up: less is
     measurement noise). A count with under ``min_weight`` iterations' worth of a kind takes the other kind's
-    value, else the previous count's."""
+    value, else the previous count's; each such substitution is described in ``notes`` (if given)."""
     est: dict[str, list[float | None]] = {}
     for name, kind in (("prefill", ~decode), ("decode", decode)):
         f, W, T = frac[kind], period[kind], modelled[kind]
@@ -363,6 +364,12 @@ def _interference(period: np.ndarray, modelled: np.ndarray, frac: np.ndarray, de
         for name, other in (("prefill", "decode"), ("decode", "prefill")):
             v = est[name][j] if est[name][j] is not None else est[other][j]
             out[name].append(v if v is not None else out[name][-1])
+            if est[name][j] is None and notes is not None:
+                kind = decode if name == "decode" else ~decode
+                src = f"the {other} iterations'" if est[other][j] is not None else "the previous count's"
+                notes.append(f"{name} iterations with {j} other engine(s) computing: {frac[kind, j].sum():.1f} "
+                             f"iterations' worth measured (< {min_weight:g}), took {src} slowdown "
+                             f"x{out[name][-1]:.2f}; a busier calibration segment measures it")
     return out
 
 

@@ -258,7 +258,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                              decode=_ints(args.decode), context=_ints(args.context), gpu=gpu,
                              catalog_model=CATALOG_MODELS[args.model])
         print(f"{doc['source']}: fit {doc['coefficients']}, median |relative residual| "
-              f"{doc['fit_relative_error_p50']:.3f}, dispatch latency {doc['dispatch_latency_s'] * 1e3:.3f} ms")
+              f"{doc['fit_relative_error_p50']:.3f}, dispatch latency {doc['dispatch_latency_s'] * 1e3:.3f} ms, "
+              "interference (slowdown with 0, 1, ... other engines computing) "
+              + ", ".join(f"{k} " + "/".join(f"x{v:.2f}" for v in vs) for k, vs in doc["interference"].items()))
+        for note in doc["interference_notes"]:
+            print(f"note: {note}")
     else:
         doc = calibrate(args.model, engine={"block_size": args.block_size}, prefill=_ints(args.prefill),
                         decode=_ints(args.decode), context=_ints(args.context), repeats=args.repeats,

@@ -153,8 +153,13 @@ def test_profiler_measures_overlap_and_the_slowdown_as_ratios_of_sums():
     # overlapped (3 < 5 iterations' worth): the decoding iterations' value.
     frac3 = np.c_[np.r_[f_dec, np.tile([1.0, 0.0], (10, 1)), np.tile([0.0, 1.0], (3, 1))], np.zeros(43)]
     period3 = np.r_[p_dec, np.full(10, 1.0), np.full(3, 9.0)]
-    slow3 = _interference(period3, np.ones(43), frac3, np.r_[np.ones(30, bool), np.zeros(13, bool)])
+    notes: list[str] = []
+    slow3 = _interference(period3, np.ones(43), frac3, np.r_[np.ones(30, bool), np.zeros(13, bool)], notes=notes)
     assert slow3["decode"] == pytest.approx([1.0, 2.0, 2.0]) and slow3["prefill"] == pytest.approx([1.0, 2.0, 2.0])
+    # Every substitution is reported: prefill with 1 other (3.0 iterations' worth), both kinds with 2 (none).
+    assert len(notes) == 3 and notes[0].startswith("prefill iterations with 1 other engine(s) computing: 3.0 ")
+    assert "took the decode iterations' slowdown x2.00" in notes[0]
+    assert "took the previous count's slowdown x2.00" in notes[1]
 
 
 def test_router_service_times_take_out_the_queueing_and_replay_it() -> None:
