@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from schedgym.envs.serving import features
-from schedgym.envs.serving.live_workflows import StageReleaser, stage_deadlines
 from schedgym.envs.serving.types import (
     END_FINISH,
     ClusterSpec,
@@ -19,6 +18,7 @@ from schedgym.envs.serving.types import (
     ServingSchedule,
     ServingWorkload,
 )
+from schedgym.envs.serving.workflows import StageReleaser, stage_deadlines
 
 CATALOG_MODELS = {"tiny": "schedgym-tiny", "small": "schedgym-small", "1b": "schedgym-1b"}
 

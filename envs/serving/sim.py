@@ -61,6 +61,7 @@ from schedgym.envs.serving.types import (
     ServingWorkload,
 )
 from schedgym.envs.serving.variability import IterationNoise, instance_interference, instance_noise
+from schedgym.envs.serving.workflows import StageReleaser, stage_deadlines
 
 IDLE, DECODE_RUN, SINGLE = 0, 1, 2
 NAN = float("nan")
@@ -802,15 +803,9 @@ class ClusterSim:
         self.next_req = 0              # the pending request (arrival order; release order with workflows)
         self.settled = 0               # requests routed or rejected
         self.wf = workload.workflows
-        self.deadline = [math.inf] * R
-        if self.wf is not None:
-            wa = self.wf.workflow_arrival(workload.arrival)
-            self.deadline = (wa + self.wf.deadline_s)[self.wf.workflow].tolist()
-            self.children = self.wf.children()
-            self.n_parents = np.diff(self.wf.parent_offsets).tolist()
-            self.doomed = [False] * R  # a parent was rejected
-            self.ready: list[tuple[float, int]] = [(self.arrival[r], r) for r in range(R) if not self.n_parents[r]]
-            heapq.heapify(self.ready)
+        self.deadline = stage_deadlines(workload).tolist()
+        # Workflows: stages released when their parents finish (``self.arrival`` becomes each release time).
+        self.stages = StageReleaser(workload, self.arrival) if self.wf is not None else None
         self.qkey = [queue_key(cfg.queue_policy, self.deadline[r], self.cls[r]) for r in range(R)]
         self.now = 0.0
         self.rejected: list[int] = []
@@ -942,36 +937,26 @@ class ClusterSim:
 
     def _next_stage(self) -> int | None:
         """Workflows: the next released stage in release order (a stage is released when its parents finish)."""
-        R, ready = len(self.arrival), self.ready
-        while self.settled < R:
-            if not ready:
-                if not len(self.events):
-                    raise RuntimeError("workflow stages wait for parents that can never finish")
-                if self._run_until(self.events.peek_time(), inclusive=True):
-                    return TICK
-                continue
-            t, r = ready[0]
+        st = self.stages
+        assert st is not None
+        while self.settled < len(self.arrival):
+            t = st.next_release()  # inf: nothing released yet
             if len(self.events) and self.events.peek_time() < t:  # one event time at a time: releases
                 if self._run_until(self.events.peek_time(), inclusive=True):  # may put an earlier stage first
                     return TICK
                 continue
-            heapq.heappop(ready)
+            if t == math.inf:
+                raise RuntimeError("workflow stages wait for parents that can never finish")
+            r = st.pop(t)
+            assert r is not None
             self.now = max(self.now, t)
             self.next_req = r
-            if self._any_feasible[r] and not self.doomed[r]:
+            if self._any_feasible[r] and not st.doomed[r]:
                 return r
             self.rejected.append(r)
             self.settled += 1
-            for c in self.children[r]:  # a rejected stage never finishes: its descendants are rejected too
-                self.doomed[c] = True
-                self._release(c, t)
+            st.reject(r)  # a rejected stage never finishes: its descendants are rejected too
         return None
-
-    def _release(self, c: int, t: float) -> None:
-        self.n_parents[c] -= 1
-        if self.n_parents[c] == 0:
-            self.arrival[c] = max(t, self.arrival[c])
-            heapq.heappush(self.ready, (self.arrival[c], c))
 
     def route(self, r: int, i: int) -> None:
         """Send the pending request ``r`` to instance ``i`` (must be feasible)."""
@@ -1057,9 +1042,8 @@ class ClusterSim:
         self.in_system -= 1
         self.in_system_arrival -= a
         self.e2e_done += t - a
-        if self.wf is not None:
-            for c in self.children[r]:
-                self._release(c, t)
+        if self.stages is not None:
+            self.stages.finished(r, t)
         ttft = self.first_token[r] - a
         o = self.output[r]
         tpot = (t - self.first_token[r]) / (o - 1) if o > 1 else 0.0

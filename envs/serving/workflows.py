@@ -16,9 +16,15 @@ arXiv:2505.05286 (2025): urgency-aware dispatch and queueing raise deadline atta
 
 from __future__ import annotations
 
+import heapq
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from schedgym.envs.serving.types import ServingWorkload
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -99,6 +105,55 @@ class Workflows:
         end = np.full(self.n_workflows, -np.inf)
         np.maximum.at(end, self.workflow, np.where(np.isnan(finish), np.inf, finish))
         return float(np.mean(end <= self.workflow_arrival(arrival) + self.deadline_s))
+
+
+def stage_deadlines(w: ServingWorkload) -> np.ndarray:
+    """(R,) absolute deadline of every request's workflow (inf without workflows), of a ``ServingWorkload``."""
+    if w.workflows is None:
+        return np.full(w.n_requests, np.inf)
+    wf = w.workflows
+    return (wf.workflow_arrival(w.arrival) + wf.deadline_s)[wf.workflow]
+
+
+class StageReleaser:
+    """Which stages are released, in release order (``ClusterSim`` and the live driver, ``live_workflows.py``).
+    ``arrival`` (the run's per-request arrival times) is updated in place with each stage's release time."""
+
+    def __init__(self, w: ServingWorkload, arrival: Any) -> None:
+        if w.workflows is None:
+            raise ValueError(f"workload {w.name} has no workflows")
+        self.arrival = arrival
+        self.children = w.workflows.children()
+        self.n_parents: list[int] = np.diff(w.workflows.parent_offsets).tolist()
+        self.doomed = [False] * w.n_requests  # a parent was rejected
+        self.ready = [(float(arrival[r]), r) for r in range(w.n_requests) if not self.n_parents[r]]
+        heapq.heapify(self.ready)
+
+    def finished(self, r: int, t: float) -> None:
+        """Stage ``r`` finished at ``t`` (engine clock): its children lose a parent to wait for."""
+        for c in self.children[r]:
+            self._release(c, t)
+
+    def _release(self, c: int, t: float) -> None:
+        self.n_parents[c] -= 1
+        if self.n_parents[c] == 0:
+            self.arrival[c] = max(float(self.arrival[c]), t)
+            heapq.heappush(self.ready, (float(self.arrival[c]), c))
+
+    def pop(self, now: float) -> int | None:
+        """The earliest released stage whose release time has come, if any."""
+        if self.ready and self.ready[0][0] <= now:
+            return heapq.heappop(self.ready)[1]
+        return None
+
+    def next_release(self) -> float:
+        return self.ready[0][0] if self.ready else math.inf
+
+    def reject(self, r: int) -> None:
+        """Stage ``r`` was rejected: it never finishes, so its descendants are rejected too when released."""
+        for c in self.children[r]:
+            self.doomed[c] = True
+            self._release(c, float(self.arrival[r]))
 
 
 def text2sql_workload(source, rng: np.random.Generator, n_workflows: int, rate: float, k: int = 3,
