@@ -14,11 +14,23 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from schedgym.hwbackend.engine import LiveEngine, Residency, Segment
+
+
+def _drain(q: queue.SimpleQueue, handle: Callable[[Any], None]) -> bool:
+    """Handle every message queued now; True if there was any."""
+    got = False
+    while True:
+        try:
+            handle(q.get_nowait())
+        except queue.Empty:
+            return got
+        got = True
 
 
 class EngineServer:
@@ -135,19 +147,7 @@ class EngineServer:
         eng = self.engine
         try:
             while not self._stop.is_set():
-                got = False
-                while True:
-                    try:
-                        eng.submit(*self._inbox.get_nowait())
-                        got = True
-                    except queue.Empty:
-                        break
-                while True:
-                    try:
-                        self._control(self._ctl.get_nowait())
-                        got = True
-                    except queue.Empty:
-                        break
+                got = _drain(self._inbox, lambda m: eng.submit(*m)) | _drain(self._ctl, self._control)
                 ran = eng.step()
                 if ran or got:
                     self._publish()
@@ -237,13 +237,7 @@ class LiveCluster:
         """Send a request to engine ``i`` (``hashes``: its prefix-block hashes); False if the engine is known
         dead. Ray: fire and forget (no round trip on the request's critical path); a dead actor is noticed by the
         next ``poll()``."""
-        if not self.alive[i]:
-            return False
-        if self.mode == "thread":
-            self.servers[i].submit(rid, prompt_tokens, output_tokens, None, priority, deadline, hashes)
-        else:
-            self.servers[i].submit.remote(rid, prompt_tokens, output_tokens, None, priority, deadline, hashes)
-        return True
+        return self._send(i, "submit", rid, prompt_tokens, output_tokens, None, priority, deadline, hashes)
 
     def _send(self, i: int, name: str, *args: Any) -> bool:
         """Fire-and-forget call of a server method (Ray: no round trip); False if engine ``i`` is known dead."""
