@@ -64,28 +64,30 @@ def probe_workload(n: int = 32, gap_s: float = 0.02, prompt: int = 16, output: i
                            np.full(n, output, np.int64))
 
 
-def probe_dispatch_latency(live_kwargs: dict[str, Any], workload: ServingWorkload | None = None) -> float:
-    """Median seconds from a request's arrival to its arrival at an engine, measured on a live episode of
-    ``workload`` (default ``probe_workload()``) with the live env's keyword arguments ``live_kwargs``."""
-    w = workload if workload is not None else probe_workload()
-    env = gym.make("schedgym/LLMServingLive-v0", **{**live_kwargs, "instance": w, "rate_scale": 1.0,
+def _replay(live_kwargs: dict[str, Any], workload: ServingWorkload) -> Any:
+    """A separate live episode of ``workload`` (already scaled) with round robin on the cluster ``live_kwargs``
+    describes (the live env's keyword arguments); its ``LiveRun``."""
+    env = gym.make("schedgym/LLMServingLive-v0", **{**live_kwargs, "instance": workload, "rate_scale": 1.0,
                                                       "token_scale": 1.0})
     round_robin(env)
     run = env.unwrapped.state
     env.close()
-    return float(np.nanmedian(run.dispatched - w.arrival))
+    return run
+
+
+def probe_dispatch_latency(live_kwargs: dict[str, Any], workload: ServingWorkload | None = None) -> float:
+    """Median seconds from a request's arrival to its arrival at an engine, measured on a live episode of
+    ``workload`` (default ``probe_workload()``) with the live env's keyword arguments ``live_kwargs``."""
+    w = workload if workload is not None else probe_workload()
+    return float(np.nanmedian(_replay(live_kwargs, w).dispatched - w.arrival))
 
 
 def probe_host_speed(live_kwargs: dict[str, Any], calibration: str, workload: ServingWorkload) -> float:
     """The host's speed now against the table: the median live/table time of the iterations of a short live
     episode of ``workload`` (a separate run, never the compared one; batch shapes like the compared run's, since a
     synthetic load of tiny batches runs in another regime — on a GPU ×1.4–3.5 the table while the run ran ×1)."""
-    env = gym.make("schedgym/LLMServingLive-v0", **{**live_kwargs, "instance": workload, "rate_scale": 1.0,
-                                                      "token_scale": 1.0})
-    round_robin(env)
-    seg = env.unwrapped.state.seg
-    env.close()
-    return float(np.median([wall / table for _, wall, table, _ in _against_table(seg, calibration)]))
+    rows = _against_table(_replay(live_kwargs, workload).seg, calibration)
+    return float(np.median([wall / table for _, wall, table, _ in rows]))
 
 
 def scaled_table(calibration: str, factor: float, path: str | Path) -> str:
@@ -100,10 +102,10 @@ def scaled_table(calibration: str, factor: float, path: str | Path) -> str:
     return str(path)
 
 
-def run_speed(segments: list[tuple], calibration: str, n_engines: int) -> float:
+def run_speed(segments: list[tuple], rows: list[tuple[str, float, float, float]], n_engines: int) -> float:
     """The compared run's own speed against the table: the median live/table time of its iterations that no other
-    engine overlapped (the table times an engine alone). A diagnostic only — it reads the compared run."""
-    rows = _against_table(segments, calibration)
+    engine overlapped (the table times an engine alone); ``rows``: ``_against_table(segments, ...)``. A
+    diagnostic only — it reads the compared run."""
     inst = np.array([s[0] for s in segments])
     seg = np.array([s[1:3] for s in segments], float)
     order = np.lexsort((seg[:, 0], inst))
@@ -120,15 +122,15 @@ def _against_table(segments: list[tuple], calibration: str) -> list[tuple[str, f
             for _i, t0, t1, _n, _dec, _p, P, D, K, Pc, pairs, cpu_s in segments]
 
 
-def iteration_check(segments: list[tuple], calibration: str) -> dict[str, dict[str, float]]:
+def iteration_check(rows: list[tuple[str, float, float, float]]) -> dict[str, dict[str, float]]:
     """Measured live iterations against the calibration table, per kind (prefill-only, decode-only, mixed):
     count, median and p10/p90 of live/table, ratio of the sums; and ``cpu_share``: the engine threads' CPU time
     over the iterations' wall time (on a CPU device, below 1 means the threads waited for a core: other load);
-    ``segments``: ``LiveRun.seg`` entries."""
+    ``rows``: ``_against_table`` of the run's ``LiveRun.seg`` entries."""
     out: dict[str, dict[str, float]] = {}
     kinds: dict[str, list[tuple[float, float]]] = {"prefill": [], "decode": [], "mixed": []}
     wall = cpu = 0.0
-    for kind, w, table, cpu_s in _against_table(segments, calibration):
+    for kind, w, table, cpu_s in rows:
         kinds[kind].append((w, table))
         wall, cpu = wall + w, cpu + cpu_s
     out["cpu_share"] = {"value": cpu / wall if wall else float("nan")}
@@ -244,7 +246,8 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
                  if isinstance(v, float)}
     mean_rows = _compare(live_info, predicted)
     rows, speed_rows = mean_rows, []
-    speed = run_speed(run.seg, calibration, n_engines)
+    against = _against_table(run.seg, calibration)
+    speed = run_speed(run.seg, against, n_engines)
     if noisy:
         delay_q = np.array(meta["dispatch_latency_quantiles"])
         service_q = np.array(meta[SERVICE_KEY]) if SERVICE_KEY in meta else None
@@ -283,7 +286,7 @@ def fidelity(workload: ServingWorkload, calibration: str, *, n_engines: int = 2,
             "rows": rows, "rows_mean_model": mean_rows if noisy else [], "rows_run_speed": speed_rows,
             "engine_rows": engine_rows,
             "median_dispatch_latency_ms": dispatch_ms,
-            "iterations": iteration_check(run.seg, calibration),
+            "iterations": iteration_check(against),
             "live": live_info, "sim": sim_info}
 
 

@@ -305,7 +305,7 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
            "coefficients": dict(zip(LIVE_TERMS, map(float, coef))),
            "attention_pair_s": float(coef[LIVE_TERMS.index("per_attention_pair_s")]),
            "fit_relative_error_p50": float(np.median(np.abs(resid))),
-           "dispatch_latency_s": float(np.nanmedian(run.dispatched - run.arrival)),  # release, with workflows
+           "dispatch_latency_s": float(np.nanmedian(lat)),  # from the release, with workflows
            "wake_latency_s": float(np.median(wake)) if wake else 0.0, "loop_gap_s": loop_gap,
            "fitted_on": "iterations no other engine overlapped" if fit is alone else "every iteration",
            INTERFERENCE_KEY: slow, "interference_notes": notes, QUANTILES_KEY: ratio_quantiles(ratio),
@@ -315,7 +315,6 @@ def calibrate_live(workload: Any, *, model: str = "tiny", n_engines: int = 2, en
                                     np.linspace(0, 1, 101)).tolist(),
            **({WAKE_KEY: np.quantile(wake, np.linspace(0, 1, 101)).tolist()} if wake else {}),
            "block_size": EngineConfig.from_dict(engine).block_size, "created_unix": time.time(), "rows": rows}
-    calibration_from_rows(rows, "live calibration")
     return doc
 
 
